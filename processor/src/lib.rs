@@ -7,3 +7,7 @@
 //! source and a sink), `generator` (realistic store traffic) and `cli` (the commands).
 
 pub mod config;
+pub mod event;
+pub mod engine;
+pub mod output;
+pub mod reference;

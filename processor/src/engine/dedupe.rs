@@ -1,0 +1,127 @@
+//! Deduplication by `event_id` over an event-time horizon, with bounded memory.
+//!
+//! Ids are remembered in time slices (a sixteenth of the horizon each) by event time. A slice
+//! is forgotten once it lies wholly more than `horizon` behind the watermark. Memory is
+//! bounded twice: by time (ids of events within `horizon` of the watermark, plus the
+//! out-of-orderness ahead of it) and by a hard cap, `maxEntries`: past the cap the oldest
+//! slice is forgotten early, and that is counted. An event older than the horizon cannot be
+//! checked any more; the engine sends it to the late output instead of guessing.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+
+use rustc_hash::FxHashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    New,
+    Duplicate,
+    BeyondHorizon,
+}
+
+#[derive(Debug)]
+pub struct Dedupe {
+    horizon: i64,
+    slice: i64,
+    max_entries: usize,
+    seen: FxHashMap<u128, i64>,
+    slices: BTreeMap<i64, Vec<u128>>,
+    /// Slices dropped before their time because of `max_entries`.
+    pub evicted_early: u64,
+}
+
+impl Dedupe {
+    pub fn new(horizon_ms: i64, max_entries: u64) -> Self {
+        Dedupe {
+            horizon: horizon_ms,
+            slice: (horizon_ms / 16).max(1_000),
+            max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX).max(1),
+            seen: FxHashMap::default(),
+            slices: BTreeMap::new(),
+            evicted_early: 0,
+        }
+    }
+
+    /// Checks an id, remembering it when new. `watermark` is the engine's current one.
+    pub fn check(&mut self, id: u128, event_time: i64, watermark: i64) -> Verdict {
+        if watermark != i64::MIN && event_time < watermark.saturating_sub(self.horizon) {
+            return Verdict::BeyondHorizon;
+        }
+        let slice = event_time.div_euclid(self.slice);
+        match self.seen.entry(id) {
+            Entry::Occupied(_) => return Verdict::Duplicate,
+            Entry::Vacant(vacant) => {
+                vacant.insert(slice);
+            }
+        }
+        self.slices.entry(slice).or_default().push(id);
+        if self.seen.len() > self.max_entries {
+            self.evict_oldest();
+            self.evicted_early += 1;
+        }
+        Verdict::New
+    }
+
+    /// Forgets the slices that lie wholly beyond the horizon behind `watermark`.
+    pub fn expire(&mut self, watermark: i64) {
+        let limit = watermark.saturating_sub(self.horizon);
+        while let Some((&first, _)) = self.slices.first_key_value() {
+            if (first + 1).saturating_mul(self.slice) > limit {
+                break;
+            }
+            self.evict_oldest();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some((slice, ids)) = self.slices.pop_first() {
+            for id in ids {
+                if self.seen.get(&id) == Some(&slice) {
+                    self.seen.remove(&id);
+                }
+            }
+        }
+    }
+
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn second_sighting_is_a_duplicate() {
+        let mut d = Dedupe::new(H, 100);
+        assert_eq!(d.check(1, 10_000_000, i64::MIN), Verdict::New);
+        assert_eq!(d.check(1, 10_000_000, i64::MIN), Verdict::Duplicate);
+        assert_eq!(d.check(2, 10_000_000, i64::MIN), Verdict::New);
+    }
+
+    #[test]
+    fn ids_are_forgotten_beyond_the_horizon_and_older_events_refused() {
+        let mut d = Dedupe::new(H, 100);
+        d.check(1, 0, i64::MIN);
+        d.check(2, H, i64::MIN);
+        d.expire(2 * H);
+        assert_eq!(d.remembered(), 1, "the id at t=0 is wholly beyond the horizon");
+        assert_eq!(d.check(2, H, 2 * H), Verdict::Duplicate);
+        assert_eq!(d.check(1, 0, 2 * H), Verdict::BeyondHorizon);
+    }
+
+    #[test]
+    fn cap_evicts_the_oldest_slice_and_counts_it() {
+        let mut d = Dedupe::new(H, 3);
+        let slice = H / 16;
+        for i in 0..4 {
+            d.check(i as u128, i * slice, i64::MIN);
+        }
+        assert_eq!(d.remembered(), 3);
+        assert_eq!(d.evicted_early, 1);
+        assert_eq!(d.check(0, 0, i64::MIN), Verdict::New, "the oldest id was forgotten");
+    }
+}

@@ -1,0 +1,225 @@
+//! Inventory state per (store, sku): on hand, reserved, available, last event time, and the
+//! sales history behind the 7-day velocity, days of inventory and sell-through date.
+//!
+//! Every valid, non-duplicate event applies, whatever its lateness: lateness concerns
+//! windowed figures only. Changed positions are marked dirty and emitted together at the
+//! next flush (a commit boundary), so a burst of sales of one SKU yields one record.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use rustc_hash::FxHashMap;
+
+use crate::event::{Event, EventType};
+
+const DAY_MS: i64 = 86_400_000;
+const VELOCITY_DAYS: usize = 7;
+
+/// (store id, sku id), interned.
+pub type PositionKey = u64;
+
+pub fn position_key(store: u32, sku: u32) -> PositionKey {
+    (u64::from(store) << 32) | u64::from(sku)
+}
+
+pub fn split_key(key: PositionKey) -> (u32, u32) {
+    ((key >> 32) as u32, key as u32)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub last_event_time: i64,
+    /// Units sold per UTC day, a ring indexed by day number modulo 7; `latest_day` is the
+    /// newest day it holds.
+    sold_by_day: [i64; VELOCITY_DAYS],
+    latest_day: i64,
+    dirty: bool,
+}
+
+impl Position {
+    pub fn available(&self) -> i64 {
+        self.on_hand - self.reserved
+    }
+
+    fn record_sale(&mut self, event_time: i64, units: i64) {
+        let day = event_time.div_euclid(DAY_MS);
+        if day > self.latest_day {
+            let gap = (day - self.latest_day).min(VELOCITY_DAYS as i64);
+            for d in 0..gap {
+                self.sold_by_day[(day - d).rem_euclid(VELOCITY_DAYS as i64) as usize] = 0;
+            }
+            self.latest_day = day;
+        }
+        if self.latest_day - day < VELOCITY_DAYS as i64 {
+            self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize] += units;
+        }
+    }
+
+    /// Units sold per day over the 7 days ending with the day of the last event (2 decimals).
+    pub fn velocity_7d(&self) -> Decimal {
+        let last_day = self.last_event_time.div_euclid(DAY_MS);
+        let sold: i64 = if last_day - self.latest_day >= VELOCITY_DAYS as i64 {
+            0
+        } else {
+            // Days of the ring older than the 7-day span ending at `last_day` no longer count.
+            (0..VELOCITY_DAYS as i64)
+                .map(|back| self.latest_day - back)
+                .filter(|&day| last_day - day < VELOCITY_DAYS as i64)
+                .map(|day| self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize])
+                .sum()
+        };
+        (Decimal::from(sold) / Decimal::from(VELOCITY_DAYS as i64))
+            .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
+    }
+
+    /// `available / velocity` in days (1 decimal); `None` when nothing sells.
+    pub fn days_of_inventory(&self) -> Option<Decimal> {
+        let velocity = self.velocity_7d();
+        if velocity.is_zero() {
+            return None;
+        }
+        let available = Decimal::from(self.available().max(0));
+        Some((available / velocity).round_dp_with_strategy(1, RoundingStrategy::MidpointNearestEven))
+    }
+
+    /// When the available stock runs out at the current velocity.
+    pub fn sell_through_time(&self) -> Option<i64> {
+        use rust_decimal::prelude::ToPrimitive;
+        let days = self.days_of_inventory()?;
+        let millis = (days * Decimal::from(DAY_MS)).trunc().to_i64()?;
+        self.last_event_time.checked_add(millis)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct InventoryTable {
+    positions: FxHashMap<PositionKey, Position>,
+    dirty: Vec<PositionKey>,
+}
+
+/// Available stock before and after an event, for the alert rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub available_before: i64,
+    pub available_after: i64,
+}
+
+impl InventoryTable {
+    pub fn apply(&mut self, key: PositionKey, event: &Event<'_>) -> Change {
+        let position = self.positions.entry(key).or_insert_with(|| Position { last_event_time: i64::MIN, ..Default::default() });
+        let available_before = position.available();
+        if event.event_type.changes_on_hand() {
+            position.on_hand += event.quantity_delta;
+        } else {
+            position.reserved += event.quantity_delta;
+        }
+        if event.event_type == EventType::Sale {
+            position.record_sale(event.event_time, -event.quantity_delta);
+        }
+        position.last_event_time = position.last_event_time.max(event.event_time);
+        if !position.dirty {
+            position.dirty = true;
+            self.dirty.push(key);
+        }
+        Change { available_before, available_after: position.available() }
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, key: PositionKey) -> Option<&Position> {
+        self.positions.get(&key)
+    }
+
+    /// Hands out the positions changed since the last call, in the order they first changed.
+    pub fn drain_dirty(&mut self, mut visit: impl FnMut(PositionKey, &Position)) {
+        for key in self.dirty.drain(..) {
+            if let Some(position) = self.positions.get_mut(&key) {
+                position.dirty = false;
+                visit(key, position);
+            }
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (PositionKey, &Position)> {
+        self.positions.iter().map(|(k, p)| (*k, p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn event(kind: EventType, delta: i64, time: i64) -> Event<'static> {
+        Event {
+            event_id: 0,
+            event_type: kind,
+            event_time: time,
+            store_id: Cow::Borrowed("S"),
+            sku_id: Cow::Borrowed("K"),
+            quantity_delta: delta,
+            unit_price: None,
+            currency: None,
+            channel: None,
+        }
+    }
+
+    #[test]
+    fn every_event_type_moves_the_right_figure() {
+        let mut t = InventoryTable::default();
+        let k = position_key(1, 2);
+        t.apply(k, &event(EventType::Restock, 20, 0));
+        t.apply(k, &event(EventType::Sale, -3, 1));
+        t.apply(k, &event(EventType::Return, 1, 2));
+        t.apply(k, &event(EventType::TransferOut, -5, 3));
+        t.apply(k, &event(EventType::TransferIn, 2, 4));
+        t.apply(k, &event(EventType::Adjustment, -1, 5));
+        t.apply(k, &event(EventType::Reservation, 4, 6));
+        let c = t.apply(k, &event(EventType::ReservationRelease, -1, 7));
+        let p = t.get(k).unwrap();
+        assert_eq!((p.on_hand, p.reserved, p.available()), (14, 3, 11));
+        assert_eq!(c, Change { available_before: 10, available_after: 11 });
+        assert_eq!(p.last_event_time, 7);
+    }
+
+    #[test]
+    fn velocity_counts_the_last_seven_days_of_sales() {
+        let mut t = InventoryTable::default();
+        let k = position_key(1, 2);
+        t.apply(k, &event(EventType::Restock, 100, 0));
+        for day in 0..10 {
+            t.apply(k, &event(EventType::Sale, -(day + 1), day * DAY_MS + 1000));
+        }
+        // Days 3..=9 sold 4+5+...+10 = 49 units: 7 per day.
+        let p = t.get(k).unwrap();
+        assert_eq!(p.velocity_7d(), Decimal::from(7));
+        assert_eq!(p.available(), 45);
+        assert_eq!(p.days_of_inventory(), Some(Decimal::new(64, 1)));
+        assert_eq!(p.sell_through_time(), Some(9 * DAY_MS + 1000 + 64 * DAY_MS / 10));
+        // A late sale from 8 days before the newest day no longer counts in the velocity.
+        t.apply(k, &event(EventType::Sale, -50, DAY_MS + 5));
+        assert_eq!(t.get(k).unwrap().velocity_7d(), Decimal::from(7));
+        // A week of silence: a restock brings the span forward, the velocity drops to zero.
+        t.apply(k, &event(EventType::Restock, 5, 20 * DAY_MS));
+        let p = t.get(k).unwrap();
+        assert_eq!(p.velocity_7d(), Decimal::ZERO);
+        assert_eq!(p.days_of_inventory(), None);
+    }
+
+    #[test]
+    fn dirty_positions_are_emitted_once_per_flush() {
+        let mut t = InventoryTable::default();
+        t.apply(position_key(1, 1), &event(EventType::Restock, 1, 0));
+        t.apply(position_key(1, 2), &event(EventType::Restock, 1, 0));
+        t.apply(position_key(1, 1), &event(EventType::Restock, 1, 0));
+        let mut seen = Vec::new();
+        t.drain_dirty(|k, p| seen.push((split_key(k), p.on_hand)));
+        assert_eq!(seen, vec![((1, 1), 2), ((1, 2), 1)]);
+        let mut again = 0;
+        t.drain_dirty(|_, _| again += 1);
+        assert_eq!(again, 0);
+    }
+}

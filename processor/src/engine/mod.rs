@@ -1,0 +1,453 @@
+//! The engine: pure event processing. Bytes in, records out; no I/O, no clock reads.
+//!
+//! Per record: parse and validate -> future-skew guard -> dedupe -> enrich -> inventory
+//! (and alert rules) -> windows -> watermark. Processing time enters only through
+//! [`Engine::tick`], event time only through events, so a run is a function of its inputs.
+
+mod alert;
+mod dedupe;
+mod enrich;
+mod figures;
+mod intern;
+mod inventory;
+mod watermark;
+mod window;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{Dimension, PipelineConfig, WindowConfig};
+use crate::event::time::format_rfc3339_millis;
+use crate::event::{Channel, Currency, parse_event};
+use crate::output::{AggregateRecord, AlertRecord, DeadLetterRecord, InventoryRecord, LateRecord, Output, SourceCoordinates};
+use crate::reference::ReferenceUpdate;
+
+use alert::{AlertRules, LowStockAlert, Subject};
+use dedupe::{Dedupe, Verdict};
+pub use enrich::UNKNOWN;
+use enrich::Enrichment;
+pub use figures::Figures;
+use intern::{Interner, NONE};
+use inventory::{InventoryTable, Position, position_key, split_key};
+use watermark::Watermarks;
+use window::{GroupKey, WindowOperator, WindowResult};
+
+/// One input record: an event's raw bytes and where they came from. `stream` numbers the
+/// input partitions of this engine (0, 1, ...) for watermark tracking.
+#[derive(Debug, Clone, Copy)]
+pub struct InputRecord<'a> {
+    pub stream: usize,
+    pub topic: &'a Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: &'a [u8],
+}
+
+impl InputRecord<'_> {
+    fn coordinates(&self) -> SourceCoordinates {
+        SourceCoordinates { topic: self.topic.clone(), partition: self.partition, offset: self.offset }
+    }
+}
+
+/// Counters of what the engine did; exported as metrics and printed by the demo and bench.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EngineStats {
+    pub events_in: u64,
+    pub events_applied: u64,
+    pub dead_lettered: u64,
+    pub dead_letter_reasons: BTreeMap<&'static str, u64>,
+    pub duplicates: u64,
+    /// Events sent to the late output (too late for a window, or for deduplication).
+    pub late_events: u64,
+    pub beyond_dedupe_horizon: u64,
+    pub window_results: u64,
+    pub corrections: u64,
+    pub alerts: u64,
+    pub inventory_records: u64,
+    pub dedupe_evicted_early: u64,
+}
+
+/// Sizes of the engine's state, for metrics and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StateSize {
+    pub dedupe_ids: usize,
+    pub positions: usize,
+    pub pane_groups: usize,
+    pub fired_groups: usize,
+}
+
+struct WindowSpec {
+    name: Arc<str>,
+    /// Which of the six group-key slots this window keeps (store, sku, region, category,
+    /// channel; currency always).
+    keep: [bool; 6],
+    operator: WindowOperator,
+}
+
+impl WindowSpec {
+    fn new(config: &WindowConfig, dims: &[Dimension], lateness: i64) -> Self {
+        let mut keep = [false, false, false, false, false, true];
+        for dim in dims {
+            keep[slot(*dim)] = true;
+        }
+        WindowSpec {
+            name: Arc::from(config.name.as_str()),
+            keep,
+            operator: WindowOperator::new(config.size.as_millis_i64(), config.step().as_millis_i64(), lateness),
+        }
+    }
+
+    fn project(&self, full: &GroupKey) -> GroupKey {
+        let mut key = *full;
+        for (value, keep) in key.iter_mut().zip(self.keep) {
+            if !keep {
+                *value = NONE;
+            }
+        }
+        key
+    }
+}
+
+fn slot(dim: Dimension) -> usize {
+    match dim {
+        Dimension::Store => 0,
+        Dimension::Sku => 1,
+        Dimension::Region => 2,
+        Dimension::Category => 3,
+        Dimension::Channel => 4,
+    }
+}
+
+pub struct Engine {
+    windows: Vec<WindowSpec>,
+    dedupe: Dedupe,
+    watermarks: Watermarks,
+    inventory: InventoryTable,
+    alerts: AlertRules,
+    enrichment: Enrichment,
+    stores: Interner,
+    skus: Interner,
+    labels: Interner,
+    unknown: u32,
+    channel_labels: [u32; 4],
+    currencies: Vec<(Currency, u32)>,
+    now: i64,
+    max_future_skew: i64,
+    stats: EngineStats,
+    window_results: Vec<WindowResult>,
+    fired_alerts: Vec<LowStockAlert>,
+}
+
+impl Engine {
+    /// A new engine for `config`; `now` is the processing time (epoch ms) it starts at.
+    pub fn new(config: &PipelineConfig, now: i64) -> Self {
+        let p = &config.processing;
+        let lateness = p.allowed_lateness.as_millis_i64();
+        let windows = p.windows.iter().map(|w| WindowSpec::new(w, p.group_by_of(w), lateness)).collect();
+        let mut labels = Interner::default();
+        let unknown = labels.intern(UNKNOWN);
+        let channel_labels = Channel::ALL.map(|c| labels.intern(c.as_str()));
+        let mut stores = Interner::default();
+        let mut skus = Interner::default();
+        let alerts = AlertRules::new(&config.alerts, &mut stores, &mut skus, &mut labels);
+        Engine {
+            windows,
+            dedupe: Dedupe::new(p.dedupe.horizon.as_millis_i64(), p.dedupe.max_entries),
+            watermarks: Watermarks::new(p.max_out_of_orderness.as_millis_i64(), p.idle_timeout.as_millis_i64()),
+            inventory: InventoryTable::default(),
+            alerts,
+            enrichment: Enrichment::default(),
+            stores,
+            skus,
+            labels,
+            unknown,
+            channel_labels,
+            currencies: Vec::new(),
+            now,
+            max_future_skew: p.max_future_skew.as_millis_i64(),
+            stats: EngineStats::default(),
+            window_results: Vec::new(),
+            fired_alerts: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermarks.current()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    pub fn state_size(&self) -> StateSize {
+        let (pane_groups, fired_groups) = self.windows.iter().map(|w| w.operator.state_size()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        StateSize { dedupe_ids: self.dedupe.remembered(), positions: self.inventory.count(), pane_groups, fired_groups }
+    }
+
+    /// Starts tracking an input partition; it holds the watermark back until it has data or
+    /// turns idle.
+    pub fn assign(&mut self, stream: usize) {
+        self.watermarks.assign(stream, self.now);
+    }
+
+    /// Stops tracking an input partition.
+    pub fn revoke(&mut self, stream: usize, out: &mut Vec<Output>) {
+        self.watermarks.revoke(stream);
+        self.on_watermark(out);
+    }
+
+    /// Applies a change of reference data; later events see it, earlier results stay.
+    pub fn apply_reference(&mut self, update: &ReferenceUpdate) {
+        match update {
+            ReferenceUpdate::Store(record) => {
+                let id = self.stores.intern(&record.store_id);
+                self.enrichment.upsert_store(id, record, &mut self.labels);
+            }
+            ReferenceUpdate::StoreRemoved(store_id) => {
+                if let Some(id) = self.stores.get(store_id) {
+                    self.enrichment.remove_store(id);
+                }
+            }
+            ReferenceUpdate::Product(record) => {
+                let id = self.skus.intern(&record.sku_id);
+                self.enrichment.upsert_product(id, record, &mut self.labels);
+            }
+            ReferenceUpdate::ProductRemoved(sku_id) => {
+                if let Some(id) = self.skus.get(sku_id) {
+                    self.enrichment.remove_product(id);
+                }
+            }
+        }
+    }
+
+    /// Advances processing time: idle partitions stop holding the watermark back.
+    pub fn tick(&mut self, now: i64, out: &mut Vec<Output>) {
+        self.now = self.now.max(now);
+        if self.watermarks.tick(self.now) {
+            self.on_watermark(out);
+        }
+    }
+
+    /// End of input: the watermark goes to infinity, every window fires, inventory flushes.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        self.watermarks.finish();
+        self.on_watermark(out);
+        self.flush(out);
+    }
+
+    /// Emits the inventory positions changed since the last flush (call at commit points).
+    pub fn flush(&mut self, out: &mut Vec<Output>) {
+        let (stores, skus) = (&self.stores, &self.skus);
+        let mut emitted = 0;
+        self.inventory.drain_dirty(|key, position| {
+            out.push(Output::Inventory(inventory_record(stores, skus, key, position)));
+            emitted += 1;
+        });
+        self.stats.inventory_records += emitted;
+    }
+
+    /// Every inventory position, as records (the read API and the demo's view).
+    pub fn positions(&self) -> impl Iterator<Item = InventoryRecord> + '_ {
+        self.inventory.iter().map(|(key, position)| inventory_record(&self.stores, &self.skus, key, position))
+    }
+
+    /// Processes one input record.
+    pub fn process(&mut self, input: &InputRecord<'_>, out: &mut Vec<Output>) {
+        self.stats.events_in += 1;
+        let event = match parse_event(input.payload) {
+            Ok(event) => event,
+            Err(invalid) => {
+                let reason = invalid.to_string();
+                self.dead_letter(input, invalid.code, reason, out);
+                return;
+            }
+        };
+        if event.event_time > self.now.saturating_add(self.max_future_skew) {
+            let reason = format!(
+                "event_time_in_future: event_time {} is more than {} ahead of processing time {}",
+                format_rfc3339_millis(event.event_time),
+                crate::config::Duration::from_millis(self.max_future_skew as u64),
+                format_rfc3339_millis(self.now)
+            );
+            self.dead_letter(input, "event_time_in_future", reason, out);
+            return;
+        }
+        let watermark = self.watermarks.current();
+        match self.dedupe.check(event.event_id, event.event_time, watermark) {
+            Verdict::New => {}
+            Verdict::Duplicate => {
+                self.stats.duplicates += 1;
+                return;
+            }
+            Verdict::BeyondHorizon => {
+                let reason = format!(
+                    "beyond_dedupe_horizon: event_time {} is older than the deduplication horizon behind the watermark {}; not applied",
+                    format_rfc3339_millis(event.event_time),
+                    format_rfc3339_millis(watermark)
+                );
+                self.stats.beyond_dedupe_horizon += 1;
+                self.late(input, &event, "beyond_dedupe_horizon", reason, out);
+                return;
+            }
+        }
+        self.stats.events_applied += 1;
+
+        let store = self.stores.intern(&event.store_id);
+        let sku = self.skus.intern(&event.sku_id);
+        let (region, store_channel) = self.enrichment.store(store).unwrap_or((self.unknown, self.unknown));
+        let category = self.enrichment.category(sku).unwrap_or(self.unknown);
+        let channel = event.channel.map(|c| self.channel_labels[c as usize]).unwrap_or(store_channel);
+
+        let key = position_key(store, sku);
+        let change = self.inventory.apply(key, &event);
+        if !self.alerts.is_empty() {
+            let subject = Subject { key, store, sku, region, category };
+            self.alerts.evaluate(subject, change, event.event_time, &mut self.fired_alerts);
+            for fired in self.fired_alerts.drain(..) {
+                self.stats.alerts += 1;
+                out.push(Output::Alert(AlertRecord {
+                    message: format!(
+                        "{} {}: available {} is at or below {} ({})",
+                        event.store_id, event.sku_id, fired.available, fired.threshold, fired.policy
+                    ),
+                    policy: fired.policy,
+                    rule: "lowStock",
+                    store_id: self.stores.name(store).clone(),
+                    sku_id: self.skus.name(sku).clone(),
+                    region: self.labels.name(region).clone(),
+                    category: self.labels.name(category).clone(),
+                    available: fired.available,
+                    threshold: fired.threshold,
+                    event_time: event.event_time,
+                    event_id: uuid::Uuid::from_u128(event.event_id).to_string(),
+                }));
+            }
+        }
+
+        if let (Some(delta), Some(currency)) = (Figures::of_event(&event), event.currency) {
+            let currency = self.currency_label(currency);
+            let full_key: GroupKey = [store, sku, region, category, channel, currency];
+            let mut missed: Vec<(usize, u32)> = Vec::new();
+            for index in 0..self.windows.len() {
+                let spec = &mut self.windows[index];
+                let placement =
+                    spec.operator.add(event.event_time, spec.project(&full_key), &delta, watermark, &mut self.window_results);
+                self.stats.corrections += u64::from(placement.corrections);
+                if placement.missed_windows > 0 {
+                    missed.push((index, placement.missed_windows));
+                }
+                self.emit_window_results(index, out);
+            }
+            if !missed.is_empty() {
+                let list: Vec<String> =
+                    missed.iter().map(|(i, n)| format!("{} ({n} window{})", self.windows[*i].name, if *n == 1 { "" } else { "s" })).collect();
+                let reason = format!(
+                    "beyond_allowed_lateness: event_time {} is too late for {} at watermark {}; inventory applied it",
+                    format_rfc3339_millis(event.event_time),
+                    list.join(", "),
+                    format_rfc3339_millis(watermark)
+                );
+                self.late(input, &event, "beyond_allowed_lateness", reason, out);
+            }
+        }
+
+        if self.watermarks.observe(input.stream, event.event_time, self.now) {
+            self.on_watermark(out);
+        }
+    }
+
+    fn currency_label(&mut self, currency: Currency) -> u32 {
+        if let Some((_, id)) = self.currencies.iter().find(|(c, _)| *c == currency) {
+            return *id;
+        }
+        let id = self.labels.intern(currency.as_str());
+        self.currencies.push((currency, id));
+        id
+    }
+
+    fn on_watermark(&mut self, out: &mut Vec<Output>) {
+        let watermark = self.watermarks.current();
+        for index in 0..self.windows.len() {
+            self.windows[index].operator.advance(watermark, &mut self.window_results);
+            self.emit_window_results(index, out);
+        }
+        self.dedupe.expire(watermark);
+        self.stats.dedupe_evicted_early = self.dedupe.evicted_early;
+    }
+
+    fn emit_window_results(&mut self, index: usize, out: &mut Vec<Output>) {
+        if self.window_results.is_empty() {
+            return;
+        }
+        let name = &self.windows[index].name;
+        let label = |id: u32, interner: &Interner| (id != NONE).then(|| interner.name(id).clone());
+        for r in self.window_results.drain(..) {
+            self.stats.window_results += 1;
+            out.push(Output::Aggregate(AggregateRecord {
+                window: name.clone(),
+                window_start: r.start,
+                window_end: r.end,
+                store_id: label(r.key[0], &self.stores),
+                sku_id: label(r.key[1], &self.skus),
+                region: label(r.key[2], &self.labels),
+                category: label(r.key[3], &self.labels),
+                channel: label(r.key[4], &self.labels),
+                currency: self.labels.name(r.key[5]).clone(),
+                units_sold: r.figures.units_sold,
+                units_returned: r.figures.units_returned,
+                gross_revenue: r.figures.gross_revenue,
+                returns_revenue: r.figures.returns_revenue,
+                net_revenue: r.figures.net_revenue(),
+                transactions: r.figures.transactions,
+                revision: r.revision,
+            }));
+        }
+    }
+
+    fn dead_letter(&mut self, input: &InputRecord<'_>, code: &'static str, reason: String, out: &mut Vec<Output>) {
+        self.stats.dead_lettered += 1;
+        *self.stats.dead_letter_reasons.entry(code).or_insert(0) += 1;
+        out.push(Output::DeadLetter(DeadLetterRecord {
+            reason_code: code,
+            reason,
+            original: input.payload.to_vec(),
+            source: input.coordinates(),
+        }));
+    }
+
+    fn late(&mut self, input: &InputRecord<'_>, event: &crate::event::Event<'_>, code: &'static str, reason: String, out: &mut Vec<Output>) {
+        self.stats.late_events += 1;
+        out.push(Output::Late(LateRecord {
+            reason_code: code,
+            reason,
+            event_id: uuid::Uuid::from_u128(event.event_id).to_string(),
+            event_time: event.event_time,
+            original: input.payload.to_vec(),
+            source: input.coordinates(),
+        }));
+    }
+}
+
+fn inventory_record(stores: &Interner, skus: &Interner, key: u64, position: &Position) -> InventoryRecord {
+    let (store, sku) = split_key(key);
+    InventoryRecord {
+        store_id: stores.name(store).clone(),
+        sku_id: skus.name(sku).clone(),
+        on_hand: position.on_hand,
+        reserved: position.reserved,
+        available: position.available(),
+        last_event_time: position.last_event_time,
+        velocity_7d: position.velocity_7d(),
+        days_of_inventory: position.days_of_inventory(),
+        sell_through_date: position.sell_through_time(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+//! Event-time windows over panes: tumbling and sliding (hopping) in one operator.
+//!
+//! A window of `size` starting every `step` (step = size for tumbling) is the sum of
+//! `size / step` consecutive panes of `step`. Each event updates exactly one pane, whatever
+//! the overlap, and a window is summed from its panes when it fires. Pane `j` covers
+//! `[j*step, (j+1)*step)`; window `k` covers panes `k .. k+n` and ends at `(k+n)*step`.
+//!
+//! Firing: when the watermark reaches a window's end, every group with data in it emits
+//! revision 1. Lateness: an event for a window that has fired but whose end is less than
+//! `allowed_lateness` behind the watermark updates the pane and re-emits that group's figures
+//! with the next revision. Past that, the window has missed the event: the caller sends it
+//! to the late output. State of a pane is kept until its last window can no longer change.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use super::figures::Figures;
+
+/// Interned group-by values: store, sku, region, category, channel, currency;
+/// [`super::intern::NONE`] where the window does not group by that dimension.
+pub type GroupKey = [u32; 6];
+
+/// A window's figures for one group, ready to become an output record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult {
+    pub start: i64,
+    pub end: i64,
+    pub key: GroupKey,
+    pub figures: Figures,
+    pub revision: u32,
+}
+
+#[derive(Debug)]
+pub struct WindowOperator {
+    step: i64,
+    panes_per_window: i64,
+    lateness: i64,
+    panes: BTreeMap<i64, FxHashMap<GroupKey, Figures>>,
+    /// Revisions emitted per fired window (by window index) and group.
+    revisions: BTreeMap<i64, FxHashMap<GroupKey, u32>>,
+    /// Every window ending at or before this has fired.
+    fired_through: i64,
+    /// The end of the earliest unfired window that holds data (i64::MAX when none).
+    next_due: i64,
+}
+
+/// What happened to one event in one window operator.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Windows of this operator that had already passed their allowed lateness.
+    pub missed_windows: u32,
+    /// Corrected results emitted for fired windows.
+    pub corrections: u32,
+}
+
+impl WindowOperator {
+    pub fn new(size_ms: i64, step_ms: i64, allowed_lateness_ms: i64) -> Self {
+        WindowOperator {
+            step: step_ms,
+            panes_per_window: (size_ms / step_ms).max(1),
+            lateness: allowed_lateness_ms,
+            panes: BTreeMap::new(),
+            revisions: BTreeMap::new(),
+            fired_through: i64::MIN,
+            next_due: i64::MAX,
+        }
+    }
+
+    fn window_end(&self, k: i64) -> i64 {
+        (k + self.panes_per_window).saturating_mul(self.step)
+    }
+
+    fn expired(&self, k: i64, watermark: i64) -> bool {
+        watermark != i64::MIN && self.window_end(k).saturating_add(self.lateness) <= watermark
+    }
+
+    /// Adds an event's figures at `event_time` for `key`; corrections go to `results`.
+    pub fn add(
+        &mut self,
+        event_time: i64,
+        key: GroupKey,
+        delta: &Figures,
+        watermark: i64,
+        results: &mut Vec<WindowResult>,
+    ) -> Placement {
+        let pane = event_time.div_euclid(self.step);
+        let first_window = pane - self.panes_per_window + 1;
+        let mut placement = Placement::default();
+        let live_from = (first_window..=pane).find(|&k| !self.expired(k, watermark));
+        placement.missed_windows = match live_from {
+            Some(k) => (k - first_window) as u32,
+            None => self.panes_per_window as u32,
+        };
+        let Some(live_from) = live_from else {
+            return placement;
+        };
+        self.panes.entry(pane).or_default().entry(key).or_default().add(delta);
+        for k in live_from..=pane {
+            if self.window_end(k) <= self.fired_through {
+                let figures = self.sum(k, &key);
+                let end = self.window_end(k);
+                let revision = self.revisions.entry(k).or_default().entry(key).or_insert(0);
+                *revision += 1;
+                results.push(WindowResult { start: k * self.step, end, key, figures, revision: *revision });
+                placement.corrections += 1;
+            } else {
+                self.next_due = self.next_due.min(self.window_end(k));
+                break;
+            }
+        }
+        placement
+    }
+
+    /// The figures of window `k` for one group.
+    fn sum(&self, k: i64, key: &GroupKey) -> Figures {
+        let mut total = Figures::default();
+        for (_, groups) in self.panes.range(k..k + self.panes_per_window) {
+            if let Some(f) = groups.get(key) {
+                total.add(f);
+            }
+        }
+        total
+    }
+
+    /// Fires every window that ends at or before `watermark`, then drops state that can no
+    /// longer change.
+    pub fn advance(&mut self, watermark: i64, results: &mut Vec<WindowResult>) {
+        if watermark <= self.fired_through {
+            return;
+        }
+        if watermark >= self.next_due {
+            self.fire(watermark, results);
+        }
+        self.fired_through = watermark;
+        self.expire(watermark);
+    }
+
+    fn fire(&mut self, watermark: i64, results: &mut Vec<WindowResult>) {
+        let (Some(&first_pane), Some(&last_pane)) = (self.panes.keys().next(), self.panes.keys().next_back()) else {
+            return;
+        };
+        let n = self.panes_per_window;
+        let mut k = first_pane - n + 1;
+        while k <= last_pane && self.window_end(k) <= watermark {
+            if self.window_end(k) <= self.fired_through {
+                k += 1;
+                continue;
+            }
+            let mut merged: FxHashMap<GroupKey, Figures> = FxHashMap::default();
+            let mut any = false;
+            for (_, groups) in self.panes.range(k..k + n) {
+                any = true;
+                if n == 1 {
+                    merged.clone_from(groups);
+                } else {
+                    for (key, f) in groups {
+                        merged.entry(*key).or_default().add(f);
+                    }
+                }
+            }
+            if any {
+                let (start, end) = (k * self.step, self.window_end(k));
+                let revisions = self.revisions.entry(k).or_default();
+                for (key, figures) in merged {
+                    let revision = revisions.entry(key).or_insert(0);
+                    *revision += 1;
+                    results.push(WindowResult { start, end, key, figures, revision: *revision });
+                }
+                k += 1;
+            } else {
+                // Jump over a gap with no panes (a store network asleep at night).
+                let next_pane = self.panes.range(k + n..).next().map(|(&p, _)| p).unwrap_or(i64::MAX);
+                k = (next_pane - n + 1).max(k + 1);
+            }
+        }
+        let fired_through = watermark;
+        self.next_due = self
+            .panes
+            .keys()
+            .map(|&p| (p - n + 1..=p).map(|w| self.window_end(w)).find(|&end| end > fired_through))
+            .flatten()
+            .min()
+            .unwrap_or(i64::MAX);
+    }
+
+    fn expire(&mut self, watermark: i64) {
+        while let Some((&pane, _)) = self.panes.first_key_value() {
+            // A pane lives as long as its last window (index = pane) can change.
+            if !self.expired(pane, watermark) {
+                break;
+            }
+            self.panes.pop_first();
+        }
+        while let Some((&k, _)) = self.revisions.first_key_value() {
+            if !self.expired(k, watermark) {
+                break;
+            }
+            self.revisions.pop_first();
+        }
+    }
+
+    /// Panes and fired windows held in memory (for metrics and the benchmark).
+    pub fn state_size(&self) -> (usize, usize) {
+        (self.panes.values().map(|g| g.len()).sum(), self.revisions.values().map(|g| g.len()).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    const MIN: i64 = 60_000;
+    const K: GroupKey = [1, 2, 0, 0, 0, 0];
+
+    fn sale(units: i64) -> Figures {
+        Figures { units_sold: units, gross_revenue: Decimal::from(units * 10), transactions: 1, ..Default::default() }
+    }
+
+    fn summary(results: &[WindowResult]) -> Vec<(i64, i64, i64, u32)> {
+        let mut v: Vec<_> = results.iter().map(|r| (r.start / MIN, r.end / MIN, r.figures.units_sold, r.revision)).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn tumbling_fires_at_end_and_corrects_within_lateness() {
+        let mut w = WindowOperator::new(5 * MIN, 5 * MIN, 10 * MIN);
+        let mut out = Vec::new();
+        w.add(MIN, K, &sale(1), i64::MIN, &mut out);
+        w.add(4 * MIN, K, &sale(2), i64::MIN, &mut out);
+        w.advance(5 * MIN - 1, &mut out);
+        assert!(out.is_empty(), "not before the end");
+        w.advance(5 * MIN, &mut out);
+        assert_eq!(summary(&out), vec![(0, 5, 3, 1)]);
+        out.clear();
+        let p = w.add(2 * MIN, K, &sale(4), 14 * MIN, &mut out);
+        assert_eq!(p, Placement { missed_windows: 0, corrections: 1 });
+        assert_eq!(summary(&out), vec![(0, 5, 7, 2)]);
+        out.clear();
+        w.advance(15 * MIN, &mut out);
+        let p = w.add(2 * MIN, K, &sale(1), 15 * MIN, &mut out);
+        assert_eq!(p, Placement { missed_windows: 1, corrections: 0 });
+        assert!(out.is_empty());
+        assert_eq!(w.state_size(), (0, 0), "all state of the expired window is gone");
+    }
+
+    #[test]
+    fn sliding_window_sums_its_panes() {
+        // 15-minute windows every 5 minutes.
+        let mut w = WindowOperator::new(15 * MIN, 5 * MIN, 0);
+        let mut out = Vec::new();
+        w.add(MIN, K, &sale(1), i64::MIN, &mut out); // pane 0
+        w.add(6 * MIN, K, &sale(10), i64::MIN, &mut out); // pane 1
+        w.add(11 * MIN, K, &sale(100), i64::MIN, &mut out); // pane 2
+        w.advance(i64::MAX, &mut out);
+        assert_eq!(
+            summary(&out),
+            vec![(-10, 5, 1, 1), (-5, 10, 11, 1), (0, 15, 111, 1), (5, 20, 110, 1), (10, 25, 100, 1)]
+        );
+    }
+
+    #[test]
+    fn sliding_late_event_corrects_only_windows_still_open_to_it() {
+        let mut w = WindowOperator::new(15 * MIN, 5 * MIN, 5 * MIN);
+        let mut out = Vec::new();
+        w.add(MIN, K, &sale(1), i64::MIN, &mut out);
+        w.add(16 * MIN, K, &sale(1), i64::MIN, &mut out);
+        w.advance(19 * MIN, &mut out);
+        out.clear();
+        // Pane 0 belongs to windows ending at 5, 10 and 15 minutes; with lateness 5m and the
+        // watermark at 19m, only the one ending at 15 can still change.
+        let p = w.add(2 * MIN, K, &sale(5), 19 * MIN, &mut out);
+        assert_eq!(p, Placement { missed_windows: 2, corrections: 1 });
+        assert_eq!(summary(&out), vec![(0, 15, 6, 2)]);
+    }
+
+    #[test]
+    fn gaps_are_skipped_and_empty_windows_never_emit() {
+        let mut w = WindowOperator::new(5 * MIN, 5 * MIN, 0);
+        let mut out = Vec::new();
+        w.add(MIN, K, &sale(1), i64::MIN, &mut out);
+        w.add(10_000 * MIN, K, &sale(1), i64::MIN, &mut out);
+        w.advance(i64::MAX, &mut out);
+        assert_eq!(summary(&out), vec![(0, 5, 1, 1), (10_000, 10_005, 1, 1)]);
+    }
+}
