@@ -1,0 +1,300 @@
+//! Hand-built scenarios with exact expected outputs.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::config::PipelineConfig;
+use crate::event::time::parse_rfc3339_millis;
+use crate::reference::{ProductRecord, StoreRecord};
+
+const CONFIG: &str = r#"
+name: t
+processing:
+  groupBy: [store, sku]
+  windows:
+    - {name: w5, type: tumbling, size: 5m}
+  maxOutOfOrderness: 1m
+  allowedLateness: 10m
+  idleTimeout: 1m
+  maxFutureSkew: 15m
+  dedupe: {horizon: 1h}
+alerts:
+  - {name: low, lowStock: {threshold: 2}, cooldown: 1h}
+"#;
+
+fn at(hms: &str) -> i64 {
+    parse_rfc3339_millis(&format!("2026-11-27T{hms}Z")).unwrap()
+}
+
+fn engine_with(yaml: &str) -> Engine {
+    let config = PipelineConfig::from_text(yaml, "test").unwrap();
+    Engine::new(&config, at("12:00:00"))
+}
+
+fn sale(id: u32, hms: &str, store: &str, units: i64, price: &str) -> String {
+    json!({
+        "event_id": format!("00000000-0000-4000-8000-{id:012}"),
+        "event_type": "SALE", "event_time": format!("2026-11-27T{hms}Z"),
+        "store_id": store, "sku_id": "K1", "quantity_delta": -units,
+        "unit_price": price, "currency": "EUR", "schema_version": 1
+    })
+    .to_string()
+}
+
+fn stock(id: u32, kind: &str, hms: &str, store: &str, delta: i64) -> String {
+    json!({
+        "event_id": format!("00000000-0000-4000-8000-{id:012}"),
+        "event_type": kind, "event_time": format!("2026-11-27T{hms}Z"),
+        "store_id": store, "sku_id": "K1", "quantity_delta": delta
+    })
+    .to_string()
+}
+
+struct Run {
+    engine: Engine,
+    topic: Arc<str>,
+    offset: i64,
+}
+
+impl Run {
+    fn new(yaml: &str) -> Self {
+        let mut engine = engine_with(yaml);
+        engine.assign(0);
+        Run { engine, topic: Arc::from("t.sales"), offset: 0 }
+    }
+
+    /// Feeds records on a stream and returns what came out, each as (role key, json).
+    fn feed_on(&mut self, stream: usize, payloads: &[String]) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for payload in payloads {
+            let input = InputRecord { stream, topic: &self.topic, partition: stream as i32, offset: self.offset, payload: payload.as_bytes() };
+            self.offset += 1;
+            self.engine.process(&input, &mut out);
+        }
+        shown(out)
+    }
+
+    fn feed(&mut self, payloads: &[String]) -> Vec<(String, Value)> {
+        self.feed_on(0, payloads)
+    }
+}
+
+fn shown(out: Vec<Output>) -> Vec<(String, Value)> {
+    out.iter().map(|o| (format!("{} {}", o.role(), o.key()), o.to_json())).collect()
+}
+
+fn aggregate(start: &str, end: &str, store: &str, sold: i64, gross: &str, transactions: u64, revision: u32) -> Value {
+    json!({
+        "window": "w5", "window_start": format!("2026-11-27T{start}Z"), "window_end": format!("2026-11-27T{end}Z"),
+        "store_id": store, "sku_id": "K1", "currency": "EUR",
+        "units_sold": sold, "units_returned": 0, "gross_revenue": gross, "returns_revenue": "0.00",
+        "net_revenue": gross, "transactions": transactions, "revision": revision
+    })
+}
+
+#[test]
+fn out_of_order_within_the_bound_is_counted_in_its_window() {
+    let mut run = Run::new(CONFIG);
+    let out = run.feed(&[
+        sale(1, "10:01:00", "S1", 1, "10.00"),
+        sale(2, "10:04:30", "S1", 2, "10.00"),
+        sale(3, "10:04:00", "S1", 3, "10.00"), // 30 s out of order: within the 1 m bound
+        sale(4, "10:05:59", "S1", 1, "10.00"), // watermark 10:04:59: nothing fires yet
+    ]);
+    assert_eq!(out, vec![]);
+    let out = run.feed(&[sale(5, "10:06:00", "S1", 1, "10.00")]); // watermark 10:05:00
+    assert_eq!(out, vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 6, "60.00", 3, 1))]);
+}
+
+#[test]
+fn late_event_within_allowed_lateness_gives_revision_2() {
+    let mut run = Run::new(CONFIG);
+    run.feed(&[sale(1, "10:01:00", "S1", 1, "19.99"), sale(2, "10:06:00", "S1", 1, "19.99")]);
+    let out = run.feed(&[sale(3, "10:02:00", "S1", 2, "19.99")]);
+    assert_eq!(
+        out,
+        vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 3, "59.97", 2, 2))]
+    );
+    assert_eq!(run.engine.stats().corrections, 1);
+}
+
+#[test]
+fn too_late_goes_to_the_late_output_and_still_moves_inventory() {
+    let mut run = Run::new(CONFIG);
+    run.feed(&[stock(1, "RESTOCK", "10:00:00", "S1", 10), sale(2, "10:01:00", "S1", 1, "5.00"), sale(3, "10:16:00", "S1", 1, "5.00")]);
+    // Watermark 10:15:00 = window end 10:05 + lateness 10m: the window is closed for good.
+    let late = sale(4, "10:02:00", "S1", 2, "5.00");
+    let out = run.feed(std::slice::from_ref(&late));
+    assert_eq!(out.len(), 1);
+    let (key, record) = &out[0];
+    assert_eq!(key, "late 00000000-0000-4000-8000-000000000004");
+    assert_eq!(record["reason_code"], "beyond_allowed_lateness");
+    assert_eq!(
+        record["reason"],
+        "beyond_allowed_lateness: event_time 2026-11-27T10:02:00Z is too late for w5 (1 window) at watermark 2026-11-27T10:15:00Z; inventory applied it"
+    );
+    assert_eq!(record["original"], late.as_str());
+    assert_eq!((record["topic"].as_str(), record["offset"].as_i64()), (Some("t.sales"), Some(3)));
+    assert_eq!(run.engine.stats().late_events, 1);
+    let mut flushed = Vec::new();
+    run.engine.flush(&mut flushed);
+    let inventory = &shown(flushed)[0].1;
+    assert_eq!((inventory["on_hand"].as_i64(), inventory["available"].as_i64()), (Some(6), Some(6)));
+}
+
+#[test]
+fn a_duplicate_is_counted_once() {
+    let mut run = Run::new(CONFIG);
+    let first = sale(1, "10:01:00", "S1", 2, "10.00");
+    run.feed(&[first.clone(), first.clone(), stock(2, "RESTOCK", "10:00:00", "S1", 5)]);
+    let out = run.feed(&[first, sale(3, "10:07:00", "S1", 1, "1.00")]);
+    let out: Vec<_> = out.into_iter().filter(|(k, _)| k.starts_with("aggregates")).collect();
+    assert_eq!(out, vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 2, "20.00", 1, 1))]);
+    assert_eq!(run.engine.stats().duplicates, 2);
+    let mut flushed = Vec::new();
+    run.engine.flush(&mut flushed);
+    assert_eq!(shown(flushed)[0].1["on_hand"], 2, "5 restocked - 2 sold - 1 sold, each once");
+}
+
+#[test]
+fn malformed_input_is_dead_lettered_with_its_reason_and_processing_goes_on() {
+    let mut run = Run::new(CONFIG);
+    let bad = stock(1, "SALE", "10:00:00", "S1", -1); // a SALE without price and currency
+    let out = run.feed(&[bad.clone(), "garbage".into(), sale(2, "10:01:00", "S1", 1, "1.00")]);
+    assert_eq!(
+        out,
+        vec![
+            (
+                "dead-letter t.sales/0/0".into(),
+                json!({"reason": "missing_field: a SALE needs a unit_price", "reason_code": "missing_field", "original": bad,
+                       "original_base64": false, "topic": "t.sales", "partition": 0, "offset": 0})
+            ),
+            (
+                "dead-letter t.sales/0/1".into(),
+                json!({"reason": "not_json: not JSON: expected value at line 1 column 1", "reason_code": "not_json", "original": "garbage",
+                       "original_base64": false, "topic": "t.sales", "partition": 0, "offset": 1})
+            ),
+        ]
+    );
+    let stats = run.engine.stats();
+    assert_eq!((stats.events_in, stats.dead_lettered, stats.events_applied), (3, 2, 1));
+    assert_eq!(stats.dead_letter_reasons.get("missing_field"), Some(&1));
+}
+
+#[test]
+fn event_beyond_the_future_skew_is_dead_lettered_and_does_not_move_the_watermark() {
+    let mut run = Run::new(CONFIG); // processing time 12:00, skew 15m
+    let out = run.feed(&[sale(1, "23:59:00", "S1", 1, "1.00")]);
+    assert_eq!(
+        out[0].1["reason"],
+        "event_time_in_future: event_time 2026-11-27T23:59:00Z is more than 15m ahead of processing time 2026-11-27T12:00:00Z"
+    );
+    assert_eq!(run.engine.watermark(), i64::MIN);
+    run.feed(&[sale(2, "10:01:00", "S1", 1, "1.00")]);
+    assert_eq!(run.engine.watermark(), at("10:00:00"), "later events are not late");
+}
+
+#[test]
+fn reference_data_change_applies_to_later_events_only() {
+    let yaml = CONFIG.replace("groupBy: [store, sku]", "groupBy: [region, category, channel]");
+    let mut run = Run::new(&yaml);
+    let store = |region: &str| StoreRecord {
+        store_id: "S1".into(),
+        name: "Berlin Mitte".into(),
+        region: region.into(),
+        channel: Channel::Physical,
+        format: "flagship".into(),
+        city: "Berlin".into(),
+        country: "DE".into(),
+        timezone: "Europe/Berlin".into(),
+        currency: "EUR".into(),
+    };
+    run.engine.apply_reference(&ReferenceUpdate::Store(store("eu-central")));
+    run.feed(&[sale(1, "10:01:00", "S1", 1, "1.00")]);
+    run.engine.apply_reference(&ReferenceUpdate::Store(store("eu-west")));
+    run.engine.apply_reference(&ReferenceUpdate::Product(ProductRecord {
+        sku_id: "K1".into(),
+        name: "Trail shoe".into(),
+        category: "running".into(),
+        brand: "Stridex".into(),
+        price_band: "mid".into(),
+        list_price: "89.90".into(),
+    }));
+    run.feed(&[sale(2, "10:02:00", "S1", 2, "1.00")]);
+    run.engine.apply_reference(&ReferenceUpdate::StoreRemoved("S1".into()));
+    run.feed(&[sale(3, "10:03:00", "S1", 4, "1.00")]);
+    let mut out = Vec::new();
+    run.engine.finish(&mut out);
+    let mut groups: Vec<(String, i64)> = shown(out)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("aggregates"))
+        .map(|(k, v)| (k, v["units_sold"].as_i64().unwrap()))
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        vec![
+            ("aggregates w5|2026-11-27T10:00:00Z|eu-central|unknown|physical|EUR".to_string(), 1),
+            ("aggregates w5|2026-11-27T10:00:00Z|eu-west|running|physical|EUR".to_string(), 2),
+            ("aggregates w5|2026-11-27T10:00:00Z|unknown|running|unknown|EUR".to_string(), 4),
+        ]
+    );
+}
+
+#[test]
+fn an_idle_partition_stops_holding_windows_back() {
+    let mut run = Run::new(CONFIG);
+    run.engine.assign(1);
+    run.feed_on(0, &[sale(1, "10:01:00", "S1", 1, "1.00"), sale(2, "10:07:00", "S1", 1, "1.00")]);
+    assert_eq!(run.engine.watermark(), i64::MIN, "partition 1 has sent nothing");
+    let mut out = Vec::new();
+    run.engine.tick(at("12:00:59"), &mut out);
+    assert!(out.is_empty());
+    run.engine.tick(at("12:01:00"), &mut out);
+    assert_eq!(shown(out), vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 1, "1.00", 1, 1))]);
+}
+
+#[test]
+fn low_stock_fires_on_crossing_once_per_cooldown() {
+    let mut run = Run::new(CONFIG);
+    let out = run.feed(&[
+        stock(1, "RESTOCK", "10:00:00", "S1", 5),
+        sale(2, "10:01:00", "S1", 2, "1.00"),   // 3 available
+        sale(3, "10:02:00", "S1", 1, "1.00"),   // 2: crosses the threshold of 2
+        sale(4, "10:03:00", "S1", 1, "1.00"),   // 1: still low, no new alert
+        stock(5, "RESTOCK", "10:04:00", "S1", 9), // 10
+        stock(6, "RESERVATION", "10:05:00", "S1", 8), // 2 available: crosses again, within cooldown
+    ]);
+    let alerts: Vec<_> = out.into_iter().filter(|(k, _)| k.starts_with("alerts")).collect();
+    assert_eq!(
+        alerts,
+        vec![(
+            "alerts low|lowStock|S1|K1|00000000-0000-4000-8000-000000000003".into(),
+            json!({"policy": "low", "rule": "lowStock", "store_id": "S1", "sku_id": "K1", "region": "unknown",
+                   "category": "unknown", "available": 2, "threshold": 2, "event_time": "2026-11-27T10:02:00Z",
+                   "event_id": "00000000-0000-4000-8000-000000000003",
+                   "message": "S1 K1: available 2 is at or below 2 (low)"})
+        )]
+    );
+    let out = run.feed(&[stock(7, "RESERVATION_RELEASE", "11:10:00", "S1", -8), sale(8, "11:11:00", "S1", 8, "1.00")]);
+    assert_eq!(out.iter().filter(|(k, _)| k.starts_with("alerts")).count(), 1, "after the cooldown it fires again");
+}
+
+#[test]
+fn inventory_records_carry_velocity_and_sell_through() {
+    let mut run = Run::new(CONFIG);
+    run.feed(&[stock(1, "RESTOCK", "10:00:00", "S1", 100), sale(2, "10:01:00", "S1", 14, "1.00"), stock(3, "RESERVATION", "10:02:00", "S1", 2)]);
+    let mut out = Vec::new();
+    run.engine.flush(&mut out);
+    assert_eq!(
+        shown(out),
+        vec![(
+            "inventory-state S1|K1".into(),
+            json!({"store_id": "S1", "sku_id": "K1", "on_hand": 86, "reserved": 2, "available": 84,
+                   "last_event_time": "2026-11-27T10:02:00Z", "velocity_7d": 2.0, "days_of_inventory": 42.0,
+                   "sell_through_date": "2027-01-08"})
+        )]
+    );
+}
