@@ -11,3 +11,4 @@ pub mod event;
 pub mod engine;
 pub mod output;
 pub mod reference;
+pub mod generator;
