@@ -1,0 +1,113 @@
+//! The Kafka topics a pipeline wants: name, partitions, replication factor, configs and
+//! deletion policy per role.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use stockpulse_processor::config::{Duration, TopicRole};
+
+use super::{SpecProblem, SpecProblems};
+use crate::crd::retail_pipeline::{TopicSpec, TopicsSpec};
+use crate::crd::{DeletionPolicy, RetailPipeline};
+
+/// A topic as the spec wants it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredTopic {
+    pub role: TopicRole,
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Topic configs the operator owns (`cleanup.policy`, `retention.ms`).
+    pub configs: BTreeMap<String, String>,
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The spec entry of a role.
+pub fn topic_spec(topics: &TopicsSpec, role: TopicRole) -> &TopicSpec {
+    match role {
+        TopicRole::Sales => &topics.sales,
+        TopicRole::Inventory => &topics.inventory,
+        TopicRole::Aggregates => &topics.aggregates,
+        TopicRole::InventoryState => &topics.inventory_state,
+        TopicRole::Alerts => &topics.alerts,
+        TopicRole::DeadLetter => &topics.dead_letter,
+        TopicRole::Late => &topics.late,
+        TopicRole::Stores => &topics.stores,
+        TopicRole::Catalog => &topics.catalog,
+        TopicRole::Changelog => &topics.changelog,
+    }
+}
+
+/// The topic name of a role: the spec's, else `<pipeline>.<role>`.
+pub fn topic_name(pipeline: &RetailPipeline, role: TopicRole) -> String {
+    topic_spec(&pipeline.spec.topics, role)
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}.{}", pipeline.name_any(), role.default_suffix()))
+}
+
+/// Every topic of the pipeline, in `TopicRole::ALL` order.
+pub fn desired_topics(pipeline: &RetailPipeline) -> Result<Vec<DesiredTopic>, SpecProblems> {
+    let topics = &pipeline.spec.topics;
+    let mut problems = Vec::new();
+    let mut out: Vec<DesiredTopic> = Vec::new();
+    for role in TopicRole::ALL {
+        let spec = topic_spec(topics, role);
+        let field = format!("spec.topics.{}", camel(role));
+        let mut configs = BTreeMap::new();
+        let cleanup = match spec.cleanup_policy {
+            Some(p) => p.as_str(),
+            None if role.is_compacted() => "compact",
+            None => "delete",
+        };
+        configs.insert("cleanup.policy".to_string(), cleanup.to_string());
+        if let Some(retention) = &spec.retention {
+            match retention.parse::<Duration>() {
+                Ok(d) => {
+                    configs.insert("retention.ms".to_string(), d.as_millis().to_string());
+                }
+                Err(e) => problems.push(SpecProblem {
+                    field: format!("{field}.retention"),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        let name = topic_name(pipeline, role);
+        if let Some(other) = out.iter().find(|t| t.name == name) {
+            problems.push(SpecProblem {
+                field: format!("{field}.name"),
+                message: format!("{name:?} is already the {} topic", other.role),
+            });
+        }
+        out.push(DesiredTopic {
+            role,
+            name,
+            partitions: spec.partitions.unwrap_or(topics.partitions),
+            replication_factor: spec.replication_factor.unwrap_or(topics.replication_factor),
+            configs,
+            deletion_policy: spec.deletion_policy.unwrap_or(topics.deletion_policy),
+        });
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(SpecProblems(problems))
+    }
+}
+
+/// The camelCase field name of a role in `spec.topics`.
+pub fn camel(role: TopicRole) -> &'static str {
+    match role {
+        TopicRole::Sales => "sales",
+        TopicRole::Inventory => "inventory",
+        TopicRole::Aggregates => "aggregates",
+        TopicRole::InventoryState => "inventoryState",
+        TopicRole::Alerts => "alerts",
+        TopicRole::DeadLetter => "deadLetter",
+        TopicRole::Late => "late",
+        TopicRole::Stores => "stores",
+        TopicRole::Catalog => "catalog",
+        TopicRole::Changelog => "changelog",
+    }
+}

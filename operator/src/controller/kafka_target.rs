@@ -1,0 +1,59 @@
+//! The Kafka cluster of a pipeline, with TLS and SASL material read from its Secrets.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use crate::crd::RetailPipeline;
+use crate::crd::common::SaslMechanism;
+use crate::error::{Error, Result};
+use crate::kafka_admin::KafkaTarget;
+
+fn key(secret: &Secret, key: &str) -> Result<String> {
+    let name = secret.name_any();
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(|| Error::Secret {
+            name: name.clone(),
+            message: format!("has no key {key:?}"),
+        })?;
+    String::from_utf8(bytes.0.clone()).map_err(|_| Error::Secret {
+        name,
+        message: format!("key {key:?} is not UTF-8"),
+    })
+}
+
+pub async fn kafka_target(client: &Client, pipeline: &RetailPipeline) -> Result<KafkaTarget> {
+    let connection = &pipeline.spec.kafka.connection;
+    let mut target = KafkaTarget::plain(connection.bootstrap_servers.clone());
+    if connection.tls.is_none() && connection.sasl.is_none() {
+        return Ok(target);
+    }
+    let namespace = pipeline
+        .namespace()
+        .ok_or(Error::MissingField("RetailPipeline", "metadata.namespace"))?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    if let Some(tls) = &connection.tls {
+        let secret = secrets.get(&tls.secret_ref.name).await?;
+        target.ca_pem = Some(key(&secret, "ca.crt")?);
+        if tls.client_auth {
+            target.cert_pem = Some(key(&secret, "tls.crt")?);
+            target.key_pem = Some(key(&secret, "tls.key")?);
+        }
+    }
+    if let Some(sasl) = &connection.sasl {
+        let secret = secrets.get(&sasl.secret_ref.name).await?;
+        let mechanism = match sasl.mechanism {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        };
+        target.sasl = Some((
+            mechanism.to_string(),
+            key(&secret, "username")?,
+            key(&secret, "password")?,
+        ));
+    }
+    Ok(target)
+}

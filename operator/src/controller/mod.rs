@@ -1,0 +1,137 @@
+//! The controllers: one per kind, each observe -> plan (pure) -> apply -> status.
+
+pub mod alert_policy;
+pub mod apply;
+pub mod kafka_target;
+pub mod retail_pipeline;
+pub mod run;
+pub mod store_region;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::api::{Api, Patch};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde::Serialize;
+use serde_json::json;
+
+pub use run::{RunOptions, run_blocking};
+
+use crate::error::{Error, Result};
+use crate::kafka_admin::KafkaAccess;
+use crate::metrics::Metrics;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub kafka: Arc<dyn KafkaAccess>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The time, injected so tests are deterministic.
+    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        kafka: Arc<dyn KafkaAccess>,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "stockpulse-operator".to_string(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            kafka,
+            metrics,
+            clock: Arc::new(Utc::now),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// The current time as status timestamps are written.
+    pub fn now_text(&self) -> String {
+        self.now().to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    /// The next delay for an object after a transient error: 5s doubling up to 5 minutes.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        let delay = Duration::from_secs(5u64.saturating_mul(1 << (*n).min(6)))
+            .min(Duration::from_secs(300));
+        *n += 1;
+        delay
+    }
+
+    /// Forgets the failures of an object after a successful reconcile.
+    pub fn reset_backoff(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Publishes an event; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+/// Writes `status` through the status subresource by server-side apply.
+pub async fn apply_status<K>(api: &Api<K>, name: &str, status: &impl Serialize) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(name, &apply::apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::Kube)?;
+    Ok(())
+}
+
+/// A key naming an object for the backoff table.
+pub fn object_key(kind: &str, namespace: Option<String>, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace.unwrap_or_default())
+}

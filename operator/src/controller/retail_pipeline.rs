@@ -1,0 +1,332 @@
+//! The RetailPipeline controller: topics, the processor's objects and the pipeline status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::apply::apply_if_changed;
+use super::kafka_target::kafka_target;
+use super::{Context, apply_status, object_key};
+use crate::build::topics::desired_topics;
+use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
+use crate::error::{Error, Result};
+use crate::kafka_admin::{KafkaError, KafkaTarget};
+use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
+use crate::plan::topics::{ObservedTopic, TopicAction, plan_topic_cleanup};
+use crate::status::pipeline::{
+    PipelineObservation, TopicFailure, invalid_spec_status, pipeline_status,
+};
+
+pub const KIND: &str = "RetailPipeline";
+/// The finalizer that deletes `deletionPolicy: Delete` topics before the pipeline goes.
+pub const FINALIZER: &str = "retail.stockpulse.io/topics";
+
+/// How often a healthy pipeline is looked at again (drift of topics, schedules).
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a pipeline that is not ready yet is looked at again.
+pub const NOT_READY_RETRY: Duration = Duration::from_secs(30);
+
+pub async fn reconcile(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.start(KIND);
+    let namespace = pipeline
+        .namespace()
+        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let api: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = object_key(KIND, pipeline.namespace(), &pipeline.name_any());
+    let result = finalizer(&api, FINALIZER, pipeline, |event| async {
+        match event {
+            FinalizerEvent::Apply(p) => apply(p, ctx.clone()).await,
+            FinalizerEvent::Cleanup(p) => cleanup(p, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.reset_backoff(&key);
+    }
+    result
+}
+
+/// Transient errors: requeue with exponential backoff.
+pub fn error_policy(pipeline: Arc<RetailPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(KIND, error.metric_label());
+    let delay = ctx.backoff(&object_key(
+        KIND,
+        pipeline.namespace(),
+        &pipeline.name_any(),
+    ));
+    tracing::warn!(pipeline = %pipeline.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn failure_of(topic: &str, error: &KafkaError) -> TopicFailure {
+    let reason = match error {
+        KafkaError::Unsupported {
+            operation: "CreatePartitions",
+            ..
+        } => "PartitionIncreaseUnsupported",
+        KafkaError::Unsupported { .. } => "TopicOperationUnsupported",
+        KafkaError::Failed { .. } => "TopicReconcileFailed",
+    };
+    TopicFailure {
+        topic: topic.to_string(),
+        reason,
+        message: format!("{topic}: {error}"),
+    }
+}
+
+fn action_topic(action: &TopicAction) -> &str {
+    match action {
+        TopicAction::Create { name, .. }
+        | TopicAction::AlignConfigs { name, .. }
+        | TopicAction::IncreasePartitions { name, .. }
+        | TopicAction::Delete { name } => name,
+    }
+}
+
+fn describe_action(action: &TopicAction) -> String {
+    match action {
+        TopicAction::Create {
+            name, partitions, ..
+        } => format!("created topic {name} ({partitions} partitions)"),
+        TopicAction::AlignConfigs { name, set } => {
+            format!(
+                "set {} on topic {name}",
+                set.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        TopicAction::IncreasePartitions { name, from, to } => {
+            format!("increased topic {name} from {from} to {to} partitions")
+        }
+        TopicAction::Delete { name } => format!("deleted topic {name}"),
+    }
+}
+
+/// Applies the topic plan; returns what changed and what failed.
+async fn apply_topics(
+    ctx: &Context,
+    target: &KafkaTarget,
+    plan: &PipelinePlan,
+) -> (Vec<String>, Vec<TopicFailure>) {
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    for action in &plan.topic_plan.actions {
+        match ctx.kafka.apply(target, action).await {
+            Ok(()) => done.push(describe_action(action)),
+            Err(e) => failures.push(failure_of(action_topic(action), &e)),
+        }
+    }
+    (done, failures)
+}
+
+async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let client = &ctx.client;
+    let namespace = pipeline
+        .namespace()
+        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let name = pipeline.name_any();
+    let reference = pipeline.object_ref(&());
+    let pipelines: Api<RetailPipeline> = Api::namespaced(client.clone(), &namespace);
+    let now = ctx.now();
+    let now_text = ctx.now_text();
+
+    // Observe.
+    let regions = Api::<StoreRegion>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let policies = Api::<AlertPolicy>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let names: Vec<String> = match desired_topics(&pipeline) {
+        Ok(topics) => topics.into_iter().map(|t| t.name).collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut observed_topics = BTreeMap::new();
+    let target = if names.is_empty() {
+        None
+    } else {
+        let target = kafka_target(client, &pipeline).await?;
+        observed_topics = ctx.kafka.describe_topics(&target, &names).await?;
+        Some(target)
+    };
+
+    // Plan.
+    let input = PipelineInput {
+        pipeline: &pipeline,
+        regions: &regions,
+        policies: &policies,
+        observed_topics: &observed_topics,
+        now,
+    };
+    let plan = match plan_pipeline(&input) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            let status = invalid_spec_status(&pipeline, &problems, &now_text);
+            if pipeline.status.as_ref() != Some(&status) {
+                ctx.event(
+                    &reference,
+                    true,
+                    "InvalidSpec",
+                    "Validate",
+                    problems.to_string(),
+                )
+                .await;
+                apply_status(&pipelines, &name, &status).await?;
+            }
+            // A spec error waits for the spec to change: no hot loop.
+            return Ok(Action::await_change());
+        }
+    };
+    let Some(target) = target else {
+        return Err(Error::MissingField(KIND, "topics"));
+    };
+
+    // Apply: topics, then objects in dependency order (the Deployment last).
+    let (mut changes, failures) = apply_topics(&ctx, &target, &plan).await;
+    let topics_after: BTreeMap<String, ObservedTopic> = if changes.is_empty() {
+        observed_topics
+    } else {
+        ctx.kafka.describe_topics(&target, &names).await?
+    };
+    let o = &plan.objects;
+    let (_, sa) = apply_if_changed(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+        &o.service_account,
+    )
+    .await?;
+    let (_, cm) = apply_if_changed(
+        &Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+        &o.config_map,
+    )
+    .await?;
+    let (_, svc) = apply_if_changed(
+        &Api::<Service>::namespaced(client.clone(), &namespace),
+        &o.service,
+    )
+    .await?;
+    let (_, pdb) = apply_if_changed(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
+        &o.pod_disruption_budget,
+    )
+    .await?;
+    let (deployment, dep) = apply_if_changed(
+        &Api::<Deployment>::namespaced(client.clone(), &namespace),
+        &o.deployment,
+    )
+    .await?;
+    for (changed, kind) in [
+        (sa, "ServiceAccount"),
+        (cm, "ConfigMap"),
+        (svc, "Service"),
+        (pdb, "PodDisruptionBudget"),
+        (dep, "Deployment"),
+    ] {
+        if changed {
+            changes.push(format!("applied {kind}"));
+        }
+    }
+
+    // Status.
+    let observation = PipelineObservation {
+        topics: topics_after,
+        topic_failures: failures.clone(),
+        deployment: Some(deployment),
+    };
+    let status = pipeline_status(&pipeline, &plan, &observation, &now_text);
+    if !changes.is_empty() {
+        ctx.event(
+            &reference,
+            false,
+            "Reconciled",
+            "Reconcile",
+            changes.join("; "),
+        )
+        .await;
+    }
+    let previous_topics_reason = pipeline
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "TopicsReady"))
+        .map(|c| c.reason.clone());
+    let topics_condition = status.conditions.iter().find(|c| c.type_ == "TopicsReady");
+    if let Some(c) = topics_condition
+        && c.status == "False"
+        && previous_topics_reason.as_deref() != Some(c.reason.as_str())
+    {
+        ctx.event(
+            &reference,
+            true,
+            &c.reason,
+            "ReconcileTopics",
+            c.message.clone(),
+        )
+        .await;
+    }
+    if pipeline.status.as_ref() != Some(&status) {
+        apply_status(&pipelines, &name, &status).await?;
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    Ok(Action::requeue(if ready {
+        RESYNC
+    } else {
+        NOT_READY_RETRY
+    }))
+}
+
+/// Deletes the topics whose deletion policy is `Delete`; the objects go by garbage collection.
+async fn cleanup(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let reference = pipeline.object_ref(&());
+    let Ok(topics) = desired_topics(&pipeline) else {
+        ctx.event(
+            &reference,
+            true,
+            "TopicsKept",
+            "Delete",
+            "invalid topics spec: no topic deleted".to_string(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    };
+    if topics
+        .iter()
+        .all(|t| t.deletion_policy == crate::crd::DeletionPolicy::Retain)
+    {
+        return Ok(Action::await_change());
+    }
+    let target = kafka_target(&ctx.client, &pipeline).await?;
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let observed = ctx.kafka.describe_topics(&target, &names).await?;
+    let deletes = plan_topic_cleanup(&topics, &observed);
+    let mut done = Vec::new();
+    for action in &deletes {
+        ctx.kafka.apply(&target, action).await?;
+        done.push(describe_action(action));
+    }
+    if !done.is_empty() {
+        ctx.event(
+            &reference,
+            false,
+            "TopicsDeleted",
+            "Delete",
+            done.join("; "),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,215 @@
+//! `stockpulse-operator run`: the HTTP endpoints, leader election, then the three
+//! controllers side by side until leadership is lost or a signal arrives.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use super::{Context, alert_policy, retail_pipeline, store_region};
+use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
+use crate::http::{HttpState, router};
+use crate::kafka_admin::rdkafka_client::RdKafkaAccess;
+use crate::leader::{LeaseConfig, try_lead};
+use crate::metrics::Metrics;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunOptions {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Watch only this namespace (default: all).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Elect a leader on a Lease (needed with 2+ replicas).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    #[arg(long, default_value = "stockpulse-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's identity (default: $POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+pub fn run_blocking(options: RunOptions) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(options))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn identity(options: &RunOptions) -> String {
+    options.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("stockpulse-operator-{}", std::process::id()))
+    })
+}
+
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(options.http_addr).await?;
+    let app = router(HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    let me = identity(&options);
+    tracing::info!(identity = %me, "starting");
+    ready.store(true, Ordering::Relaxed);
+
+    let lease = LeaseConfig {
+        name: options.lease_name.clone(),
+        namespace: options.lease_namespace.clone(),
+        identity: me.clone(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
+    if options.leader_election {
+        loop {
+            match try_lead(&leases, &lease, chrono::Utc::now()).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election"),
+            }
+            tokio::time::sleep(lease.renew_every).await;
+        }
+        tracing::info!(identity = %me, lease = %lease.name, "leading");
+    }
+    let kafka = Arc::new(RdKafkaAccess::default());
+    let ctx = Arc::new(Context::new(client.clone(), kafka, metrics, Some(me)));
+    let controllers = run_controllers(client.clone(), options.namespace.clone(), ctx);
+    let keep_lease = async {
+        if !options.leader_election {
+            return futures::future::pending::<anyhow::Result<()>>().await;
+        }
+        let mut last_renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(lease.renew_every).await;
+            match try_lead(&leases, &lease, chrono::Utc::now()).await {
+                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(false) => anyhow::bail!("lost the leader lease {}", lease.name),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the lease");
+                    if last_renewed.elapsed() > lease.lease_duration {
+                        anyhow::bail!(
+                            "could not renew the leader lease for {:?}",
+                            lease.lease_duration
+                        );
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = controllers => Ok(()),
+        result = keep_lease => result,
+    }
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_controllers(client: Client, namespace: Option<String>, ctx: Arc<Context>) {
+    let owned =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=stockpulse-operator");
+    let pipelines = Controller::new(
+        api::<RetailPipeline>(&client, &namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<Deployment>(&client, &namespace), owned.clone())
+    .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
+    .owns(api::<Service>(&client, &namespace), owned.clone())
+    .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
+    .owns(api::<PodDisruptionBudget>(&client, &namespace), owned)
+    .watches(
+        api::<StoreRegion>(&client, &namespace),
+        watcher::Config::default(),
+        |region| {
+            let ns = region.namespace().unwrap_or_default();
+            Some(ObjectRef::new(&region.spec.pipeline_ref.name).within(&ns))
+        },
+    )
+    .watches(
+        api::<AlertPolicy>(&client, &namespace),
+        watcher::Config::default(),
+        |policy| {
+            let ns = policy.namespace().unwrap_or_default();
+            Some(ObjectRef::new(&policy.spec.pipeline_ref.name).within(&ns))
+        },
+    )
+    .shutdown_on_signal()
+    .run(
+        retail_pipeline::reconcile,
+        retail_pipeline::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "RetailPipeline controller");
+        }
+    });
+    let regions = Controller::new(
+        api::<StoreRegion>(&client, &namespace),
+        watcher::Config::default(),
+    )
+    .watches(
+        api::<RetailPipeline>(&client, &namespace),
+        watcher::Config::default(),
+        |_| None::<ObjectRef<StoreRegion>>,
+    )
+    .shutdown_on_signal()
+    .run(
+        store_region::reconcile,
+        store_region::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "StoreRegion controller");
+        }
+    });
+    let policies = Controller::new(
+        api::<AlertPolicy>(&client, &namespace),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(alert_policy::reconcile, alert_policy::error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "AlertPolicy controller");
+        }
+    });
+    futures::join!(pipelines, regions, policies);
+}

@@ -1,0 +1,127 @@
+//! An in-memory [`KafkaAccess`] for controller tests: topics, configs and the records
+//! produced, with switches to fail like tansu does.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use futures::future::{BoxFuture, FutureExt};
+
+use super::{KafkaAccess, KafkaError, KafkaTarget};
+use crate::plan::stores::OutgoingRecord;
+use crate::plan::topics::{ObservedTopic, TopicAction};
+
+#[derive(Debug, Default)]
+pub struct MemoryKafka {
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState {
+    pub topics: BTreeMap<String, ObservedTopic>,
+    /// Every action applied, in order.
+    pub actions: Vec<TopicAction>,
+    pub produced: Vec<OutgoingRecord>,
+    /// Refuse partition increases as tansu does.
+    pub no_create_partitions: bool,
+}
+
+impl MemoryKafka {
+    pub fn new() -> Self {
+        MemoryKafka::default()
+    }
+    pub fn with_state(state: MemoryState) -> Self {
+        MemoryKafka {
+            state: Mutex::new(state),
+        }
+    }
+    /// A copy of the state, for assertions.
+    pub fn state(&self) -> MemoryState {
+        self.lock().clone()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl KafkaAccess for MemoryKafka {
+    fn describe_topics<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, ObservedTopic>, KafkaError>> {
+        let state = self.lock();
+        let found = names
+            .iter()
+            .filter_map(|n| state.topics.get(n).map(|t| (n.clone(), t.clone())))
+            .collect();
+        futures::future::ready(Ok(found)).boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        action: &'a TopicAction,
+    ) -> BoxFuture<'a, Result<(), KafkaError>> {
+        let mut state = self.lock();
+        let result = match action {
+            TopicAction::Create {
+                name,
+                partitions,
+                configs,
+                ..
+            } => {
+                state.topics.insert(
+                    name.clone(),
+                    ObservedTopic {
+                        partitions: *partitions,
+                        configs: configs.clone(),
+                    },
+                );
+                Ok(())
+            }
+            TopicAction::AlignConfigs { name, set } => match state.topics.get_mut(name) {
+                Some(t) => {
+                    t.configs.extend(set.clone());
+                    Ok(())
+                }
+                None => Err(KafkaError::Failed {
+                    operation: "IncrementalAlterConfigs",
+                    message: format!("{name}: unknown topic"),
+                }),
+            },
+            TopicAction::IncreasePartitions { name, to, .. } => {
+                if state.no_create_partitions {
+                    Err(KafkaError::Unsupported {
+                        operation: "CreatePartitions",
+                        message: format!("{name}: unsupported"),
+                    })
+                } else if let Some(t) = state.topics.get_mut(name) {
+                    t.partitions = *to;
+                    Ok(())
+                } else {
+                    Err(KafkaError::Failed {
+                        operation: "CreatePartitions",
+                        message: format!("{name}: unknown topic"),
+                    })
+                }
+            }
+            TopicAction::Delete { name } => {
+                state.topics.remove(name);
+                Ok(())
+            }
+        };
+        state.actions.push(action.clone());
+        futures::future::ready(result).boxed()
+    }
+
+    fn produce<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        records: &'a [OutgoingRecord],
+    ) -> BoxFuture<'a, Result<(), KafkaError>> {
+        self.lock().produced.extend(records.iter().cloned());
+        futures::future::ready(Ok(())).boxed()
+    }
+}

@@ -1,0 +1,83 @@
+//! The operator's side of Kafka: topics through the admin API and store records through a
+//! producer. A trait, so controllers are tested with an in-memory broker and the real
+//! implementation is tested against tansu.
+
+mod incremental_alter_configs;
+pub mod memory;
+pub mod rdkafka_client;
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+
+use crate::plan::stores::OutgoingRecord;
+use crate::plan::topics::{ObservedTopic, TopicAction};
+
+/// How to reach a cluster, with the credentials read from the referenced Secrets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KafkaTarget {
+    pub bootstrap_servers: String,
+    pub ca_pem: Option<String>,
+    pub cert_pem: Option<String>,
+    pub key_pem: Option<String>,
+    /// (mechanism, username, password)
+    pub sasl: Option<(String, String, String)>,
+}
+
+impl KafkaTarget {
+    pub fn plain(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaTarget {
+            bootstrap_servers: bootstrap_servers.into(),
+            ..KafkaTarget::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KafkaError {
+    /// The broker does not implement what was asked (tansu: CreatePartitions).
+    #[error("the broker does not support {operation}: {message}")]
+    Unsupported {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation} failed: {message}")]
+    Failed {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl KafkaError {
+    pub fn operation(&self) -> &'static str {
+        match self {
+            KafkaError::Unsupported { operation, .. } | KafkaError::Failed { operation, .. } => {
+                operation
+            }
+        }
+    }
+}
+
+/// Topics and records on a Kafka cluster.
+pub trait KafkaAccess: Send + Sync {
+    /// The topics among `names` that exist, with partitions and configs.
+    fn describe_topics<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, ObservedTopic>, KafkaError>>;
+
+    /// Makes one change.
+    fn apply<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        action: &'a TopicAction,
+    ) -> BoxFuture<'a, Result<(), KafkaError>>;
+
+    /// Produces records (a `None` value is a tombstone) and waits for their acknowledgement.
+    fn produce<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        records: &'a [OutgoingRecord],
+    ) -> BoxFuture<'a, Result<(), KafkaError>>;
+}

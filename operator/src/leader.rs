@@ -1,0 +1,165 @@
+//! Leader election on a coordination.k8s.io Lease, so two or more operator replicas can run
+//! and only one reconciles. The decision is a pure function of the Lease and the time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::error::Result;
+
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    /// How long a holder keeps the lease without renewing it.
+    pub lease_duration: Duration,
+    /// How often the holder renews (and a candidate retries).
+    pub renew_every: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseDecision {
+    /// No lease yet: create it, held by us.
+    Create,
+    /// Free or expired: take it over.
+    Acquire,
+    /// Ours: renew it.
+    Renew,
+    /// Held by another live replica.
+    Wait { holder: String },
+}
+
+fn to_chrono(t: &MicroTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(t.0.as_microsecond())
+}
+
+fn to_micro(t: DateTime<Utc>) -> MicroTime {
+    MicroTime(Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// What a candidate does with the lease it sees at `now`.
+pub fn decide(lease: Option<&Lease>, identity: &str, now: DateTime<Utc>) -> LeaseDecision {
+    let Some(lease) = lease else {
+        return LeaseDecision::Create;
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    let holder = spec.holder_identity.unwrap_or_default();
+    if holder == identity {
+        return LeaseDecision::Renew;
+    }
+    if holder.is_empty() {
+        return LeaseDecision::Acquire;
+    }
+    let duration = chrono::Duration::seconds(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
+    match spec.renew_time.as_ref().and_then(to_chrono) {
+        Some(renewed) if renewed + duration > now => LeaseDecision::Wait { holder },
+        _ => LeaseDecision::Acquire,
+    }
+}
+
+fn lease_spec(
+    config: &LeaseConfig,
+    now: DateTime<Utc>,
+    acquire: bool,
+    previous: Option<&LeaseSpec>,
+) -> LeaseSpec {
+    let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
+    LeaseSpec {
+        holder_identity: Some(config.identity.clone()),
+        lease_duration_seconds: Some(i32::try_from(config.lease_duration.as_secs()).unwrap_or(15)),
+        acquire_time: if acquire {
+            Some(to_micro(now))
+        } else {
+            previous.and_then(|p| p.acquire_time.clone())
+        },
+        renew_time: Some(to_micro(now)),
+        lease_transitions: Some(if acquire && previous.is_some() {
+            transitions + 1
+        } else {
+            transitions
+        }),
+        ..LeaseSpec::default()
+    }
+}
+
+/// One round of election; true when we hold the lease afterwards. A lost race (conflict)
+/// is "not leader", not an error.
+pub async fn try_lead(api: &Api<Lease>, config: &LeaseConfig, now: DateTime<Utc>) -> Result<bool> {
+    let lease = api.get_opt(&config.name).await?;
+    let decision = decide(lease.as_ref(), &config.identity, now);
+    let result = match (decision, lease) {
+        (LeaseDecision::Wait { .. }, _) => return Ok(false),
+        (LeaseDecision::Create, _) => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(config.name.clone()),
+                    namespace: Some(config.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(lease_spec(config, now, true, None)),
+            };
+            api.create(&PostParams::default(), &lease).await.map(|_| ())
+        }
+        (decision, Some(mut lease)) => {
+            let acquire = decision == LeaseDecision::Acquire;
+            lease.spec = Some(lease_spec(config, now, acquire, lease.spec.as_ref()));
+            api.replace(&config.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
+        }
+        (_, None) => return Ok(false),
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, renewed: DateTime<Utc>) -> Lease {
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_string()),
+                lease_duration_seconds: Some(15),
+                renew_time: Some(to_micro(renewed)),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn decisions_follow_holder_and_expiry() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let cases = [
+            (None, LeaseDecision::Create),
+            (Some(lease("me", now)), LeaseDecision::Renew),
+            (
+                Some(lease("other", now - chrono::Duration::seconds(5))),
+                LeaseDecision::Wait {
+                    holder: "other".into(),
+                },
+            ),
+            (
+                Some(lease("other", now - chrono::Duration::seconds(16))),
+                LeaseDecision::Acquire,
+            ),
+            (Some(lease("", now)), LeaseDecision::Acquire),
+        ];
+        for (lease, expected) in cases {
+            assert_eq!(decide(lease.as_ref(), "me", now), expected, "{lease:?}");
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! stockpulse operator: reconciles RetailPipeline, StoreRegion and AlertPolicy.
+//!
+//! Layout: `crd` (the custom resources, one file per kind), `build` (pure: desired objects,
+//! topics, processor config, store records), `plan` (pure: what to change given what was
+//! observed), `status` (pure: conditions and status), `controller` (observe, apply, status
+//! through the API), `kafka_admin` (topics and store records on the broker), `render` (the
+//! offline preview), `generate` (CRDs and reference docs), `metrics`, `http`, `leader`,
+//! `telemetry`, and `fixtures` (test builders and the mocked API server).
+
+pub mod build;
+pub mod controller;
+pub mod crd;
+pub mod error;
+pub mod generate;
+pub mod http;
+pub mod kafka_admin;
+pub mod leader;
+pub mod metrics;
+pub mod plan;
+pub mod render;
+pub mod status;
+pub mod telemetry;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use error::{Error, Result};

@@ -1,0 +1,182 @@
+//! `stockpulse-operator render`: offline, with no cluster, what the operator would apply for
+//! some custom resources — every Kubernetes object and every Kafka topic — through the same
+//! planner the controllers use (observed state: nothing exists yet).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::build::pipeline_config::{alert_policy_config, base_config, policies_of};
+use crate::build::topics::DesiredTopic;
+use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
+use crate::plan::pipeline::{PipelineInput, plan_pipeline, selects};
+
+/// The custom resources read from the input files.
+#[derive(Default, Debug)]
+pub struct Resources {
+    pub pipelines: Vec<RetailPipeline>,
+    pub regions: Vec<StoreRegion>,
+    pub policies: Vec<AlertPolicy>,
+}
+
+/// The topics of one pipeline, as `render` prints them.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineTopics {
+    pub pipeline: String,
+    pub bootstrap_servers: String,
+    pub topics: Vec<DesiredTopic>,
+}
+
+/// What `render` prints.
+#[derive(Default, Debug)]
+pub struct Rendered {
+    /// Kubernetes objects in apply order.
+    pub objects: Vec<Value>,
+    pub topics: Vec<PipelineTopics>,
+    /// Problems that do not stop the rendering (an invalid AlertPolicy, an orphan StoreRegion).
+    pub warnings: Vec<String>,
+}
+
+/// Which part of the output to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    All,
+    Objects,
+    Topics,
+}
+
+/// Reads every document of a multi-document YAML text; `origin` names it in errors.
+pub fn read_resources(text: &str, origin: &str, into: &mut Resources) -> anyhow::Result<()> {
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(doc)
+            .map_err(|e| anyhow::anyhow!("{origin}, document {}: not YAML: {e}", i + 1))?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value
+            .get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let at = || format!("{origin}, document {}: {kind}", i + 1);
+        match kind.as_str() {
+            "RetailPipeline" => into.pipelines.push(with_namespace(
+                serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+            )),
+            "StoreRegion" => into.regions.push(with_namespace(
+                serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+            )),
+            "AlertPolicy" => into.policies.push(with_namespace(
+                serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+            )),
+            other => anyhow::bail!(
+                "{origin}, document {}: kind {other:?} is not a stockpulse resource (RetailPipeline, StoreRegion, AlertPolicy)",
+                i + 1
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn with_namespace<K: kube::Resource>(mut object: K) -> K {
+    if object.meta().namespace.is_none() {
+        object.meta_mut().namespace = Some("default".to_string());
+    }
+    object
+}
+
+fn same_namespace<K: kube::Resource>(a: &RetailPipeline, b: &K) -> bool {
+    a.namespace() == b.namespace()
+}
+
+/// Plans every pipeline of `resources` at `now`, as if nothing existed yet.
+pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rendered> {
+    let mut out = Rendered::default();
+    let no_topics = BTreeMap::new();
+    for pipeline in &resources.pipelines {
+        let regions: Vec<StoreRegion> = resources
+            .regions
+            .iter()
+            .filter(|r| same_namespace(pipeline, *r))
+            .cloned()
+            .collect();
+        let policies: Vec<AlertPolicy> = resources
+            .policies
+            .iter()
+            .filter(|p| same_namespace(pipeline, *p))
+            .cloned()
+            .collect();
+        let input = PipelineInput {
+            pipeline,
+            regions: &regions,
+            policies: &policies,
+            observed_topics: &no_topics,
+            now,
+        };
+        let plan = plan_pipeline(&input).map_err(|p| {
+            anyhow::anyhow!("RetailPipeline {}: invalid spec: {p}", pipeline.name_any())
+        })?;
+        if let Ok((base, _)) = base_config(pipeline) {
+            let mut index = 0;
+            for policy in policies_of(pipeline, &policies) {
+                if let Err(p) = alert_policy_config(policy, &base, &mut index) {
+                    out.warnings.push(format!(
+                        "AlertPolicy {}: left out of the config: {p}",
+                        policy.name_any()
+                    ));
+                }
+            }
+        }
+        let o = &plan.objects;
+        out.objects.push(serde_json::to_value(&o.service_account)?);
+        out.objects.push(serde_json::to_value(&o.config_map)?);
+        out.objects.push(serde_json::to_value(&o.service)?);
+        out.objects
+            .push(serde_json::to_value(&o.pod_disruption_budget)?);
+        out.objects.push(serde_json::to_value(&o.deployment)?);
+        out.topics.push(PipelineTopics {
+            pipeline: pipeline.name_any(),
+            bootstrap_servers: pipeline.spec.kafka.connection.bootstrap_servers.clone(),
+            topics: plan.topics,
+        });
+    }
+    for region in &resources.regions {
+        let fed = resources
+            .pipelines
+            .iter()
+            .any(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
+        if !fed {
+            out.warnings.push(format!(
+                "StoreRegion {}: no RetailPipeline given selects it (pipelineRef {})",
+                region.name_any(),
+                region.spec.pipeline_ref.name
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The YAML stream `render` prints.
+pub fn to_yaml(rendered: &Rendered, only: Only) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if only != Only::Topics {
+        for object in &rendered.objects {
+            text.push_str("---\n");
+            text.push_str(&serde_yaml::to_string(object)?);
+        }
+    }
+    if only != Only::Objects {
+        for topics in &rendered.topics {
+            text.push_str(&format!(
+                "---\n# Kafka topics of RetailPipeline {}\n",
+                topics.pipeline
+            ));
+            text.push_str(&serde_yaml::to_string(topics)?);
+        }
+    }
+    Ok(text)
+}

@@ -1,0 +1,190 @@
+//! The status of a RetailPipeline, from its plan (or spec problems) and what was observed
+//! after applying it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+
+use super::conditions::{NewCondition, PROCESSOR_READY, READY, TOPICS_READY, merge, ready_from};
+use crate::build::SpecProblems;
+use crate::build::topics::camel;
+use crate::crd::retail_pipeline::{ReplicasStatus, TopicStatus};
+use crate::crd::{RetailPipeline, RetailPipelineStatus};
+use crate::plan::pipeline::PipelinePlan;
+use crate::plan::topics::ObservedTopic;
+
+/// A topic change the broker refused or failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicFailure {
+    pub topic: String,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What was observed after the plan was applied.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineObservation {
+    pub topics: BTreeMap<String, ObservedTopic>,
+    pub topic_failures: Vec<TopicFailure>,
+    pub deployment: Option<Deployment>,
+}
+
+fn topics_condition(plan: &PipelinePlan, observed: &PipelineObservation) -> NewCondition {
+    let mut problems: Vec<(&str, String)> = plan
+        .topic_plan
+        .refusals
+        .iter()
+        .map(|r| (r.reason, r.message.clone()))
+        .collect();
+    problems.extend(
+        observed
+            .topic_failures
+            .iter()
+            .map(|f| (f.reason, f.message.clone())),
+    );
+    if let Some((reason, _)) = problems.first() {
+        let message = problems
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return NewCondition::new(TOPICS_READY, false, *reason, message);
+    }
+    let missing: Vec<&str> = plan
+        .topics
+        .iter()
+        .filter(|t| !observed.topics.contains_key(&t.name))
+        .map(|t| t.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return NewCondition::new(
+            TOPICS_READY,
+            false,
+            "TopicsMissing",
+            format!("not on the broker yet: {}", missing.join(", ")),
+        );
+    }
+    NewCondition::new(
+        TOPICS_READY,
+        true,
+        "TopicsReconciled",
+        format!("{} topics match the spec", plan.topics.len()),
+    )
+}
+
+fn processor_condition(
+    plan: &PipelinePlan,
+    deployment: Option<&Deployment>,
+) -> (NewCondition, ReplicasStatus) {
+    let desired = plan.replicas.desired;
+    let Some(deployment) = deployment else {
+        let replicas = ReplicasStatus {
+            current: 0,
+            desired,
+            ready: 0,
+            reason: plan.replicas.reason.clone(),
+        };
+        return (
+            NewCondition::new(
+                PROCESSOR_READY,
+                false,
+                "ProcessorCreating",
+                "the Deployment does not exist yet",
+            ),
+            replicas,
+        );
+    };
+    let status = deployment.status.clone().unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let current = status.replicas.unwrap_or(0);
+    let rolled_out =
+        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+    let replicas = ReplicasStatus {
+        current,
+        desired,
+        ready,
+        reason: plan.replicas.reason.clone(),
+    };
+    let condition = if rolled_out && ready >= desired && updated >= desired {
+        NewCondition::new(
+            PROCESSOR_READY,
+            true,
+            "ProcessorAvailable",
+            format!("{ready} of {desired} replicas ready"),
+        )
+    } else {
+        NewCondition::new(
+            PROCESSOR_READY,
+            false,
+            "ProcessorProgressing",
+            format!("{ready} of {desired} replicas ready, {updated} updated"),
+        )
+    };
+    (condition, replicas)
+}
+
+/// The status after a reconcile with a valid spec.
+pub fn pipeline_status(
+    pipeline: &RetailPipeline,
+    plan: &PipelinePlan,
+    observed: &PipelineObservation,
+    now: &str,
+) -> RetailPipelineStatus {
+    let previous = pipeline.status.clone().unwrap_or_default();
+    let generation = pipeline.metadata.generation;
+    let topics_ready = topics_condition(plan, observed);
+    let (processor_ready, replicas) = processor_condition(plan, observed.deployment.as_ref());
+    let ready = ready_from(&[topics_ready.clone(), processor_ready.clone()]);
+    RetailPipelineStatus {
+        observed_generation: generation,
+        conditions: merge(
+            &previous.conditions,
+            &[ready, topics_ready, processor_ready],
+            generation,
+            now,
+        ),
+        topics: plan
+            .topics
+            .iter()
+            .map(|t| TopicStatus {
+                role: camel(t.role).to_string(),
+                name: t.name.clone(),
+                partitions: observed
+                    .topics
+                    .get(&t.name)
+                    .map(|o| o.partitions)
+                    .unwrap_or(0),
+                desired_partitions: t.partitions,
+            })
+            .collect(),
+        replicas: Some(replicas),
+        consumer_lag: previous.consumer_lag,
+        stores: plan.stores,
+        regions: i32::try_from(plan.regions.len()).unwrap_or(i32::MAX),
+        alert_policies: i32::try_from(plan.config.alert_policies.len()).unwrap_or(i32::MAX),
+        config_hash: Some(plan.config_hash.clone()),
+    }
+}
+
+/// The status when the spec cannot be used: `Ready=False, reason InvalidSpec`, the rest kept.
+pub fn invalid_spec_status(
+    pipeline: &RetailPipeline,
+    problems: &SpecProblems,
+    now: &str,
+) -> RetailPipelineStatus {
+    let previous = pipeline.status.clone().unwrap_or_default();
+    let generation = pipeline.metadata.generation;
+    let ready = NewCondition::new(
+        READY,
+        false,
+        "InvalidSpec",
+        format!("{} (fix the spec of {})", problems, pipeline.name_any()),
+    );
+    RetailPipelineStatus {
+        observed_generation: generation,
+        conditions: merge(&previous.conditions, &[ready], generation, now),
+        ..previous
+    }
+}
