@@ -12,3 +12,8 @@ pub mod engine;
 pub mod output;
 pub mod reference;
 pub mod generator;
+pub mod memory_log;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod cli;

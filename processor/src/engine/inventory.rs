@@ -5,7 +5,7 @@
 //! windowed figures only. Changed positions are marked dirty and emitted together at the
 //! next flush (a commit boundary), so a burst of sales of one SKU yields one record.
 
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
 use crate::event::{Event, EventType};
@@ -55,40 +55,49 @@ impl Position {
         }
     }
 
-    /// Units sold per day over the 7 days ending with the day of the last event (2 decimals).
-    pub fn velocity_7d(&self) -> Decimal {
+    /// Units sold over the 7 days ending with the day of the last event.
+    fn sold_7d(&self) -> i64 {
         let last_day = self.last_event_time.div_euclid(DAY_MS);
-        let sold: i64 = if last_day - self.latest_day >= VELOCITY_DAYS as i64 {
-            0
-        } else {
-            // Days of the ring older than the 7-day span ending at `last_day` no longer count.
-            (0..VELOCITY_DAYS as i64)
-                .map(|back| self.latest_day - back)
-                .filter(|&day| last_day - day < VELOCITY_DAYS as i64)
-                .map(|day| self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize])
-                .sum()
-        };
-        (Decimal::from(sold) / Decimal::from(VELOCITY_DAYS as i64))
-            .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
+        // Days of the ring older than the 7-day span ending at `last_day` no longer count.
+        (0..VELOCITY_DAYS as i64)
+            .map(|back| self.latest_day - back)
+            .filter(|&day| last_day - day < VELOCITY_DAYS as i64)
+            .map(|day| self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize])
+            .sum()
     }
 
-    /// `available / velocity` in days (1 decimal); `None` when nothing sells.
+    /// Units sold per day over the last 7 days, in hundredths (rounded half to even).
+    fn velocity_hundredths(&self) -> i64 {
+        div_round_half_even(self.sold_7d() * 100, VELOCITY_DAYS as i64)
+    }
+
+    /// Units sold per day over the 7 days ending with the day of the last event (2 decimals).
+    pub fn velocity_7d(&self) -> Decimal {
+        Decimal::new(self.velocity_hundredths(), 2)
+    }
+
+    /// `available / velocity` in tenths of a day; `None` when nothing sells.
+    fn days_of_inventory_tenths(&self) -> Option<i64> {
+        let velocity = self.velocity_hundredths();
+        (velocity > 0).then(|| div_round_half_even(self.available().max(0) * 1_000, velocity))
+    }
+
+    /// `available / velocity_7d` in days (1 decimal); `None` when nothing sells.
     pub fn days_of_inventory(&self) -> Option<Decimal> {
-        let velocity = self.velocity_7d();
-        if velocity.is_zero() {
-            return None;
-        }
-        let available = Decimal::from(self.available().max(0));
-        Some((available / velocity).round_dp_with_strategy(1, RoundingStrategy::MidpointNearestEven))
+        self.days_of_inventory_tenths().map(|tenths| Decimal::new(tenths, 1))
     }
 
     /// When the available stock runs out at the current velocity.
     pub fn sell_through_time(&self) -> Option<i64> {
-        use rust_decimal::prelude::ToPrimitive;
-        let days = self.days_of_inventory()?;
-        let millis = (days * Decimal::from(DAY_MS)).trunc().to_i64()?;
-        self.last_event_time.checked_add(millis)
+        let tenths = self.days_of_inventory_tenths()?;
+        self.last_event_time.checked_add(tenths.checked_mul(DAY_MS / 10)?)
     }
+}
+
+/// `n / d` for `n >= 0, d > 0`, rounded half to even: exact decimal arithmetic in integers.
+fn div_round_half_even(n: i64, d: i64) -> i64 {
+    let (q, r) = (n / d, n % d);
+    if 2 * r > d || (2 * r == d && q % 2 == 1) { q + 1 } else { q }
 }
 
 #[derive(Debug, Default)]
@@ -207,6 +216,12 @@ mod tests {
         let p = t.get(k).unwrap();
         assert_eq!(p.velocity_7d(), Decimal::ZERO);
         assert_eq!(p.days_of_inventory(), None);
+    }
+
+    #[test]
+    fn rounding_is_half_to_even() {
+        assert_eq!([div_round_half_even(5, 2), div_round_half_even(7, 2), div_round_half_even(10, 7), div_round_half_even(11, 7)], [2, 4, 1, 2]);
+        assert_eq!(div_round_half_even(100, 7), 14); // 14.29 units per day
     }
 
     #[test]

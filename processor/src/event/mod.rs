@@ -4,6 +4,7 @@
 //! `time` holds the RFC 3339 <-> epoch-millisecond conversions used everywhere else.
 
 mod parse;
+mod scan;
 pub mod time;
 
 use std::borrow::Cow;

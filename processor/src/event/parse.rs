@@ -34,7 +34,8 @@ impl fmt::Display for InvalidEvent {
 }
 
 /// A JSON string borrowed from the input when it has no escapes, owned otherwise.
-struct Text<'a>(Cow<'a, str>);
+#[derive(Debug, PartialEq)]
+pub(super) struct Text<'a>(pub(super) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -56,26 +57,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 }
 
 /// The wire form; unknown fields (terminal_id, order_id, sequence, metadata, ...) are skipped.
-#[derive(Deserialize)]
-struct WireEvent<'a> {
+#[derive(Deserialize, Debug, Default, PartialEq)]
+pub(super) struct WireEvent<'a> {
     #[serde(borrow)]
-    event_id: Option<Text<'a>>,
+    pub(super) event_id: Option<Text<'a>>,
     #[serde(borrow)]
-    event_type: Option<Text<'a>>,
+    pub(super) event_type: Option<Text<'a>>,
     #[serde(borrow)]
-    event_time: Option<Text<'a>>,
+    pub(super) event_time: Option<Text<'a>>,
     #[serde(borrow)]
-    store_id: Option<Text<'a>>,
+    pub(super) store_id: Option<Text<'a>>,
     #[serde(borrow)]
-    sku_id: Option<Text<'a>>,
-    quantity_delta: Option<i64>,
+    pub(super) sku_id: Option<Text<'a>>,
+    pub(super) quantity_delta: Option<i64>,
     #[serde(borrow)]
-    unit_price: Option<Text<'a>>,
+    pub(super) unit_price: Option<Text<'a>>,
     #[serde(borrow)]
-    currency: Option<Text<'a>>,
+    pub(super) currency: Option<Text<'a>>,
     #[serde(borrow)]
-    channel: Option<Text<'a>>,
-    schema_version: Option<u32>,
+    pub(super) channel: Option<Text<'a>>,
+    pub(super) schema_version: Option<u32>,
 }
 
 fn required<'a>(field: &'static str, value: Option<Text<'a>>) -> Result<Cow<'a, str>, InvalidEvent> {
@@ -88,7 +89,10 @@ fn required<'a>(field: &'static str, value: Option<Text<'a>>) -> Result<Cow<'a, 
 
 /// Parses and validates one event. Never panics, whatever the bytes.
 pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
-    let wire: WireEvent<'_> = serde_json::from_slice(bytes).map_err(|e| diagnose(bytes, &e))?;
+    let wire: WireEvent<'_> = match super::scan::scan(bytes) {
+        Some(wire) => wire,
+        None => serde_json::from_slice(bytes).map_err(|e| diagnose(bytes, &e))?,
+    };
 
     if let Some(version) = wire.schema_version
         && version != SCHEMA_VERSION

@@ -1,0 +1,64 @@
+//! Writes `DIR/{aggregates,inventory,alerts,dead-letter,late}.ndjson`: the output of
+//! `replay`, one JSON record per line.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::output::Output;
+use crate::source::IoError;
+
+use super::Position;
+
+/// The output files, in the order of [`file_index`].
+pub const FILES: [&str; 5] = ["aggregates.ndjson", "inventory.ndjson", "alerts.ndjson", "dead-letter.ndjson", "late.ndjson"];
+
+fn file_index(output: &Output) -> usize {
+    match output {
+        Output::Aggregate(_) => 0,
+        Output::Inventory(_) => 1,
+        Output::Alert(_) => 2,
+        Output::DeadLetter(_) => 3,
+        Output::Late(_) => 4,
+    }
+}
+
+pub struct NdjsonSink {
+    files: Vec<(PathBuf, BufWriter<File>)>,
+}
+
+impl NdjsonSink {
+    /// Creates (or truncates) the output files in `dir`, creating `dir` if needed.
+    pub fn create(dir: &Path) -> Result<Self, IoError> {
+        std::fs::create_dir_all(dir).map_err(|source| IoError::Io { what: format!("output directory {}", dir.display()), source })?;
+        let files = FILES
+            .iter()
+            .map(|name| {
+                let path = dir.join(name);
+                File::create(&path)
+                    .map(|f| (path.clone(), BufWriter::new(f)))
+                    .map_err(|source| IoError::Io { what: format!("output file {}", path.display()), source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(NdjsonSink { files })
+    }
+}
+
+impl super::Sink for NdjsonSink {
+    fn write(&mut self, outputs: &[Output]) -> Result<(), IoError> {
+        for output in outputs {
+            let (path, file) = &mut self.files[file_index(output)];
+            serde_json::to_writer(&mut *file, &output.to_json())
+                .map_err(|e| IoError::Other(format!("output file {}: {e}", path.display())))?;
+            file.write_all(b"\n").map_err(|source| IoError::Io { what: format!("output file {}", path.display()), source })?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, _positions: &[Position]) -> Result<(), IoError> {
+        for (path, file) in &mut self.files {
+            file.flush().map_err(|source| IoError::Io { what: format!("output file {}", path.display()), source })?;
+        }
+        Ok(())
+    }
+}
