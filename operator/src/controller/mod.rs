@@ -135,3 +135,6 @@ where
 pub fn object_key(kind: &str, namespace: Option<String>, name: &str) -> String {
     format!("{kind}/{}/{name}", namespace.unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests;
