@@ -141,3 +141,135 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
         stores,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::labels::CONFIG_HASH_ANNOTATION;
+    use crate::fixtures::{low_stock_policy, now, pipeline, region};
+
+    fn plan(p: &RetailPipeline, regions: &[StoreRegion], policies: &[AlertPolicy]) -> PipelinePlan {
+        let topics = BTreeMap::new();
+        plan_pipeline(&PipelineInput {
+            pipeline: p,
+            regions,
+            policies,
+            observed_topics: &topics,
+            now: now(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn regions_naming_the_pipeline_are_counted() {
+        let regions = vec![
+            region("eu-central", "shop", &["a", "b", "c"]),
+            region("us-east", "shop", &["d", "e"]),
+            region("elsewhere", "other", &["f"]),
+        ];
+        let plan = plan(&pipeline(), &regions, &[]);
+        assert_eq!(plan.regions, vec!["eu-central", "us-east"]);
+        assert_eq!(plan.stores, 5);
+    }
+
+    #[test]
+    fn the_region_selector_narrows_the_regions() {
+        let mut p = pipeline();
+        p.spec.region_selector = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: Some(BTreeMap::from([("tier".to_string(), "gold".to_string())])),
+                ..Default::default()
+            },
+        );
+        let mut gold = region("eu-central", "shop", &["a"]);
+        gold.metadata.labels = Some(BTreeMap::from([("tier".to_string(), "gold".to_string())]));
+        let plain = region("us-east", "shop", &["b"]);
+        let plan = plan(&p, &[gold, plain], &[]);
+        assert_eq!(plan.regions, vec!["eu-central"]);
+        assert_eq!(plan.stores, 1);
+    }
+
+    #[test]
+    fn alert_policies_are_rendered_and_change_the_hash() {
+        let without = plan(&pipeline(), &[], &[]);
+        let policies = vec![
+            low_stock_policy("low", "shop", 3),
+            low_stock_policy("not-ours", "other", 1),
+        ];
+        let with = plan(&pipeline(), &[], &policies);
+        assert_eq!(with.config.alert_policies, vec!["low"]);
+        assert_eq!(with.config.config.alerts.len(), 1);
+        assert_eq!(
+            with.config.config.alerts[0]
+                .low_stock
+                .as_ref()
+                .map(|r| r.threshold),
+            Some(3)
+        );
+        assert_ne!(without.config_hash, with.config_hash);
+        let annotations = with
+            .objects
+            .deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone());
+        assert_eq!(
+            annotations.and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned()),
+            Some(with.config_hash.clone())
+        );
+    }
+
+    #[test]
+    fn an_invalid_alert_policy_is_left_out() {
+        let mut bad = low_stock_policy("bad", "shop", 3);
+        bad.spec.rules.sales_spike = Some(crate::crd::alert_policy::SalesSpikeRule {
+            window: "missing".into(),
+            factor: 2.0,
+        });
+        let plan = plan(
+            &pipeline(),
+            &[],
+            &[bad, low_stock_policy("good", "shop", 1)],
+        );
+        assert_eq!(plan.config.alert_policies, vec!["good"]);
+    }
+
+    #[test]
+    fn the_rendered_config_is_what_the_processor_loads() {
+        let plan = plan(&pipeline(), &[], &[low_stock_policy("low", "shop", 3)]);
+        let text = crate::build::config_map::config_text(&plan.config.config).unwrap();
+        let loaded =
+            stockpulse_processor::config::PipelineConfig::from_text(&text, "rendered").unwrap();
+        assert_eq!(loaded, plan.config.config);
+        assert_eq!(
+            loaded.topic(stockpulse_processor::config::TopicRole::Sales),
+            "shop.sales"
+        );
+        assert_eq!(loaded.http.port, 8080);
+    }
+
+    #[test]
+    fn the_deployment_probes_and_hardening() {
+        let plan = plan(&pipeline(), &[], &[]);
+        let d = serde_json::to_value(&plan.objects.deployment).unwrap();
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(c["ports"][0]["containerPort"], 8080);
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(
+            c["args"],
+            serde_json::json!(["run", "--config", "/etc/stockpulse/config/pipeline.yaml"])
+        );
+        assert_eq!(c["resources"]["requests"]["cpu"], "500m");
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(
+            d["metadata"]["ownerReferences"][0]["kind"],
+            "RetailPipeline"
+        );
+    }
+}

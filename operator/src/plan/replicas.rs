@@ -54,3 +54,83 @@ pub fn plan_replicas(
     }
     Ok(ReplicaDecision { desired, reason })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::retail_pipeline::ScheduleSpec;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap()
+    }
+
+    #[test]
+    fn replica_decisions() {
+        let spec = |min, max| ProcessorSpec {
+            min_replicas: min,
+            max_replicas: max,
+            schedules: vec![ScheduleSpec {
+                name: "black-friday".into(),
+                start: "2026-11-27T00:00:00Z".into(),
+                end: "2026-11-30T23:59:59Z".into(),
+                min_replicas: 8,
+            }],
+            ..ProcessorSpec::default()
+        };
+        let cases = [
+            (
+                "outside the schedule",
+                spec(2, 12),
+                12,
+                "2026-11-20T10:00:00Z",
+                2,
+                "MinReplicas",
+            ),
+            (
+                "during the schedule",
+                spec(2, 12),
+                12,
+                "2026-11-28T10:00:00Z",
+                8,
+                "Schedule black-friday",
+            ),
+            (
+                "schedule above max",
+                spec(2, 6),
+                12,
+                "2026-11-28T10:00:00Z",
+                6,
+                "CappedAtMaxReplicas",
+            ),
+            (
+                "never above partitions",
+                spec(2, 12),
+                4,
+                "2026-11-28T10:00:00Z",
+                4,
+                "CappedAtPartitions",
+            ),
+            (
+                "schedule ended",
+                spec(2, 12),
+                12,
+                "2026-12-01T00:00:00Z",
+                2,
+                "MinReplicas",
+            ),
+        ];
+        for (name, spec, partitions, now, desired, reason) in cases {
+            let decision = plan_replicas(&spec, partitions, at(now)).unwrap();
+            assert_eq!(
+                decision,
+                ReplicaDecision {
+                    desired,
+                    reason: reason.to_string()
+                },
+                "{name}"
+            );
+        }
+    }
+}

@@ -104,3 +104,135 @@ pub fn plan_stores(
 pub fn plan_withdrawal(status: &StoreRegionStatus) -> Vec<OutgoingRecord> {
     plan_stores(None, &[], status).records
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> StoreRecord {
+        StoreRecord {
+            store_id: id.to_string(),
+            name: name.to_string(),
+            region: "eu-central".to_string(),
+            channel: "physical".to_string(),
+            format: None,
+            city: None,
+            country: "DE".to_string(),
+            timezone: "Europe/Berlin".to_string(),
+            currency: "EUR".to_string(),
+        }
+    }
+
+    fn published(topic: &str, ids: &[&str], records: &[StoreRecord]) -> StoreRegionStatus {
+        StoreRegionStatus {
+            published_topic: Some(topic.to_string()),
+            published_stores: ids.iter().map(|s| s.to_string()).collect(),
+            published_digest: Some(digest(topic, records)),
+            ..StoreRegionStatus::default()
+        }
+    }
+
+    /// (topic, key, is a tombstone)
+    fn summary(plan: &StorePlan) -> Vec<(String, String, bool)> {
+        plan.records
+            .iter()
+            .map(|r| (r.topic.clone(), r.key.clone(), r.value.is_none()))
+            .collect()
+    }
+
+    fn row(topic: &str, key: &str, tombstone: bool) -> (String, String, bool) {
+        (topic.to_string(), key.to_string(), tombstone)
+    }
+
+    /// (what, target topic, records, status before, expected (topic, key, tombstone))
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<StoreRecord>,
+        StoreRegionStatus,
+        Vec<(String, String, bool)>,
+    );
+
+    #[test]
+    fn store_plans() {
+        let a = record("a", "Store A");
+        let b = record("b", "Store B");
+        let a_renamed = record("a", "Store A (new name)");
+        let cases: Vec<Case> = vec![
+            (
+                "onboarding: every store published",
+                Some("p.stores"),
+                vec![a.clone(), b.clone()],
+                StoreRegionStatus::default(),
+                vec![row("p.stores", "a", false), row("p.stores", "b", false)],
+            ),
+            (
+                "unchanged: nothing published",
+                Some("p.stores"),
+                vec![a.clone(), b.clone()],
+                published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
+                vec![],
+            ),
+            (
+                "removal: a tombstone for the removed store",
+                Some("p.stores"),
+                vec![a.clone()],
+                published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
+                vec![row("p.stores", "b", true), row("p.stores", "a", false)],
+            ),
+            (
+                "a changed store is published again",
+                Some("p.stores"),
+                vec![a_renamed.clone(), b.clone()],
+                published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
+                vec![row("p.stores", "a", false), row("p.stores", "b", false)],
+            ),
+            (
+                "moved to another pipeline: tombstones there, records here",
+                Some("q.stores"),
+                vec![a.clone()],
+                published("p.stores", &["a"], std::slice::from_ref(&a)),
+                vec![row("p.stores", "a", true), row("q.stores", "a", false)],
+            ),
+            (
+                "no pipeline selects the region any more: everything withdrawn",
+                None,
+                vec![a.clone(), b.clone()],
+                published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
+                vec![row("p.stores", "a", true), row("p.stores", "b", true)],
+            ),
+        ];
+        for (name, target, records, status, expected) in cases {
+            let plan = plan_stores(target, &records, &status);
+            assert_eq!(summary(&plan), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn published_value_is_the_json_the_processor_reads() {
+        let plan = plan_stores(
+            Some("p.stores"),
+            &[record("a", "Store A")],
+            &StoreRegionStatus::default(),
+        );
+        assert_eq!(
+            plan.records[0].value.as_deref(),
+            Some(
+                r#"{"store_id":"a","name":"Store A","region":"eu-central","channel":"physical","country":"DE","timezone":"Europe/Berlin","currency":"EUR"}"#
+            )
+        );
+        assert_eq!(plan.published_stores, vec!["a"]);
+    }
+
+    #[test]
+    fn withdrawal_tombstones_every_published_store() {
+        let status = published("p.stores", &["a", "b"], &[]);
+        let records = plan_withdrawal(&status);
+        let keys: Vec<(&str, bool)> = records
+            .iter()
+            .map(|r| (r.key.as_str(), r.value.is_none()))
+            .collect();
+        assert_eq!(keys, vec![("a", true), ("b", true)]);
+        assert!(plan_withdrawal(&StoreRegionStatus::default()).is_empty());
+    }
+}

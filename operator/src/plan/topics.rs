@@ -116,3 +116,147 @@ pub fn plan_topic_cleanup(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use stockpulse_processor::config::TopicRole;
+
+    use super::*;
+
+    fn desired(name: &str, partitions: i32, cleanup: &str, policy: DeletionPolicy) -> DesiredTopic {
+        DesiredTopic {
+            role: TopicRole::Sales,
+            name: name.to_string(),
+            partitions,
+            replication_factor: 3,
+            configs: BTreeMap::from([("cleanup.policy".to_string(), cleanup.to_string())]),
+            deletion_policy: policy,
+        }
+    }
+
+    fn observed(partitions: i32, configs: &[(&str, &str)]) -> ObservedTopic {
+        ObservedTopic {
+            partitions,
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn topic_plans() {
+        struct Case {
+            name: &'static str,
+            want: DesiredTopic,
+            have: Option<ObservedTopic>,
+            actions: Vec<TopicAction>,
+            refused: Vec<&'static str>,
+        }
+        let cases = vec![
+            Case {
+                name: "create a missing topic",
+                want: desired("t", 6, "delete", DeletionPolicy::Retain),
+                have: None,
+                actions: vec![TopicAction::Create {
+                    name: "t".into(),
+                    partitions: 6,
+                    replication_factor: 3,
+                    configs: configs(&[("cleanup.policy", "delete")]),
+                }],
+                refused: vec![],
+            },
+            Case {
+                name: "nothing to do",
+                want: desired("t", 6, "delete", DeletionPolicy::Retain),
+                have: Some(observed(
+                    6,
+                    &[
+                        ("cleanup.policy", "delete"),
+                        ("segment.bytes", "1073741824"),
+                    ],
+                )),
+                actions: vec![],
+                refused: vec![],
+            },
+            Case {
+                name: "update a drifted config",
+                want: desired("t", 6, "compact", DeletionPolicy::Retain),
+                have: Some(observed(6, &[("cleanup.policy", "delete")])),
+                actions: vec![TopicAction::AlignConfigs {
+                    name: "t".into(),
+                    set: configs(&[("cleanup.policy", "compact")]),
+                }],
+                refused: vec![],
+            },
+            Case {
+                name: "increase partitions",
+                want: desired("t", 12, "delete", DeletionPolicy::Retain),
+                have: Some(observed(6, &[("cleanup.policy", "delete")])),
+                actions: vec![TopicAction::IncreasePartitions {
+                    name: "t".into(),
+                    from: 6,
+                    to: 12,
+                }],
+                refused: vec![],
+            },
+            Case {
+                name: "refuse a decrease but still align configs",
+                want: desired("t", 3, "compact", DeletionPolicy::Retain),
+                have: Some(observed(6, &[("cleanup.policy", "delete")])),
+                actions: vec![TopicAction::AlignConfigs {
+                    name: "t".into(),
+                    set: configs(&[("cleanup.policy", "compact")]),
+                }],
+                refused: vec!["PartitionDecreaseRefused"],
+            },
+        ];
+        for case in cases {
+            let observed: BTreeMap<String, ObservedTopic> = case
+                .have
+                .into_iter()
+                .map(|o| ("t".to_string(), o))
+                .collect();
+            let plan = plan_topics(std::slice::from_ref(&case.want), &observed);
+            assert_eq!(plan.actions, case.actions, "{}", case.name);
+            let refused: Vec<&str> = plan.refusals.iter().map(|r| r.reason).collect();
+            assert_eq!(refused, case.refused, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn deletion_follows_each_topics_policy() {
+        let want = vec![
+            desired("kept", 3, "delete", DeletionPolicy::Retain),
+            desired("dropped", 3, "delete", DeletionPolicy::Delete),
+            desired("never-created", 3, "delete", DeletionPolicy::Delete),
+        ];
+        let observed = BTreeMap::from([
+            ("kept".to_string(), observed(3, &[])),
+            ("dropped".to_string(), observed(3, &[])),
+        ]);
+        assert_eq!(
+            plan_topic_cleanup(&want, &observed),
+            vec![TopicAction::Delete {
+                name: "dropped".into()
+            }]
+        );
+        let all_retained: Vec<DesiredTopic> = want
+            .into_iter()
+            .map(|t| DesiredTopic {
+                deletion_policy: DeletionPolicy::Retain,
+                ..t
+            })
+            .collect();
+        assert_eq!(plan_topic_cleanup(&all_retained, &observed), vec![]);
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod schema;
+pub mod tansu;
 
 use std::path::PathBuf;
 
