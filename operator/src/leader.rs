@@ -162,4 +162,89 @@ mod tests {
             assert_eq!(decide(lease.as_ref(), "me", now), expected, "{lease:?}");
         }
     }
+
+    fn config() -> LeaseConfig {
+        LeaseConfig {
+            name: "stockpulse-operator".into(),
+            namespace: crate::fixtures::NS.into(),
+            identity: "me".into(),
+            lease_duration: std::time::Duration::from_secs(15),
+            renew_every: std::time::Duration::from_secs(5),
+        }
+    }
+
+    fn lease_path() -> String {
+        format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/stockpulse-operator",
+            crate::fixtures::NS
+        )
+    }
+
+    fn api() -> (Api<Lease>, crate::fixtures::ApiServerVerifier) {
+        let (ctx, verifier) = crate::fixtures::context(std::sync::Arc::new(
+            crate::kafka_admin::memory::MemoryKafka::new(),
+        ));
+        (
+            Api::namespaced(ctx.client.clone(), crate::fixtures::NS),
+            verifier,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_missing_lease_is_created_and_held() {
+        use crate::fixtures::{Exchange, play};
+        let (api, verifier) = api();
+        let script = vec![
+            Exchange::get_missing(lease_path()),
+            Exchange::post(format!(
+                "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+                crate::fixtures::NS
+            )),
+        ];
+        let now = crate::fixtures::now();
+        let (result, received) = play(verifier, script, try_lead(&api, &config(), now)).await;
+        assert!(result.unwrap());
+        assert_eq!(received[1].body["spec"]["holderIdentity"], "me");
+        assert_eq!(received[1].body["spec"]["leaseDurationSeconds"], 15);
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_another_replica_is_left_alone() {
+        use crate::fixtures::{Exchange, play};
+        let (api, verifier) = api();
+        let now = crate::fixtures::now();
+        let held =
+            serde_json::to_value(lease("other", now - chrono::Duration::seconds(3))).unwrap();
+        let script = vec![Exchange::get(lease_path(), held)];
+        let (result, received) = play(verifier, script, try_lead(&api, &config(), now)).await;
+        assert!(!result.unwrap());
+        assert_eq!(received.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over() {
+        use crate::fixtures::{Exchange, play};
+        let (api, verifier) = api();
+        let now = crate::fixtures::now();
+        let mut expired = lease("other", now - chrono::Duration::seconds(30));
+        expired.metadata.name = Some("stockpulse-operator".into());
+        expired.metadata.resource_version = Some("7".into());
+        let script = vec![
+            Exchange::get(lease_path(), serde_json::to_value(&expired).unwrap()),
+            Exchange {
+                method: "PUT",
+                path: lease_path(),
+                status: 200,
+                answer: crate::fixtures::Answer::Echo,
+            },
+        ];
+        let (result, received) = play(verifier, script, try_lead(&api, &config(), now)).await;
+        assert!(result.unwrap());
+        assert_eq!(received[1].body["spec"]["holderIdentity"], "me");
+        assert_eq!(received[1].body["spec"]["leaseTransitions"], 1);
+        assert_eq!(
+            received[1].body["metadata"]["resourceVersion"], "7",
+            "optimistic concurrency on the takeover"
+        );
+    }
 }

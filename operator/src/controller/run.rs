@@ -180,36 +180,70 @@ async fn run_controllers(client: Client, namespace: Option<String>, ctx: Arc<Con
             tracing::debug!(error = %e, "RetailPipeline controller");
         }
     });
+    // Regions and policies are looked at again when the pipeline they name changes (its
+    // regionSelector, its topic names, its windows).
     let regions = Controller::new(
         api::<StoreRegion>(&client, &namespace),
         watcher::Config::default(),
-    )
-    .watches(
-        api::<RetailPipeline>(&client, &namespace),
-        watcher::Config::default(),
-        |_| None::<ObjectRef<StoreRegion>>,
-    )
-    .shutdown_on_signal()
-    .run(
-        store_region::reconcile,
-        store_region::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "StoreRegion controller");
-        }
-    });
+    );
+    let region_store = regions.store();
+    let regions = regions
+        .watches(
+            api::<RetailPipeline>(&client, &namespace),
+            watcher::Config::default(),
+            move |pipeline| {
+                naming(&region_store.state(), &pipeline, |r: &StoreRegion| {
+                    r.spec.pipeline_ref.name.as_str()
+                })
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            store_region::reconcile,
+            store_region::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "StoreRegion controller");
+            }
+        });
     let policies = Controller::new(
         api::<AlertPolicy>(&client, &namespace),
         watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(alert_policy::reconcile, alert_policy::error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "AlertPolicy controller");
-        }
-    });
+    );
+    let policy_store = policies.store();
+    let policies = policies
+        .watches(
+            api::<RetailPipeline>(&client, &namespace),
+            watcher::Config::default(),
+            move |pipeline| {
+                naming(&policy_store.state(), &pipeline, |p: &AlertPolicy| {
+                    p.spec.pipeline_ref.name.as_str()
+                })
+            },
+        )
+        .shutdown_on_signal()
+        .run(alert_policy::reconcile, alert_policy::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "AlertPolicy controller");
+            }
+        });
     futures::join!(pipelines, regions, policies);
+}
+
+/// The objects of `all` in the pipeline's namespace whose `pipelineRef` names it.
+fn naming<K>(
+    all: &[Arc<K>],
+    pipeline: &RetailPipeline,
+    pipeline_ref: impl Fn(&K) -> &str,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + ResourceExt,
+{
+    all.iter()
+        .filter(|o| o.namespace() == pipeline.namespace() && pipeline_ref(o) == pipeline.name_any())
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
