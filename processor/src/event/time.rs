@@ -1,10 +1,74 @@
 //! Event time as milliseconds since the Unix epoch, and its RFC 3339 text form.
+//!
+//! Parsing takes a strict fast path for the form producers write (`2026-11-27T10:00:00Z`,
+//! `...:00.123Z`, `...:00+01:00`) and hands anything else to chrono, so both agree; a
+//! property test holds them equal.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Parses an RFC 3339 timestamp (UTC or with an offset) to epoch milliseconds.
 pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+    fast_rfc3339_millis(text.as_bytes()).or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis()))
+}
+
+fn digits(bytes: &[u8]) -> Option<i64> {
+    bytes.iter().try_fold(0i64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0')))
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`; `None` for anything else (chrono decides).
+fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut millis = 0;
+    if rest.first() == Some(&b'.') {
+        let count = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&count) {
+            return None;
+        }
+        let fraction = &rest[1..1 + count];
+        millis = fraction.iter().chain(std::iter::repeat(&b'0')).take(3).try_fold(0i64, |acc, &c| Some(acc * 10 + i64::from(c - b'0')))?;
+        rest = &rest[1 + count..];
+    }
+    let offset_minutes = match rest {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (h, m) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'+' { h * 60 + m } else { -(h * 60 + m) }
+        }
+        _ => return None,
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC, with milliseconds only when they are not zero.
@@ -25,14 +89,20 @@ pub fn format_date(millis: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
     fn parses_utc_and_offsets() {
         assert_eq!(parse_rfc3339_millis("2026-11-27T10:00:00Z"), Some(1_795_773_600_000));
         assert_eq!(parse_rfc3339_millis("2026-11-27T11:00:00.250+01:00"), Some(1_795_773_600_250));
+        assert_eq!(parse_rfc3339_millis("2026-11-27T10:00:00.2509Z"), Some(1_795_773_600_250));
+        assert_eq!(parse_rfc3339_millis("2026-11-27t10:00:00z"), Some(1_795_773_600_000), "chrono takes lower case");
         assert_eq!(parse_rfc3339_millis("2026-11-27 10:00:00"), None);
         assert_eq!(parse_rfc3339_millis("2026-13-27T10:00:00Z"), None);
+        assert_eq!(parse_rfc3339_millis("2026-02-29T10:00:00Z"), None);
+        assert_eq!(parse_rfc3339_millis("2028-02-29T10:00:00Z"), Some(1_835_431_200_000));
     }
 
     #[test]
@@ -40,5 +110,25 @@ mod tests {
         assert_eq!(format_rfc3339_millis(1_795_773_600_000), "2026-11-27T10:00:00Z");
         assert_eq!(format_rfc3339_millis(1_795_773_600_250), "2026-11-27T10:00:00.250Z");
         assert_eq!(format_date(1_795_773_600_000), "2026-11-27");
+    }
+
+    fn chrono_millis(text: &str) -> Option<i64> {
+        DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// The fast path reads every timestamp it accepts as chrono does.
+        #[test]
+        fn fast_path_agrees_with_chrono(
+            y in 1900i64..2200, mo in 0i64..14, d in 0i64..33, h in 0i64..25, mi in 0i64..61, s in 0i64..61,
+            frac in proptest::option::of("[0-9]{1,10}"), zone in prop_oneof![Just("Z".to_string()), "[+-][0-2][0-9]:[0-6][0-9]"],
+        ) {
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}{zone}", frac.map(|f| format!(".{f}")).unwrap_or_default());
+            if let Some(fast) = fast_rfc3339_millis(text.as_bytes()) {
+                prop_assert_eq!(Some(fast), chrono_millis(&text), "{}", text);
+            }
+            prop_assert_eq!(parse_rfc3339_millis(&text), chrono_millis(&text), "{}", text);
+        }
     }
 }
