@@ -180,3 +180,63 @@ pub fn to_yaml(rendered: &Rendered, only: Only) -> anyhow::Result<String> {
     }
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{now, pipeline_yaml};
+
+    #[test]
+    fn an_unknown_kind_is_named() {
+        let mut resources = Resources::default();
+        let err = read_resources(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "x.yaml",
+            &mut resources,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.yaml, document 1: kind \"ConfigMap\" is not a stockpulse resource (RetailPipeline, StoreRegion, AlertPolicy)"
+        );
+    }
+
+    #[test]
+    fn an_invalid_pipeline_stops_the_rendering_with_its_problems() {
+        let mut resources = Resources::default();
+        let yaml =
+            pipeline_yaml().replace("    sales:\n", "    sales:\n      name: shop.inventory\n");
+        read_resources(&yaml, "p.yaml", &mut resources).unwrap();
+        let err = render(&resources, now()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "RetailPipeline shop: invalid spec: spec.topics.inventory.name: \"shop.inventory\" is already the sales topic"
+        );
+    }
+
+    #[test]
+    fn orphan_regions_and_invalid_policies_are_warnings() {
+        let mut resources = Resources::default();
+        read_resources(pipeline_yaml(), "p.yaml", &mut resources).unwrap();
+        resources
+            .regions
+            .push(crate::fixtures::region("lost", "nowhere", &["x"]));
+        let mut bad = crate::fixtures::low_stock_policy("bad", "shop", 1);
+        bad.spec.cooldown = "soon".into();
+        resources.policies.push(bad);
+        let rendered = render(&resources, now()).unwrap();
+        assert_eq!(
+            rendered.warnings,
+            vec![
+                "AlertPolicy bad: left out of the config: spec.cooldown: invalid duration \"soon\": each part must start with a number (expected e.g. 500ms, 30s, 5m, 1h30m, 7d)",
+                "StoreRegion lost: no RetailPipeline given selects it (pipelineRef nowhere)",
+            ]
+        );
+        assert_eq!(rendered.objects.len(), 5);
+        let text = to_yaml(&rendered, Only::Topics).unwrap();
+        assert!(
+            text.starts_with("---\n# Kafka topics of RetailPipeline shop\npipeline: shop\n"),
+            "{text}"
+        );
+    }
+}

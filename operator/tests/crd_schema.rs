@@ -213,6 +213,19 @@ fn wrong_resources_are_refused_with_a_clear_message() {
             expected: vec!["spec.kafka.bootstrapServers: Required value"],
         },
         Case {
+            what: "pipeline name too long for its objects",
+            sample: pipeline,
+            changes: vec![(
+                "/metadata/name",
+                Some(json!(
+                    "acme-sports-with-a-very-long-name-for-its-pipeline-xyz"
+                )),
+            )],
+            expected: vec![
+                "<nil>: Invalid value: \"object\": the name must be a DNS-1035 label of at most 53 characters: the processor's objects are named <name>-processor",
+            ],
+        },
+        Case {
             what: "unknown store channel",
             sample: region,
             changes: vec![("/spec/stores/0/channel", Some(json!("kiosk")))],

@@ -26,6 +26,8 @@ use super::common::{
     category = "stockpulse",
     status = "RetailPipelineStatus",
     doc = "A stockpulse pipeline: Kafka topics, the processing it runs and the processor Deployment.",
+    validation = Rule::new("self.metadata.name.size() <= 53 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("the name must be a DNS-1035 label of at most 53 characters: the processor's objects are named <name>-processor"),
     printcolumn(
         name = "Ready",
         type_ = "string",

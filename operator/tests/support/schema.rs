@@ -22,10 +22,13 @@ pub fn validate(schema: &Value, object: &Value) -> Vec<String> {
         && let Err(errors) = kube_cel::Validator::new().validate(schema, object, None)
     {
         for e in errors.into_vec() {
-            problems.push(format!(
-                "{}: Invalid value: \"object\": {}",
-                e.field_path, e.message
-            ));
+            // The API server names the root `<nil>`.
+            let path = if e.field_path.is_empty() {
+                "<nil>"
+            } else {
+                e.field_path.as_str()
+            };
+            problems.push(format!("{path}: Invalid value: \"object\": {}", e.message));
         }
     }
     problems
