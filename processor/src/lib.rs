@@ -6,14 +6,14 @@
 //! their in-memory implementations), `pipeline` (the loop that drives an engine between a
 //! source and a sink), `generator` (realistic store traffic) and `cli` (the commands).
 
+pub mod cli;
 pub mod config;
-pub mod event;
 pub mod engine;
-pub mod output;
-pub mod reference;
+pub mod event;
 pub mod generator;
 pub mod memory_log;
+pub mod output;
 pub mod pipeline;
+pub mod reference;
 pub mod sink;
 pub mod source;
-pub mod cli;

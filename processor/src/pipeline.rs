@@ -19,6 +19,9 @@ pub struct StepReport {
     pub outputs: usize,
 }
 
+/// Sees every output before it is written.
+pub type Observer = Box<dyn FnMut(&Output)>;
+
 pub struct Pipeline<S, K> {
     pub engine: Engine,
     source: S,
@@ -30,7 +33,7 @@ pub struct Pipeline<S, K> {
     outputs: Vec<Output>,
     reference_updates: Vec<crate::reference::ReferenceUpdate>,
     /// Receives a copy of every output before it is written (the demo's dashboard).
-    observer: Option<Box<dyn FnMut(&Output)>>,
+    observer: Option<Observer>,
 }
 
 impl<S: Source, K: Sink> Pipeline<S, K> {
@@ -58,7 +61,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
         self
     }
 
-    pub fn with_observer(mut self, observer: Box<dyn FnMut(&Output)>) -> Self {
+    pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
         self
     }
@@ -109,8 +112,10 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
         }
         self.sink.write(&self.outputs)?;
         self.outputs.clear();
-        let mut positions: Vec<Position> =
-            positions.into_iter().map(|((topic, partition), next_offset)| Position { topic, partition, next_offset }).collect();
+        let mut positions: Vec<Position> = positions
+            .into_iter()
+            .map(|((topic, partition), next_offset)| Position { topic, partition, next_offset })
+            .collect();
         positions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         self.sink.commit(&positions)?;
         Ok(report)

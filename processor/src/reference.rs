@@ -61,9 +61,11 @@ impl ReferenceUpdate {
         let key_text = String::from_utf8_lossy(key).into_owned();
         match value {
             None | Some([]) => Ok(ReferenceUpdate::StoreRemoved(key_text)),
-            Some(bytes) => serde_json::from_slice(bytes)
-                .map(ReferenceUpdate::Store)
-                .map_err(|e| ReferenceError { kind: "store", key: key_text, message: e.to_string() }),
+            Some(bytes) => serde_json::from_slice(bytes).map(ReferenceUpdate::Store).map_err(|e| ReferenceError {
+                kind: "store",
+                key: key_text,
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -72,9 +74,11 @@ impl ReferenceUpdate {
         let key_text = String::from_utf8_lossy(key).into_owned();
         match value {
             None | Some([]) => Ok(ReferenceUpdate::ProductRemoved(key_text)),
-            Some(bytes) => serde_json::from_slice(bytes)
-                .map(ReferenceUpdate::Product)
-                .map_err(|e| ReferenceError { kind: "product", key: key_text, message: e.to_string() }),
+            Some(bytes) => serde_json::from_slice(bytes).map(ReferenceUpdate::Product).map_err(|e| ReferenceError {
+                kind: "product",
+                key: key_text,
+                message: e.to_string(),
+            }),
         }
     }
 }

@@ -23,7 +23,8 @@ processing:
 "#;
 const BOUND_MS: i64 = 20_000;
 const START: i64 = 1_795_773_600_000;
-const KINDS: [(&str, i64); 6] = [("SALE", -1), ("SALE", -3), ("RETURN", 1), ("RESTOCK", 5), ("RESERVATION", 2), ("ADJUSTMENT", -1)];
+const KINDS: [(&str, i64); 6] =
+    [("SALE", -1), ("SALE", -3), ("RETURN", 1), ("RESTOCK", 5), ("RESERVATION", 2), ("ADJUSTMENT", -1)];
 
 #[derive(Debug, Clone)]
 struct Spec {
@@ -36,8 +37,9 @@ struct Spec {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (0i64..15_000, 0usize..3, 0usize..4, 0usize..KINDS.len(), 0..=BOUND_MS, proptest::bool::weighted(0.1))
-        .prop_map(|(gap_ms, store, sku, kind, delay_ms, duplicate)| Spec { gap_ms, store, sku, kind, delay_ms, duplicate })
+    (0i64..15_000, 0usize..3, 0usize..4, 0usize..KINDS.len(), 0..=BOUND_MS, proptest::bool::weighted(0.1)).prop_map(
+        |(gap_ms, store, sku, kind, delay_ms, duplicate)| Spec { gap_ms, store, sku, kind, delay_ms, duplicate },
+    )
 }
 
 fn payload(i: usize, time: i64, s: &Spec) -> String {
@@ -67,7 +69,13 @@ fn final_state(arrivals: &[(usize, String)]) -> (BTreeMap<String, Value>, BTreeM
     }
     let mut out = Vec::new();
     for (offset, (partition, payload)) in arrivals.iter().enumerate() {
-        let input = InputRecord { stream: *partition, topic: &topic, partition: *partition as i32, offset: offset as i64, payload: payload.as_bytes() };
+        let input = InputRecord {
+            stream: *partition,
+            topic: &topic,
+            partition: *partition as i32,
+            offset: offset as i64,
+            payload: payload.as_bytes(),
+        };
         engine.process(&input, &mut out);
     }
     engine.finish(&mut out);

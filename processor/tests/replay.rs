@@ -54,10 +54,10 @@ fn valid(v: &Value) -> bool {
     if !(non_empty("store_id") && non_empty("sku_id")) {
         return false;
     }
-    if !text("event_id").is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()) {
+    if text("event_id").is_none_or(|s| uuid::Uuid::parse_str(s).is_err()) {
         return false;
     }
-    if !text("event_time").is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()) {
+    if text("event_time").is_none_or(|s| chrono::DateTime::parse_from_rfc3339(s).is_err()) {
         return false;
     }
     let Some(delta) = o.get("quantity_delta").and_then(Value::as_i64) else { return false };
@@ -71,7 +71,8 @@ fn valid(v: &Value) -> bool {
         return false;
     }
     if matches!(text("event_type"), Some("SALE" | "RETURN")) {
-        let price_ok = text("unit_price").is_some_and(|p| p.chars().all(|c| c.is_ascii_digit() || c == '.') && Decimal::from_str(p).is_ok());
+        let price_ok = text("unit_price")
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit() || c == '.') && Decimal::from_str(p).is_ok());
         let currency_ok = text("currency").is_some_and(|c| c.len() == 3 && c.chars().all(|x| x.is_ascii_uppercase()));
         return price_ok && currency_ok;
     }
@@ -81,16 +82,24 @@ fn valid(v: &Value) -> bool {
 fn reference(events: &Path, stores: &Path, catalog: &Path, config: &PipelineConfig) -> Reference {
     let store_info: HashMap<String, (String, String)> = lines(stores)
         .into_iter()
-        .map(|s| (s["store_id"].as_str().unwrap().to_string(), (s["region"].as_str().unwrap().to_string(), s["channel"].as_str().unwrap().to_string())))
+        .map(|s| {
+            (
+                s["store_id"].as_str().unwrap().to_string(),
+                (s["region"].as_str().unwrap().to_string(), s["channel"].as_str().unwrap().to_string()),
+            )
+        })
         .collect();
-    let categories: HashMap<String, String> =
-        lines(catalog).into_iter().map(|p| (p["sku_id"].as_str().unwrap().to_string(), p["category"].as_str().unwrap().to_string())).collect();
+    let categories: HashMap<String, String> = lines(catalog)
+        .into_iter()
+        .map(|p| (p["sku_id"].as_str().unwrap().to_string(), p["category"].as_str().unwrap().to_string()))
+        .collect();
     let p = &config.processing;
     let bound = p.max_out_of_orderness.as_millis() as i64;
     let lateness = p.allowed_lateness.as_millis() as i64;
     let horizon = p.dedupe.horizon.as_millis() as i64;
 
-    let mut r = Reference { aggregates: BTreeMap::new(), inventory: BTreeMap::new(), dead_letters: 0, late: 0, duplicates: 0 };
+    let mut r =
+        Reference { aggregates: BTreeMap::new(), inventory: BTreeMap::new(), dead_letters: 0, late: 0, duplicates: 0 };
     let mut seen = HashSet::new();
     let mut max_time = i64::MIN;
     for line in std::fs::read_to_string(events).unwrap().lines() {
@@ -113,11 +122,16 @@ fn reference(events: &Path, stores: &Path, catalog: &Path, config: &PipelineConf
         let kind = v["event_type"].as_str().unwrap();
         let delta = v["quantity_delta"].as_i64().unwrap();
         let position = r.inventory.entry((store.clone(), sku.clone())).or_default();
-        if kind.starts_with("RESERVATION") { position.1 += delta } else { position.0 += delta }
+        if kind.starts_with("RESERVATION") {
+            position.1 += delta
+        } else {
+            position.0 += delta
+        }
 
         if kind == "SALE" || kind == "RETURN" {
             let price = Decimal::from_str(v["unit_price"].as_str().unwrap()).unwrap();
-            let (region, store_channel) = store_info.get(&store).cloned().unwrap_or(("unknown".into(), "unknown".into()));
+            let (region, store_channel) =
+                store_info.get(&store).cloned().unwrap_or(("unknown".into(), "unknown".into()));
             let channel = v["channel"].as_str().map(str::to_string).unwrap_or(store_channel);
             let category = categories.get(&sku).cloned().unwrap_or("unknown".into());
             let mut missed = false;
@@ -131,8 +145,20 @@ fn reference(events: &Path, stores: &Path, catalog: &Path, config: &PipelineConf
                         missed = true;
                     } else {
                         let dims = p.group_by_of(w);
-                        let mut key = format!("{}|{}", w.name, chrono::DateTime::from_timestamp_millis(start).unwrap().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
-                        for (dim, value) in [(Dimension::Store, &store), (Dimension::Sku, &sku), (Dimension::Region, &region), (Dimension::Category, &category), (Dimension::Channel, &channel)] {
+                        let mut key = format!(
+                            "{}|{}",
+                            w.name,
+                            chrono::DateTime::from_timestamp_millis(start)
+                                .unwrap()
+                                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                        );
+                        for (dim, value) in [
+                            (Dimension::Store, &store),
+                            (Dimension::Sku, &sku),
+                            (Dimension::Region, &region),
+                            (Dimension::Category, &category),
+                            (Dimension::Channel, &channel),
+                        ] {
                             if dims.contains(&dim) {
                                 key.push('|');
                                 key.push_str(value);
@@ -181,13 +207,35 @@ fn replay_is_repeatable_and_matches_an_independent_computation() {
     let path = |name: &str| dir.path().join(name);
     let (events, stores, catalog) = (path("events.ndjson"), path("stores.ndjson"), path("catalog.ndjson"));
     run(&[
-        "generate", "--seed", "11", "--events", "40000", "--peak-rate", "60",
-        "--out", events.to_str().unwrap(), "--stores-out", stores.to_str().unwrap(), "--catalog-out", catalog.to_str().unwrap(),
+        "generate",
+        "--seed",
+        "11",
+        "--events",
+        "40000",
+        "--peak-rate",
+        "60",
+        "--out",
+        events.to_str().unwrap(),
+        "--stores-out",
+        stores.to_str().unwrap(),
+        "--catalog-out",
+        catalog.to_str().unwrap(),
     ]);
     for out in ["a", "b"] {
         run(&[
-            "replay", "--config", CONFIG, "--input", events.to_str().unwrap(), "--stores", stores.to_str().unwrap(),
-            "--catalog", catalog.to_str().unwrap(), "--out", path(out).to_str().unwrap(), "--now", NOW,
+            "replay",
+            "--config",
+            CONFIG,
+            "--input",
+            events.to_str().unwrap(),
+            "--stores",
+            stores.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--out",
+            path(out).to_str().unwrap(),
+            "--now",
+            NOW,
         ]);
     }
     for file in ["aggregates.ndjson", "inventory.ndjson", "alerts.ndjson", "dead-letter.ndjson", "late.ndjson"] {
@@ -212,13 +260,16 @@ fn replay_is_repeatable_and_matches_an_independent_computation() {
         .map(|(k, a)| {
             let money = |f: &str| Decimal::from_str(a[f].as_str().unwrap()).unwrap();
             assert_eq!(money("net_revenue"), money("gross_revenue") - money("returns_revenue"));
-            (k.clone(), Figures {
-                units_sold: a["units_sold"].as_i64().unwrap(),
-                units_returned: a["units_returned"].as_i64().unwrap(),
-                gross: money("gross_revenue"),
-                returns: money("returns_revenue"),
-                transactions: a["transactions"].as_u64().unwrap(),
-            })
+            (
+                k.clone(),
+                Figures {
+                    units_sold: a["units_sold"].as_i64().unwrap(),
+                    units_returned: a["units_returned"].as_i64().unwrap(),
+                    gross: money("gross_revenue"),
+                    returns: money("returns_revenue"),
+                    transactions: a["transactions"].as_u64().unwrap(),
+                },
+            )
         })
         .collect();
     assert!(expected.aggregates.len() > 10_000, "a meaningful test: {} groups", expected.aggregates.len());
@@ -232,7 +283,10 @@ fn replay_is_repeatable_and_matches_an_independent_computation() {
     for i in lines(&out.join("inventory.ndjson")) {
         let (on_hand, reserved) = (i["on_hand"].as_i64().unwrap(), i["reserved"].as_i64().unwrap());
         assert_eq!(i["available"].as_i64().unwrap(), on_hand - reserved);
-        positions.insert((i["store_id"].as_str().unwrap().into(), i["sku_id"].as_str().unwrap().into()), (on_hand, reserved));
+        positions.insert(
+            (i["store_id"].as_str().unwrap().into(), i["sku_id"].as_str().unwrap().into()),
+            (on_hand, reserved),
+        );
     }
     assert_eq!(positions, expected.inventory);
 
@@ -246,13 +300,36 @@ fn replay_is_repeatable_and_matches_an_independent_computation() {
 fn bad_config_and_missing_input_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "name: x\nprocessing:\n  windows:\n  - {name: w, type: sliding, size: 1h, slide: 7m}\n").unwrap();
-    let out = Command::new(BIN).args(["replay", "--config", bad.to_str().unwrap(), "--input", "/nonexistent.ndjson", "--out", dir.path().to_str().unwrap()]).output().unwrap();
+    std::fs::write(&bad, "name: x\nprocessing:\n  windows:\n  - {name: w, type: sliding, size: 1h, slide: 7m}\n")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "replay",
+            "--config",
+            bad.to_str().unwrap(),
+            "--input",
+            "/nonexistent.ndjson",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml is invalid") && err.contains("processing.windows[0].slide: 7m must divide size (1h) evenly"), "{err}");
-    let out = Command::new(BIN).args(["replay", "--config", CONFIG, "--input", "/nonexistent.ndjson", "--out", dir.path().to_str().unwrap()]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("events file /nonexistent.ndjson: No such file"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        err.contains("bad.yaml is invalid")
+            && err.contains("processing.windows[0].slide: 7m must divide size (1h) evenly"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["replay", "--config", CONFIG, "--input", "/nonexistent.ndjson", "--out", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("events file /nonexistent.ndjson: No such file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(BIN).args(["generate", "--events", "5", "--duplicate-share", "2"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"2\" is not a share between 0 and 1"));
 }

@@ -36,7 +36,11 @@ pub struct BenchArgs {
 fn memory_kib() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
@@ -83,12 +87,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     println!("stockpulse engine benchmark");
-    println!("  events      {} (seed {}), {} stores, {} SKUs, {} partitions, commit every {}", args.events, args.seed, stores.len(), catalog.len(), args.partitions, args.batch);
+    println!(
+        "  events      {} (seed {}), {} stores, {} SKUs, {} partitions, commit every {}",
+        args.events,
+        args.seed,
+        stores.len(),
+        catalog.len(),
+        args.partitions,
+        args.batch
+    );
     println!("  disorder    2% out of order (within 25s), 1% duplicates");
     println!("  windows     {}", windows.join("; "));
-    println!("  path        parse, validate, dedupe, enrich, windows, inventory, alerts (one thread; generation and output serialization not timed)");
+    println!(
+        "  path        parse, validate, dedupe, enrich, windows, inventory, alerts (one thread; generation and output serialization not timed)"
+    );
     println!();
-    println!("{:>12} {:>14} {:>10} {:>10} {:>11} {:>10} {:>11}", "events", "events/s", "rss MiB", "dedupe ids", "positions", "panes", "outputs");
+    println!(
+        "{:>12} {:>14} {:>10} {:>10} {:>11} {:>10} {:>11}",
+        "events", "events/s", "rss MiB", "dedupe ids", "positions", "panes", "outputs"
+    );
 
     let topic: Arc<str> = Arc::from(config.topic(crate::config::TopicRole::Sales));
     let mut traffic = Traffic::new(options, &stores, &catalog);
@@ -113,7 +130,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         for event in &chunk {
             let partition = partition_for(Some(event.key.as_bytes()), args.partitions) as usize;
-            let input = InputRecord { stream: partition, topic: &topic, partition: partition as i32, offset: offsets[partition], payload: &event.payload };
+            let input = InputRecord {
+                stream: partition,
+                topic: &topic,
+                partition: partition as i32,
+                offset: offsets[partition],
+                payload: &event.payload,
+            };
             offsets[partition] += 1;
             engine.process(&input, &mut outputs);
         }
@@ -147,7 +170,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let stats = engine.stats();
     let (_, peak) = memory_kib().unwrap_or((0, 0));
     println!();
-    println!("throughput  {:.0} events/s on one core ({} events in {:.3} s of engine time)", processed as f64 / engine_time.as_secs_f64(), processed, engine_time.as_secs_f64());
+    println!(
+        "throughput  {:.0} events/s on one core ({} events in {:.3} s of engine time)",
+        processed as f64 / engine_time.as_secs_f64(),
+        processed,
+        engine_time.as_secs_f64()
+    );
     println!(
         "breakdown   parse and validate alone: {:.0} events/s ({:.0} ns per event of the {:.0} ns in all)",
         processed as f64 / parse_time.as_secs_f64(),
@@ -169,8 +197,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!(
         "engine      {} applied, {} duplicates, {} late, {} dead-lettered, {} window results ({} corrections), {} inventory records, {} alerts",
-        stats.events_applied, stats.duplicates, stats.late_events, stats.dead_lettered, stats.window_results, stats.corrections, stats.inventory_records, stats.alerts
+        stats.events_applied,
+        stats.duplicates,
+        stats.late_events,
+        stats.dead_lettered,
+        stats.window_results,
+        stats.corrections,
+        stats.inventory_records,
+        stats.alerts
     );
-    println!("event time  {} of simulated traffic", crate::config::Duration::from_millis((traffic.clock() - TrafficOptions::default().start).max(0) as u64));
+    println!(
+        "event time  {} of simulated traffic",
+        crate::config::Duration::from_millis((traffic.clock() - TrafficOptions::default().start).max(0) as u64)
+    );
     Ok(())
 }

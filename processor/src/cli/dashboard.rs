@@ -33,7 +33,9 @@ fn tumbling_window_by(config: &PipelineConfig, wanted: &[Dimension], unwanted: &
         .iter()
         .find(|w| {
             let dims = config.processing.group_by_of(w);
-            w.kind == WindowKind::Tumbling && wanted.iter().all(|d| dims.contains(d)) && unwanted.iter().all(|d| !dims.contains(d))
+            w.kind == WindowKind::Tumbling
+                && wanted.iter().all(|d| dims.contains(d))
+                && unwanted.iter().all(|d| !dims.contains(d))
         })
         .map(|w| w.name.clone())
 }
@@ -42,7 +44,11 @@ impl Dashboard {
     pub fn new(config: &PipelineConfig, names: HashMap<String, String>) -> Self {
         Dashboard {
             sku_window: tumbling_window_by(config, &[Dimension::Sku], &[]),
-            channel_window: tumbling_window_by(config, &[Dimension::Region, Dimension::Channel], &[Dimension::Store, Dimension::Sku]),
+            channel_window: tumbling_window_by(
+                config,
+                &[Dimension::Region, Dimension::Channel],
+                &[Dimension::Store, Dimension::Sku],
+            ),
             names,
             units_by_key: HashMap::new(),
             units_by_sku: HashMap::new(),
@@ -64,7 +70,10 @@ impl Dashboard {
             Output::Aggregate(r) if Some(r.window.as_ref()) == self.channel_window.as_deref() => {
                 let (Some(region), Some(channel)) = (r.region.clone(), r.channel.clone()) else { return };
                 let group = (region, channel, r.currency.clone());
-                let previous = self.revenue_by_key.insert(r.key(), (group.clone(), r.net_revenue)).map_or(Decimal::ZERO, |(_, v)| v);
+                let previous = self
+                    .revenue_by_key
+                    .insert(r.key(), (group.clone(), r.net_revenue))
+                    .map_or(Decimal::ZERO, |(_, v)| v);
                 *self.revenue.entry(group).or_insert(Decimal::ZERO) += r.net_revenue - previous;
             }
             Output::Alert(a) => {
@@ -98,11 +107,21 @@ impl Dashboard {
         let _ = writeln!(
             s,
             "events {}  applied {}  duplicates {}  late {}  dead-lettered {}  corrections {}  alerts {}",
-            stats.events_in, stats.events_applied, stats.duplicates, stats.late_events, stats.dead_lettered, stats.corrections, self.alert_count
+            stats.events_in,
+            stats.events_applied,
+            stats.duplicates,
+            stats.late_events,
+            stats.dead_lettered,
+            stats.corrections,
+            self.alert_count
         );
         let watermark = if watermark == i64::MIN { "(none yet)".to_string() } else { format_rfc3339_millis(watermark) };
         let reasons: Vec<String> = stats.dead_letter_reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        let _ = writeln!(s, "watermark {watermark}   dead letters by reason: {}", if reasons.is_empty() { "-".into() } else { reasons.join(", ") });
+        let _ = writeln!(
+            s,
+            "watermark {watermark}   dead letters by reason: {}",
+            if reasons.is_empty() { "-".into() } else { reasons.join(", ") }
+        );
         let _ = writeln!(s);
         let _ = writeln!(s, "Top SKUs (units sold, closed {} windows)", self.sku_window.as_deref().unwrap_or("-"));
         for (rank, (sku, units)) in self.top_skus(8).iter().enumerate() {
@@ -110,14 +129,26 @@ impl Dashboard {
             let _ = writeln!(s, "  {:>2}. {:<11} {:<42} {:>7}", rank + 1, sku, name, units);
         }
         let _ = writeln!(s);
-        let _ = writeln!(s, "Net revenue by region and channel (closed {} windows)", self.channel_window.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            s,
+            "Net revenue by region and channel (closed {} windows)",
+            self.channel_window.as_deref().unwrap_or("-")
+        );
         for ((region, channel, currency), value) in &self.revenue {
             let _ = writeln!(s, "  {:<11} {:<12} {} {:>14}", region, channel, currency, value.round_dp(2));
         }
         let _ = writeln!(s);
         let _ = writeln!(s, "Low-stock alerts (latest)");
         for a in self.alerts.iter().rev() {
-            let _ = writeln!(s, "  {}  {:<8} {:<11} available {:>3}  ({})", format_rfc3339_millis(a.event_time), a.store_id, a.sku_id, a.available, a.policy);
+            let _ = writeln!(
+                s,
+                "  {}  {:<8} {:<11} available {:>3}  ({})",
+                format_rfc3339_millis(a.event_time),
+                a.store_id,
+                a.sku_id,
+                a.available,
+                a.policy
+            );
         }
         s
     }
@@ -128,7 +159,15 @@ mod tests {
     use super::*;
     use crate::output::AggregateRecord;
 
-    fn record(window: &str, start: i64, sku: Option<&str>, region: Option<&str>, units: i64, net: i64, revision: u32) -> Output {
+    fn record(
+        window: &str,
+        start: i64,
+        sku: Option<&str>,
+        region: Option<&str>,
+        units: i64,
+        net: i64,
+        revision: u32,
+    ) -> Output {
         Output::Aggregate(AggregateRecord {
             window: window.into(),
             window_start: start,

@@ -54,7 +54,10 @@ pub fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let sales = config.topic(TopicRole::Sales);
     log.create_topic(&sales, args.partitions);
     for (topic, records) in [
-        (config.topic(TopicRole::Stores), stores.iter().map(|s| (s.store_id.clone(), serde_json::to_vec(s))).collect::<Vec<_>>()),
+        (
+            config.topic(TopicRole::Stores),
+            stores.iter().map(|s| (s.store_id.clone(), serde_json::to_vec(s))).collect::<Vec<_>>(),
+        ),
         (config.topic(TopicRole::Catalog), catalog.iter().map(|p| (p.sku_id.clone(), serde_json::to_vec(p))).collect()),
     ] {
         log.create_topic(&topic, 1);
@@ -72,7 +75,8 @@ pub fn run(mut args: DemoArgs) -> anyhow::Result<()> {
     let view = dashboard.clone();
     let source = MemorySource::new(log.clone(), config.consumer_group(), std::slice::from_ref(&sales));
     let sink = MemorySink::new(log.clone(), &config);
-    let references = MemoryReferenceSource::new(log.clone(), &config.topic(TopicRole::Stores), &config.topic(TopicRole::Catalog));
+    let references =
+        MemoryReferenceSource::new(log.clone(), &config.topic(TopicRole::Stores), &config.topic(TopicRole::Catalog));
     let mut pipeline = Pipeline::new(Engine::new(&config, start), source, sink, 20_000)
         .with_references(Box::new(references))
         .with_observer(Box::new(move |o| view.borrow_mut().observe(o)));
@@ -94,7 +98,10 @@ pub fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         let sim_now = start + (elapsed.as_secs_f64() * args.speed * 1000.0) as i64;
         while traffic.clock() < sim_now {
             let Some(event) = traffic.next() else { break };
-            log.append(&sales, LogRecord { key: Some(event.key.into_bytes()), value: Some(event.payload), headers: vec![] });
+            log.append(
+                &sales,
+                LogRecord { key: Some(event.key.into_bytes()), value: Some(event.payload), headers: vec![] },
+            );
             produced += 1;
         }
         while pipeline.step(sim_now)?.records > 0 {}

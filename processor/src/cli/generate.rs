@@ -57,7 +57,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.out {
         let mut file = create(path, "events")?;
-        for event in Traffic::new(args.traffic.options(TrafficOptions::default().start), &stores, &catalog).take(args.events as usize) {
+        for event in Traffic::new(args.traffic.options(TrafficOptions::default().start), &stores, &catalog)
+            .take(args.events as usize)
+        {
             file.write_all(&event.payload)?;
             file.write_all(b"\n")?;
         }

@@ -5,6 +5,7 @@ mod dashboard;
 mod demo;
 mod generate;
 mod replay;
+mod schema;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,11 @@ use crate::config::Duration;
 use crate::event::time::parse_rfc3339_millis;
 
 #[derive(Parser, Debug)]
-#[command(name = "stockpulse-processor", version, about = "Live retail sales and inventory figures from POS, web, warehouse and marketplace events")]
+#[command(
+    name = "stockpulse-processor",
+    version,
+    about = "Live retail sales and inventory figures from POS, web, warehouse and marketplace events"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +37,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// The engine benchmark: events per second on one core and memory, on generated traffic.
     Bench(bench::BenchArgs),
+    /// Print the JSON Schema of the events this processor reads.
+    Schema,
 }
 
 /// Disorder options shared by `generate`, `demo` and `bench`.
@@ -81,7 +88,8 @@ impl TrafficArgs {
 }
 
 fn parse_time(text: &str) -> Result<i64, String> {
-    parse_rfc3339_millis(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 timestamp (e.g. 2026-11-27T05:00:00Z)"))
+    parse_rfc3339_millis(text)
+        .ok_or_else(|| format!("{text:?} is not an RFC 3339 timestamp (e.g. 2026-11-27T05:00:00Z)"))
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -116,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Schema => schema::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

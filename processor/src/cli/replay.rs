@@ -37,13 +37,16 @@ pub struct ReplayArgs {
 fn references(args: &ReplayArgs) -> anyhow::Result<Vec<ReferenceUpdate>> {
     let mut updates = Vec::new();
     if let Some(path) = &args.stores {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read stores file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read stores file {}", path.display()))?;
         let stores: Vec<StoreRecord> = read_ndjson(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
         updates.extend(stores.into_iter().map(ReferenceUpdate::Store));
     }
     if let Some(path) = &args.catalog {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read catalog file {}", path.display()))?;
-        let products: Vec<ProductRecord> = read_ndjson(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read catalog file {}", path.display()))?;
+        let products: Vec<ProductRecord> =
+            read_ndjson(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
         updates.extend(products.into_iter().map(ReferenceUpdate::Product));
     }
     Ok(updates)

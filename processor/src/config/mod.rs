@@ -52,12 +52,7 @@ pub struct KafkaConfig {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig {
-            bootstrap_servers: "localhost:9092".to_string(),
-            consumer_group: None,
-            tls: None,
-            sasl: None,
-        }
+        KafkaConfig { bootstrap_servers: "localhost:9092".to_string(), consumer_group: None, tls: None, sasl: None }
     }
 }
 
@@ -229,13 +224,8 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 5] = [
-        Dimension::Store,
-        Dimension::Sku,
-        Dimension::Region,
-        Dimension::Category,
-        Dimension::Channel,
-    ];
+    pub const ALL: [Dimension; 5] =
+        [Dimension::Store, Dimension::Sku, Dimension::Region, Dimension::Category, Dimension::Channel];
 
     /// The field name of the dimension in output records.
     pub fn field_name(self) -> &'static str {
@@ -512,8 +502,7 @@ impl PipelineConfig {
     /// Reads, parses (YAML, of which JSON is a subset) and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
         Self::from_text(&text, &shown)
     }
 
@@ -521,9 +510,7 @@ impl PipelineConfig {
     pub fn from_text(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config: PipelineConfig = serde_yaml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
-        config
-            .validate()
-            .map_err(|problems| ConfigError::Invalid { path: origin.to_string(), problems })?;
+        config.validate().map_err(|problems| ConfigError::Invalid { path: origin.to_string(), problems })?;
         Ok(config)
     }
 
@@ -587,8 +574,8 @@ mod tests {
 
     #[test]
     fn bad_duration_is_named() {
-        let err = PipelineConfig::from_text("name: p1\nprocessing:\n  allowedLateness: 10 minutes\n", "p.yaml")
-            .unwrap_err();
+        let err =
+            PipelineConfig::from_text("name: p1\nprocessing:\n  allowedLateness: 10 minutes\n", "p.yaml").unwrap_err();
         assert!(err.to_string().contains("invalid duration \"10 minutes\""), "{err}");
     }
 

@@ -82,7 +82,10 @@ impl PipelineConfig {
                 (WindowKind::Sliding, None) => problem(format!("{at}.slide"), "a sliding window needs a slide".into()),
                 (WindowKind::Sliding, Some(slide)) => {
                     if slide.as_millis() == 0 || slide > w.size {
-                        problem(format!("{at}.slide"), format!("must be greater than zero and at most size ({})", w.size));
+                        problem(
+                            format!("{at}.slide"),
+                            format!("must be greater than zero and at most size ({})", w.size),
+                        );
                     } else if w.size.as_millis() % slide.as_millis() != 0 {
                         problem(format!("{at}.slide"), format!("{slide} must divide size ({}) evenly", w.size));
                     }
@@ -123,9 +126,12 @@ impl PipelineConfig {
             } else if !policy_names.insert(a.name.as_str()) {
                 problem(format!("{at}.name"), format!("duplicate alert policy name {:?}", a.name));
             }
-            if a.low_stock.is_none() && a.stuck_inventory.is_none() && a.sales_spike.is_none() && a.amount_outlier.is_none()
+            if a.low_stock.is_none()
+                && a.stuck_inventory.is_none()
+                && a.sales_spike.is_none()
+                && a.amount_outlier.is_none()
             {
-                problem(format!("{at}"), "has no rule (lowStock, stuckInventory, salesSpike or amountOutlier)".into());
+                problem(at.clone(), "has no rule (lowStock, stuckInventory, salesSpike or amountOutlier)".into());
             }
             if let Some(r) = &a.low_stock
                 && r.threshold < 0

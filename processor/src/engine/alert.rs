@@ -56,7 +56,12 @@ pub struct AlertRules {
 }
 
 impl AlertRules {
-    pub fn new(policies: &[AlertPolicyConfig], stores: &mut Interner, skus: &mut Interner, labels: &mut Interner) -> Self {
+    pub fn new(
+        policies: &[AlertPolicyConfig],
+        stores: &mut Interner,
+        skus: &mut Interner,
+        labels: &mut Interner,
+    ) -> Self {
         let intern_all = |names: &[String], interner: &mut Interner| names.iter().map(|n| interner.intern(n)).collect();
         let low_stock = policies
             .iter()
@@ -99,7 +104,11 @@ impl AlertRules {
                 continue;
             }
             *last = event_time;
-            fired.push(LowStockAlert { policy: rule.policy.clone(), threshold: rule.threshold, available: change.available_after });
+            fired.push(LowStockAlert {
+                policy: rule.policy.clone(),
+                threshold: rule.threshold,
+                available: change.available_after,
+            });
         }
     }
 }

@@ -20,11 +20,20 @@ impl Figures {
         match event.event_type {
             EventType::Sale => {
                 let units = -event.quantity_delta;
-                Some(Figures { units_sold: units, gross_revenue: price * Decimal::from(units), transactions: 1, ..Default::default() })
+                Some(Figures {
+                    units_sold: units,
+                    gross_revenue: price * Decimal::from(units),
+                    transactions: 1,
+                    ..Default::default()
+                })
             }
             EventType::Return => {
                 let units = event.quantity_delta;
-                Some(Figures { units_returned: units, returns_revenue: price * Decimal::from(units), ..Default::default() })
+                Some(Figures {
+                    units_returned: units,
+                    returns_revenue: price * Decimal::from(units),
+                    ..Default::default()
+                })
             }
             _ => None,
         }

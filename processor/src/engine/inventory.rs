@@ -115,7 +115,8 @@ pub struct Change {
 
 impl InventoryTable {
     pub fn apply(&mut self, key: PositionKey, event: &Event<'_>) -> Change {
-        let position = self.positions.entry(key).or_insert_with(|| Position { last_event_time: i64::MIN, ..Default::default() });
+        let position =
+            self.positions.entry(key).or_insert_with(|| Position { last_event_time: i64::MIN, ..Default::default() });
         let available_before = position.available();
         if event.event_type.changes_on_hand() {
             position.on_hand += event.quantity_delta;
@@ -220,7 +221,15 @@ mod tests {
 
     #[test]
     fn rounding_is_half_to_even() {
-        assert_eq!([div_round_half_even(5, 2), div_round_half_even(7, 2), div_round_half_even(10, 7), div_round_half_even(11, 7)], [2, 4, 1, 2]);
+        assert_eq!(
+            [
+                div_round_half_even(5, 2),
+                div_round_half_even(7, 2),
+                div_round_half_even(10, 7),
+                div_round_half_even(11, 7)
+            ],
+            [2, 4, 1, 2]
+        );
         assert_eq!(div_round_half_even(100, 7), 14); // 14.29 units per day
     }
 

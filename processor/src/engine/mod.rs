@@ -21,13 +21,15 @@ use serde::Serialize;
 use crate::config::{Dimension, PipelineConfig, WindowConfig};
 use crate::event::time::format_rfc3339_millis;
 use crate::event::{Channel, Currency, parse_event};
-use crate::output::{AggregateRecord, AlertRecord, DeadLetterRecord, InventoryRecord, LateRecord, Output, SourceCoordinates};
+use crate::output::{
+    AggregateRecord, AlertRecord, DeadLetterRecord, InventoryRecord, LateRecord, Output, SourceCoordinates,
+};
 use crate::reference::ReferenceUpdate;
 
 use alert::{AlertRules, LowStockAlert, Subject};
 use dedupe::{Dedupe, Verdict};
-pub use enrich::UNKNOWN;
 use enrich::Enrichment;
+pub use enrich::UNKNOWN;
 pub use figures::Figures;
 use intern::{Interner, NONE};
 use inventory::{InventoryTable, Position, position_key, split_key};
@@ -186,7 +188,8 @@ impl Engine {
     }
 
     pub fn state_size(&self) -> StateSize {
-        let (pane_groups, fired_groups) = self.windows.iter().map(|w| w.operator.state_size()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let (pane_groups, fired_groups) =
+            self.windows.iter().map(|w| w.operator.state_size()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         StateSize { dedupe_ids: self.dedupe.remembered(), positions: self.inventory.count(), pane_groups, fired_groups }
     }
 
@@ -336,8 +339,13 @@ impl Engine {
             let mut missed: Vec<(usize, u32)> = Vec::new();
             for index in 0..self.windows.len() {
                 let spec = &mut self.windows[index];
-                let placement =
-                    spec.operator.add(event.event_time, spec.project(&full_key), &delta, watermark, &mut self.window_results);
+                let placement = spec.operator.add(
+                    event.event_time,
+                    spec.project(&full_key),
+                    &delta,
+                    watermark,
+                    &mut self.window_results,
+                );
                 self.stats.corrections += u64::from(placement.corrections);
                 if placement.missed_windows > 0 {
                     missed.push((index, placement.missed_windows));
@@ -345,8 +353,10 @@ impl Engine {
                 self.emit_window_results(index, out);
             }
             if !missed.is_empty() {
-                let list: Vec<String> =
-                    missed.iter().map(|(i, n)| format!("{} ({n} window{})", self.windows[*i].name, if *n == 1 { "" } else { "s" })).collect();
+                let list: Vec<String> = missed
+                    .iter()
+                    .map(|(i, n)| format!("{} ({n} window{})", self.windows[*i].name, if *n == 1 { "" } else { "s" }))
+                    .collect();
                 let reason = format!(
                     "beyond_allowed_lateness: event_time {} is too late for {} at watermark {}; inventory applied it",
                     format_rfc3339_millis(event.event_time),
@@ -421,7 +431,14 @@ impl Engine {
         }));
     }
 
-    fn late(&mut self, input: &InputRecord<'_>, event: &crate::event::Event<'_>, code: &'static str, reason: String, out: &mut Vec<Output>) {
+    fn late(
+        &mut self,
+        input: &InputRecord<'_>,
+        event: &crate::event::Event<'_>,
+        code: &'static str,
+        reason: String,
+        out: &mut Vec<Output>,
+    ) {
         self.stats.late_events += 1;
         out.push(Output::Late(LateRecord {
             reason_code: code,

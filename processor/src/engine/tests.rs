@@ -69,7 +69,13 @@ impl Run {
     fn feed_on(&mut self, stream: usize, payloads: &[String]) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         for payload in payloads {
-            let input = InputRecord { stream, topic: &self.topic, partition: stream as i32, offset: self.offset, payload: payload.as_bytes() };
+            let input = InputRecord {
+                stream,
+                topic: &self.topic,
+                partition: stream as i32,
+                offset: self.offset,
+                payload: payload.as_bytes(),
+            };
             self.offset += 1;
             self.engine.process(&input, &mut out);
         }
@@ -105,7 +111,13 @@ fn out_of_order_within_the_bound_is_counted_in_its_window() {
     ]);
     assert_eq!(out, vec![]);
     let out = run.feed(&[sale(5, "10:06:00", "S1", 1, "10.00")]); // watermark 10:05:00
-    assert_eq!(out, vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 6, "60.00", 3, 1))]);
+    assert_eq!(
+        out,
+        vec![(
+            "aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(),
+            aggregate("10:00:00", "10:05:00", "S1", 6, "60.00", 3, 1)
+        )]
+    );
 }
 
 #[test]
@@ -115,7 +127,10 @@ fn late_event_within_allowed_lateness_gives_revision_2() {
     let out = run.feed(&[sale(3, "10:02:00", "S1", 2, "19.99")]);
     assert_eq!(
         out,
-        vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 3, "59.97", 2, 2))]
+        vec![(
+            "aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(),
+            aggregate("10:00:00", "10:05:00", "S1", 3, "59.97", 2, 2)
+        )]
     );
     assert_eq!(run.engine.stats().corrections, 1);
 }
@@ -123,7 +138,11 @@ fn late_event_within_allowed_lateness_gives_revision_2() {
 #[test]
 fn too_late_goes_to_the_late_output_and_still_moves_inventory() {
     let mut run = Run::new(CONFIG);
-    run.feed(&[stock(1, "RESTOCK", "10:00:00", "S1", 10), sale(2, "10:01:00", "S1", 1, "5.00"), sale(3, "10:16:00", "S1", 1, "5.00")]);
+    run.feed(&[
+        stock(1, "RESTOCK", "10:00:00", "S1", 10),
+        sale(2, "10:01:00", "S1", 1, "5.00"),
+        sale(3, "10:16:00", "S1", 1, "5.00"),
+    ]);
     // Watermark 10:15:00 = window end 10:05 + lateness 10m: the window is closed for good.
     let late = sale(4, "10:02:00", "S1", 2, "5.00");
     let out = run.feed(std::slice::from_ref(&late));
@@ -151,7 +170,13 @@ fn a_duplicate_is_counted_once() {
     run.feed(&[first.clone(), first.clone(), stock(2, "RESTOCK", "10:00:00", "S1", 5)]);
     let out = run.feed(&[first, sale(3, "10:07:00", "S1", 1, "1.00")]);
     let out: Vec<_> = out.into_iter().filter(|(k, _)| k.starts_with("aggregates")).collect();
-    assert_eq!(out, vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 2, "20.00", 1, 1))]);
+    assert_eq!(
+        out,
+        vec![(
+            "aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(),
+            aggregate("10:00:00", "10:05:00", "S1", 2, "20.00", 1, 1)
+        )]
+    );
     assert_eq!(run.engine.stats().duplicates, 2);
     let mut flushed = Vec::new();
     run.engine.flush(&mut flushed);
@@ -253,7 +278,13 @@ fn an_idle_partition_stops_holding_windows_back() {
     run.engine.tick(at("12:00:59"), &mut out);
     assert!(out.is_empty());
     run.engine.tick(at("12:01:00"), &mut out);
-    assert_eq!(shown(out), vec![("aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(), aggregate("10:00:00", "10:05:00", "S1", 1, "1.00", 1, 1))]);
+    assert_eq!(
+        shown(out),
+        vec![(
+            "aggregates w5|2026-11-27T10:00:00Z|S1|K1|EUR".into(),
+            aggregate("10:00:00", "10:05:00", "S1", 1, "1.00", 1, 1)
+        )]
+    );
 }
 
 #[test]
@@ -261,10 +292,10 @@ fn low_stock_fires_on_crossing_once_per_cooldown() {
     let mut run = Run::new(CONFIG);
     let out = run.feed(&[
         stock(1, "RESTOCK", "10:00:00", "S1", 5),
-        sale(2, "10:01:00", "S1", 2, "1.00"),   // 3 available
-        sale(3, "10:02:00", "S1", 1, "1.00"),   // 2: crosses the threshold of 2
-        sale(4, "10:03:00", "S1", 1, "1.00"),   // 1: still low, no new alert
-        stock(5, "RESTOCK", "10:04:00", "S1", 9), // 10
+        sale(2, "10:01:00", "S1", 2, "1.00"),         // 3 available
+        sale(3, "10:02:00", "S1", 1, "1.00"),         // 2: crosses the threshold of 2
+        sale(4, "10:03:00", "S1", 1, "1.00"),         // 1: still low, no new alert
+        stock(5, "RESTOCK", "10:04:00", "S1", 9),     // 10
         stock(6, "RESERVATION", "10:05:00", "S1", 8), // 2 available: crosses again, within cooldown
     ]);
     let alerts: Vec<_> = out.into_iter().filter(|(k, _)| k.starts_with("alerts")).collect();
@@ -285,7 +316,11 @@ fn low_stock_fires_on_crossing_once_per_cooldown() {
 #[test]
 fn inventory_records_carry_velocity_and_sell_through() {
     let mut run = Run::new(CONFIG);
-    run.feed(&[stock(1, "RESTOCK", "10:00:00", "S1", 100), sale(2, "10:01:00", "S1", 14, "1.00"), stock(3, "RESERVATION", "10:02:00", "S1", 2)]);
+    run.feed(&[
+        stock(1, "RESTOCK", "10:00:00", "S1", 100),
+        sale(2, "10:01:00", "S1", 14, "1.00"),
+        stock(3, "RESERVATION", "10:02:00", "S1", 2),
+    ]);
     let mut out = Vec::new();
     run.engine.flush(&mut out);
     assert_eq!(

@@ -24,7 +24,12 @@ pub struct Watermarks {
 
 impl Watermarks {
     pub fn new(max_out_of_orderness_ms: i64, idle_timeout_ms: i64) -> Self {
-        Watermarks { bound: max_out_of_orderness_ms, idle_timeout: idle_timeout_ms, partitions: Vec::new(), current: i64::MIN }
+        Watermarks {
+            bound: max_out_of_orderness_ms,
+            idle_timeout: idle_timeout_ms,
+            partitions: Vec::new(),
+            current: i64::MIN,
+        }
     }
 
     /// The overall watermark: every window ending at or before it may fire.
@@ -39,7 +44,8 @@ impl Watermarks {
             self.partitions.resize(partition + 1, None);
         }
         if self.partitions[partition].is_none() {
-            self.partitions[partition] = Some(PartitionClock { max_event_time: i64::MIN, last_active: now, idle: false });
+            self.partitions[partition] =
+                Some(PartitionClock { max_event_time: i64::MIN, last_active: now, idle: false });
         }
     }
 

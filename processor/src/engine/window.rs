@@ -178,8 +178,7 @@ impl WindowOperator {
         self.next_due = self
             .panes
             .keys()
-            .map(|&p| (p - n + 1..=p).map(|w| self.window_end(w)).find(|&end| end > fired_through))
-            .flatten()
+            .filter_map(|&p| (p - n + 1..=p).map(|w| self.window_end(w)).find(|&end| end > fired_through))
             .min()
             .unwrap_or(i64::MAX);
     }
@@ -219,7 +218,8 @@ mod tests {
     }
 
     fn summary(results: &[WindowResult]) -> Vec<(i64, i64, i64, u32)> {
-        let mut v: Vec<_> = results.iter().map(|r| (r.start / MIN, r.end / MIN, r.figures.units_sold, r.revision)).collect();
+        let mut v: Vec<_> =
+            results.iter().map(|r| (r.start / MIN, r.end / MIN, r.figures.units_sold, r.revision)).collect();
         v.sort();
         v
     }

@@ -5,6 +5,7 @@
 
 mod parse;
 mod scan;
+mod schema;
 pub mod time;
 
 use std::borrow::Cow;
@@ -14,6 +15,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use parse::{InvalidEvent, parse_event};
+pub use schema::event_json_schema;
 
 /// The schema version this processor reads; an absent `schema_version` means this one.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -8,8 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use super::time::parse_rfc3339_millis;
 use super::{Channel, Currency, Event, EventType, SCHEMA_VERSION};
@@ -165,12 +165,15 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
 }
 
 fn parse_price(text: &str) -> Result<Decimal, InvalidEvent> {
-    let invalid = || InvalidEvent::new("invalid_unit_price", format!("unit_price {text:?} is not a non-negative decimal"));
-    // Plain decimal notation only: digits with an optional fraction, no sign, no exponent.
-    let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && text.bytes().filter(|&b| b == b'.').count() <= 1
-        && text.bytes().next().is_some_and(|b| b.is_ascii_digit());
-    if !plain {
+    let invalid =
+        || InvalidEvent::new("invalid_unit_price", format!("unit_price {text:?} is not a non-negative decimal"));
+    // Plain decimal notation only (`^[0-9]+(\.[0-9]+)?$`): no sign, no exponent.
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (text, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !fraction.is_none_or(digits) {
         return Err(invalid());
     }
     Decimal::from_str(text).map_err(|_| invalid())
@@ -275,21 +278,37 @@ mod tests {
             ("[1,2]".into(), "not_an_object: the event is JSON but not an object"),
             (with("event_id", "\"abc\""), "invalid_event_id: event_id \"abc\" is not a UUID"),
             (with("event_id", "<absent>"), "missing_field: event_id is missing"),
-            (with("event_type", "\"THEFT\""), "unknown_event_type: event_type \"THEFT\" is not one of SALE, RETURN, RESTOCK, ADJUSTMENT, TRANSFER_OUT, TRANSFER_IN, RESERVATION, RESERVATION_RELEASE"),
-            (with("event_time", "\"yesterday\""), "invalid_event_time: event_time \"yesterday\" is not an RFC 3339 timestamp"),
+            (
+                with("event_type", "\"THEFT\""),
+                "unknown_event_type: event_type \"THEFT\" is not one of SALE, RETURN, RESTOCK, ADJUSTMENT, TRANSFER_OUT, TRANSFER_IN, RESERVATION, RESERVATION_RELEASE",
+            ),
+            (
+                with("event_time", "\"yesterday\""),
+                "invalid_event_time: event_time \"yesterday\" is not an RFC 3339 timestamp",
+            ),
             (with("store_id", "\"\""), "empty_field: store_id is empty"),
             (with("sku_id", "<absent>"), "missing_field: sku_id is missing"),
             (with("quantity_delta", "0"), "invalid_quantity: quantity_delta 0 of a SALE must be negative"),
             (with("quantity_delta", "3"), "invalid_quantity: quantity_delta 3 of a SALE must be negative"),
             (with("quantity_delta", "1.5"), "invalid_type: quantity_delta must be an integer, got the number 1.5"),
-            (with("unit_price", "49.95"), "invalid_type: unit_price must be a string, got the number 49.95 (money is a decimal string, e.g. \"49.95\")"),
+            (
+                with("unit_price", "49.95"),
+                "invalid_type: unit_price must be a string, got the number 49.95 (money is a decimal string, e.g. \"49.95\")",
+            ),
             (with("unit_price", "\"-1.00\""), "invalid_unit_price: unit_price \"-1.00\" is not a non-negative decimal"),
             (with("unit_price", "\"1e3\""), "invalid_unit_price: unit_price \"1e3\" is not a non-negative decimal"),
+            (with("unit_price", "\"12.\""), "invalid_unit_price: unit_price \"12.\" is not a non-negative decimal"),
             (with("unit_price", "<absent>"), "missing_field: a SALE needs a unit_price"),
             (with("currency", "\"euro\""), "invalid_currency: currency \"euro\" is not a 3-letter ISO 4217 code"),
             (with("currency", "<absent>"), "missing_field: a SALE needs a currency"),
-            (with("channel", "\"kiosk\""), "invalid_channel: channel \"kiosk\" is not one of physical, online, warehouse, marketplace"),
-            (with("schema_version", "2"), "unsupported_schema_version: schema_version 2 is not supported (this processor reads 1)"),
+            (
+                with("channel", "\"kiosk\""),
+                "invalid_channel: channel \"kiosk\" is not one of physical, online, warehouse, marketplace",
+            ),
+            (
+                with("schema_version", "2"),
+                "unsupported_schema_version: schema_version 2 is not supported (this processor reads 1)",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(reason(&input), expected, "input: {input}");
@@ -305,12 +324,20 @@ mod tests {
     #[test]
     fn signs_follow_the_table() {
         let cases = [
-            ("RETURN", 1, true), ("RETURN", -1, false),
-            ("RESTOCK", 5, true), ("RESTOCK", -5, false),
-            ("TRANSFER_IN", 5, true), ("TRANSFER_OUT", -5, true), ("TRANSFER_OUT", 5, false),
-            ("ADJUSTMENT", -3, true), ("ADJUSTMENT", 3, true), ("ADJUSTMENT", 0, false),
-            ("RESERVATION", 1, true), ("RESERVATION", -1, false),
-            ("RESERVATION_RELEASE", -1, true), ("RESERVATION_RELEASE", 1, false),
+            ("RETURN", 1, true),
+            ("RETURN", -1, false),
+            ("RESTOCK", 5, true),
+            ("RESTOCK", -5, false),
+            ("TRANSFER_IN", 5, true),
+            ("TRANSFER_OUT", -5, true),
+            ("TRANSFER_OUT", 5, false),
+            ("ADJUSTMENT", -3, true),
+            ("ADJUSTMENT", 3, true),
+            ("ADJUSTMENT", 0, false),
+            ("RESERVATION", 1, true),
+            ("RESERVATION", -1, false),
+            ("RESERVATION_RELEASE", -1, true),
+            ("RESERVATION_RELEASE", 1, false),
         ];
         for (kind, delta, ok) in cases {
             let mut v: serde_json::Value = serde_json::from_str(SALE).unwrap();

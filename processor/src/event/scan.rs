@@ -318,12 +318,12 @@ mod tests {
     #[test]
     fn declines_what_it_does_not_handle() {
         for input in [
-            r#"{"store_id":"a\"b"}"#,       // escape
+            r#"{"store_id":"a\"b"}"#,             // escape
             r#"{"store_id":"a","store_id":"b"}"#, // duplicate known key
-            r#"{"quantity_delta":1.0}"#,     // a float where an integer belongs
+            r#"{"quantity_delta":1.0}"#,          // a float where an integer belongs
             r#"{"quantity_delta":99999999999999999999}"#,
-            r#"{"event_id":7}"#,              // wrong type
-            r#"{"a":01}"#,                    // not JSON
+            r#"{"event_id":7}"#, // wrong type
+            r#"{"a":01}"#,       // not JSON
             r#"{"a":1,}"#,
             r#"{"a":[1 2]}"#,
             r#"{"a":1} x"#,

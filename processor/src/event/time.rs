@@ -8,7 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Parses an RFC 3339 timestamp (UTC or with an offset) to epoch milliseconds.
 pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
-    fast_rfc3339_millis(text.as_bytes()).or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis()))
+    fast_rfc3339_millis(text.as_bytes())
+        .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis()))
 }
 
 fn digits(bytes: &[u8]) -> Option<i64> {
@@ -42,7 +43,13 @@ fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
     }
     let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
     let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     let mut rest = &b[19..];
@@ -53,7 +60,11 @@ fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
             return None;
         }
         let fraction = &rest[1..1 + count];
-        millis = fraction.iter().chain(std::iter::repeat(&b'0')).take(3).try_fold(0i64, |acc, &c| Some(acc * 10 + i64::from(c - b'0')))?;
+        millis = fraction
+            .iter()
+            .chain(std::iter::repeat(&b'0'))
+            .take(3)
+            .try_fold(0i64, |acc, &c| Some(acc * 10 + i64::from(c - b'0')))?;
         rest = &rest[1 + count..];
     }
     let offset_minutes = match rest {
@@ -67,7 +78,8 @@ fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    let seconds =
+        days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
     Some(seconds * 1_000 + millis)
 }
 

@@ -4,7 +4,7 @@
 pub mod brand;
 mod traffic;
 
-pub use traffic::{Disorder, RETURN_WITHIN, GeneratedEvent, Traffic, TrafficOptions};
+pub use traffic::{Disorder, GeneratedEvent, RETURN_WITHIN, Traffic, TrafficOptions};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,13 @@ fn traffic(options: TrafficOptions) -> Traffic {
 }
 
 fn clean() -> TrafficOptions {
-    TrafficOptions { out_of_order_share: 0.0, late_share: 0.0, duplicate_share: 0.0, malformed_share: 0.0, ..Default::default() }
+    TrafficOptions {
+        out_of_order_share: 0.0,
+        late_share: 0.0,
+        duplicate_share: 0.0,
+        malformed_share: 0.0,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -51,7 +57,11 @@ fn clean_traffic_is_valid_ordered_and_never_sells_missing_stock() {
         }
         if channel == Channel::Physical && event.event_type == EventType::Sale {
             let local = DateTime::from_timestamp_millis(event.event_time).unwrap().with_timezone(
-                &(if event.store_id.starts_with("EUC") { chrono_tz::Europe::Berlin } else { chrono_tz::America::New_York }),
+                &(if event.store_id.starts_with("EUC") {
+                    chrono_tz::Europe::Berlin
+                } else {
+                    chrono_tz::America::New_York
+                }),
             );
             assert!((9..20).contains(&local.hour()), "physical store sold at {local}");
         }

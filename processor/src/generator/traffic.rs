@@ -165,12 +165,17 @@ impl Traffic {
                     (Channel::Marketplace, _) => 1.5,
                     (Channel::Warehouse, _) => 0.0,
                 };
-                let warehouse = stores
-                    .iter()
-                    .position(|w| w.channel == Channel::Warehouse && w.region == s.region)
-                    .unwrap_or(0);
+                let warehouse =
+                    stores.iter().position(|w| w.channel == Channel::Warehouse && w.region == s.region).unwrap_or(0);
                 let price_factor = if s.currency == "EUR" { Decimal::ONE } else { Decimal::new(108, 2) };
-                SimStore { record: s.clone(), tz: s.timezone.parse().unwrap_or(Tz::UTC), weight, warehouse, price_factor, rate: 0.0 }
+                SimStore {
+                    record: s.clone(),
+                    tz: s.timezone.parse().unwrap_or(Tz::UTC),
+                    weight,
+                    warehouse,
+                    price_factor,
+                    rate: 0.0,
+                }
             })
             .collect();
         let mut by_rank: Vec<usize> = (0..catalog.len()).collect();
@@ -178,7 +183,8 @@ impl Traffic {
             let j = rng.random_range(0..=i);
             by_rank.swap(i, j);
         }
-        let popularity = Zipf::new(catalog.len().max(1) as f64, 1.07).unwrap_or_else(|_| Zipf::new(1.0, 1.0).expect("valid"));
+        let popularity =
+            Zipf::new(catalog.len().max(1) as f64, 1.07).unwrap_or_else(|_| Zipf::new(1.0, 1.0).expect("valid"));
         let start = options.start;
         Traffic {
             rng,
@@ -356,9 +362,15 @@ impl Traffic {
         if !self.stock.contains_key(&(warehouse, sku)) {
             let count = self.rng.random_range(200..=600);
             self.stock.insert((warehouse, sku), 0);
-            self.schedule(ship - 1_000, Pending { store: warehouse, sku, kind: EventType::Adjustment, delta: count, price: None });
+            self.schedule(
+                ship - 1_000,
+                Pending { store: warehouse, sku, kind: EventType::Adjustment, delta: count, price: None },
+            );
         }
-        self.schedule(ship, Pending { store: warehouse, sku, kind: EventType::TransferOut, delta: -units, price: None });
+        self.schedule(
+            ship,
+            Pending { store: warehouse, sku, kind: EventType::TransferOut, delta: -units, price: None },
+        );
         self.schedule(arrive, Pending { store, sku, kind: EventType::TransferIn, delta: units, price: None });
         let warehouse_stock = self.stock.get(&(warehouse, sku)).copied().unwrap_or(0);
         if warehouse_stock < 100 && self.replenishing.insert((warehouse, sku)) {

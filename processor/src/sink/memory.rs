@@ -15,10 +15,16 @@ pub struct MemorySink {
 
 impl MemorySink {
     pub fn new(log: MemoryLog, config: &PipelineConfig) -> Self {
-        let topics = [TopicRole::Aggregates, TopicRole::InventoryState, TopicRole::Alerts, TopicRole::DeadLetter, TopicRole::Late]
-            .into_iter()
-            .map(|role| (role, config.topic(role)))
-            .collect();
+        let topics = [
+            TopicRole::Aggregates,
+            TopicRole::InventoryState,
+            TopicRole::Alerts,
+            TopicRole::DeadLetter,
+            TopicRole::Late,
+        ]
+        .into_iter()
+        .map(|role| (role, config.topic(role)))
+        .collect();
         MemorySink { log, group: config.consumer_group().to_string(), topics }
     }
 
@@ -37,7 +43,10 @@ impl super::Sink for MemorySink {
                 other => other.to_json().to_string().into_bytes(),
             };
             let headers = output.headers().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            self.log.append(self.topic(output.role()), LogRecord { key: Some(output.key().into_bytes()), value: Some(value), headers });
+            self.log.append(
+                self.topic(output.role()),
+                LogRecord { key: Some(output.key().into_bytes()), value: Some(value), headers },
+            );
         }
         Ok(())
     }

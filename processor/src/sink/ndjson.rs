@@ -11,7 +11,8 @@ use crate::source::IoError;
 use super::Position;
 
 /// The output files, in the order of [`file_index`].
-pub const FILES: [&str; 5] = ["aggregates.ndjson", "inventory.ndjson", "alerts.ndjson", "dead-letter.ndjson", "late.ndjson"];
+pub const FILES: [&str; 5] =
+    ["aggregates.ndjson", "inventory.ndjson", "alerts.ndjson", "dead-letter.ndjson", "late.ndjson"];
 
 fn file_index(output: &Output) -> usize {
     match output {
@@ -30,7 +31,8 @@ pub struct NdjsonSink {
 impl NdjsonSink {
     /// Creates (or truncates) the output files in `dir`, creating `dir` if needed.
     pub fn create(dir: &Path) -> Result<Self, IoError> {
-        std::fs::create_dir_all(dir).map_err(|source| IoError::Io { what: format!("output directory {}", dir.display()), source })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| IoError::Io { what: format!("output directory {}", dir.display()), source })?;
         let files = FILES
             .iter()
             .map(|name| {
@@ -50,7 +52,8 @@ impl super::Sink for NdjsonSink {
             let (path, file) = &mut self.files[file_index(output)];
             serde_json::to_writer(&mut *file, &output.to_json())
                 .map_err(|e| IoError::Other(format!("output file {}: {e}", path.display())))?;
-            file.write_all(b"\n").map_err(|source| IoError::Io { what: format!("output file {}", path.display()), source })?;
+            file.write_all(b"\n")
+                .map_err(|source| IoError::Io { what: format!("output file {}", path.display()), source })?;
         }
         Ok(())
     }

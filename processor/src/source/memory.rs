@@ -94,7 +94,9 @@ impl ReferenceSource for MemoryReferenceSource {
                 match update {
                     Ok(update) => out.push(update),
                     // A bad reference record must not stop the pipeline; it is reported.
-                    Err(e) => tracing::warn!(topic = %topic, offset = at, error = %e, "skipping invalid reference record"),
+                    Err(e) => {
+                        tracing::warn!(topic = %topic, offset = at, error = %e, "skipping invalid reference record")
+                    }
                 }
             }
         }

@@ -20,7 +20,13 @@ impl NdjsonSource {
     pub fn open(path: &Path) -> Result<Self, IoError> {
         let what = format!("events file {}", path.display());
         let file = File::open(path).map_err(|source| IoError::Io { what: what.clone(), source })?;
-        Ok(NdjsonSource { reader: BufReader::new(file), topic: Arc::from(path.display().to_string()), what, line: 0, finished: false })
+        Ok(NdjsonSource {
+            reader: BufReader::new(file),
+            topic: Arc::from(path.display().to_string()),
+            what,
+            line: 0,
+            finished: false,
+        })
     }
 }
 
@@ -29,7 +35,10 @@ impl super::Source for NdjsonSource {
         let mut buf = Vec::new();
         for _ in 0..max {
             buf.clear();
-            let read = self.reader.read_until(b'\n', &mut buf).map_err(|source| IoError::Io { what: self.what.clone(), source })?;
+            let read = self
+                .reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| IoError::Io { what: self.what.clone(), source })?;
             if read == 0 {
                 self.finished = true;
                 break;
