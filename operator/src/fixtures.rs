@@ -20,9 +20,7 @@ pub const NS: &str = "acme";
 
 /// The time every controller test runs at.
 pub fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
+    DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default()
 }
 
 /// A small pipeline `shop` in namespace `acme`, with uid and generation as the API server sets them.
@@ -90,13 +88,8 @@ pub fn low_stock_policy(name: &str, pipeline: &str, threshold: i64) -> AlertPoli
 pub fn context(kafka: Arc<MemoryKafka>) -> (Arc<Context>, ApiServerVerifier) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
-    let ctx = Context::new(
-        client,
-        kafka,
-        Arc::new(Metrics::default()),
-        Some("test".to_string()),
-    )
-    .with_clock(Arc::new(now));
+    let ctx =
+        Context::new(client, kafka, Arc::new(Metrics::default()), Some("test".to_string())).with_clock(Arc::new(now));
     (Arc::new(ctx), ApiServerVerifier(handle))
 }
 
@@ -122,44 +115,19 @@ pub enum Answer {
 
 impl Exchange {
     pub fn get(path: impl Into<String>, answer: Value) -> Self {
-        Exchange {
-            method: "GET",
-            path: path.into(),
-            status: 200,
-            answer: Answer::Json(answer),
-        }
+        Exchange { method: "GET", path: path.into(), status: 200, answer: Answer::Json(answer) }
     }
     pub fn get_missing(path: impl Into<String>) -> Self {
-        Exchange {
-            method: "GET",
-            path: path.into(),
-            status: 404,
-            answer: Answer::NotFound,
-        }
+        Exchange { method: "GET", path: path.into(), status: 404, answer: Answer::NotFound }
     }
     pub fn patch(path: impl Into<String>) -> Self {
-        Exchange {
-            method: "PATCH",
-            path: path.into(),
-            status: 200,
-            answer: Answer::Echo,
-        }
+        Exchange { method: "PATCH", path: path.into(), status: 200, answer: Answer::Echo }
     }
     pub fn patch_answering(path: impl Into<String>, answer: Answer) -> Self {
-        Exchange {
-            method: "PATCH",
-            path: path.into(),
-            status: 200,
-            answer,
-        }
+        Exchange { method: "PATCH", path: path.into(), status: 200, answer }
     }
     pub fn post(path: impl Into<String>) -> Self {
-        Exchange {
-            method: "POST",
-            path: path.into(),
-            status: 201,
-            answer: Answer::Echo,
-        }
+        Exchange { method: "POST", path: path.into(), status: 201, answer: Answer::Echo }
     }
 }
 
@@ -197,30 +165,16 @@ impl ApiServerVerifier {
         let mut received = Vec::new();
         for (i, expected) in script.into_iter().enumerate() {
             let Some((request, respond)) = self.0.next_request().await else {
-                panic!(
-                    "request {i} ({} {}) never came",
-                    expected.method, expected.path
-                );
+                panic!("request {i} ({} {}) never came", expected.method, expected.path);
             };
             let method = request.method().to_string();
             let path = request.uri().path().to_string();
             let query = request.uri().query().unwrap_or("").to_string();
-            let content_type = request
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let bytes = request
-                .into_body()
-                .collect_bytes()
-                .await
-                .unwrap_or_default();
-            let body: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-            };
+            let content_type =
+                request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
+            let body: Value =
+                if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
             assert_eq!(
                 (method.as_str(), path.as_str()),
                 (expected.method, expected.path.as_str()),
@@ -244,31 +198,19 @@ impl ApiServerVerifier {
                 .body(Body::from(serde_json::to_vec(&answer).unwrap_or_default()))
                 .unwrap_or_else(|e| panic!("response: {e}"));
             respond.send_response(response);
-            received.push(Received {
-                method,
-                path,
-                query,
-                content_type,
-                body,
-            });
+            received.push(Received { method, path, query, content_type, body });
         }
         received
     }
 }
 
 /// Runs `reconcile` against the verifier playing `script`, both bounded by a timeout.
-pub async fn play<F, T>(
-    verifier: ApiServerVerifier,
-    script: Vec<Exchange>,
-    reconcile: F,
-) -> (T, Vec<Received>)
+pub async fn play<F, T>(verifier: ApiServerVerifier, script: Vec<Exchange>, reconcile: F) -> (T, Vec<Received>)
 where
     F: std::future::Future<Output = T>,
 {
     let server = tokio::spawn(verifier.run(script));
-    let result = tokio::time::timeout(Duration::from_secs(5), reconcile)
-        .await
-        .expect("reconcile timed out");
+    let result = tokio::time::timeout(Duration::from_secs(5), reconcile).await.expect("reconcile timed out");
     let received = tokio::time::timeout(Duration::from_secs(1), server)
         .await
         .expect("the API server script was not played to the end")

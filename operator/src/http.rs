@@ -27,13 +27,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
@@ -66,10 +60,7 @@ mod tests {
         let ready = Arc::new(AtomicBool::new(false));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(HttpState {
-            metrics,
-            ready: ready.clone(),
-        });
+        let app = router(HttpState { metrics, ready: ready.clone() });
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let check = async {
             assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
@@ -77,14 +68,9 @@ mod tests {
             ready.store(true, Ordering::Relaxed);
             assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
             let metrics = get(addr, "/metrics").await;
-            assert!(
-                metrics.contains("stockpulse_operator_reconciles_total{kind=\"RetailPipeline\"} 1"),
-                "{metrics}"
-            );
+            assert!(metrics.contains("stockpulse_operator_reconciles_total{kind=\"RetailPipeline\"} 1"), "{metrics}");
         };
-        tokio::time::timeout(std::time::Duration::from_secs(5), check)
-            .await
-            .expect("HTTP test timed out");
+        tokio::time::timeout(std::time::Duration::from_secs(5), check).await.expect("HTTP test timed out");
         server.abort();
     }
 }

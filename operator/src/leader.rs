@@ -63,27 +63,14 @@ pub fn decide(lease: Option<&Lease>, identity: &str, now: DateTime<Utc>) -> Leas
     }
 }
 
-fn lease_spec(
-    config: &LeaseConfig,
-    now: DateTime<Utc>,
-    acquire: bool,
-    previous: Option<&LeaseSpec>,
-) -> LeaseSpec {
+fn lease_spec(config: &LeaseConfig, now: DateTime<Utc>, acquire: bool, previous: Option<&LeaseSpec>) -> LeaseSpec {
     let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
     LeaseSpec {
         holder_identity: Some(config.identity.clone()),
         lease_duration_seconds: Some(i32::try_from(config.lease_duration.as_secs()).unwrap_or(15)),
-        acquire_time: if acquire {
-            Some(to_micro(now))
-        } else {
-            previous.and_then(|p| p.acquire_time.clone())
-        },
+        acquire_time: if acquire { Some(to_micro(now)) } else { previous.and_then(|p| p.acquire_time.clone()) },
         renew_time: Some(to_micro(now)),
-        lease_transitions: Some(if acquire && previous.is_some() {
-            transitions + 1
-        } else {
-            transitions
-        }),
+        lease_transitions: Some(if acquire && previous.is_some() { transitions + 1 } else { transitions }),
         ..LeaseSpec::default()
     }
 }
@@ -109,9 +96,7 @@ pub async fn try_lead(api: &Api<Lease>, config: &LeaseConfig, now: DateTime<Utc>
         (decision, Some(mut lease)) => {
             let acquire = decision == LeaseDecision::Acquire;
             lease.spec = Some(lease_spec(config, now, acquire, lease.spec.as_ref()));
-            api.replace(&config.name, &PostParams::default(), &lease)
-                .await
-                .map(|_| ())
+            api.replace(&config.name, &PostParams::default(), &lease).await.map(|_| ())
         }
         (_, None) => return Ok(false),
     };
@@ -140,22 +125,12 @@ mod tests {
 
     #[test]
     fn decisions_follow_holder_and_expiry() {
-        let now = DateTime::parse_from_rfc3339("2026-11-27T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-11-27T08:00:00Z").unwrap().with_timezone(&Utc);
         let cases = [
             (None, LeaseDecision::Create),
             (Some(lease("me", now)), LeaseDecision::Renew),
-            (
-                Some(lease("other", now - chrono::Duration::seconds(5))),
-                LeaseDecision::Wait {
-                    holder: "other".into(),
-                },
-            ),
-            (
-                Some(lease("other", now - chrono::Duration::seconds(16))),
-                LeaseDecision::Acquire,
-            ),
+            (Some(lease("other", now - chrono::Duration::seconds(5))), LeaseDecision::Wait { holder: "other".into() }),
+            (Some(lease("other", now - chrono::Duration::seconds(16))), LeaseDecision::Acquire),
             (Some(lease("", now)), LeaseDecision::Acquire),
         ];
         for (lease, expected) in cases {
@@ -174,20 +149,13 @@ mod tests {
     }
 
     fn lease_path() -> String {
-        format!(
-            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/stockpulse-operator",
-            crate::fixtures::NS
-        )
+        format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases/stockpulse-operator", crate::fixtures::NS)
     }
 
     fn api() -> (Api<Lease>, crate::fixtures::ApiServerVerifier) {
-        let (ctx, verifier) = crate::fixtures::context(std::sync::Arc::new(
-            crate::kafka_admin::memory::MemoryKafka::new(),
-        ));
-        (
-            Api::namespaced(ctx.client.clone(), crate::fixtures::NS),
-            verifier,
-        )
+        let (ctx, verifier) =
+            crate::fixtures::context(std::sync::Arc::new(crate::kafka_admin::memory::MemoryKafka::new()));
+        (Api::namespaced(ctx.client.clone(), crate::fixtures::NS), verifier)
     }
 
     #[tokio::test]
@@ -196,10 +164,7 @@ mod tests {
         let (api, verifier) = api();
         let script = vec![
             Exchange::get_missing(lease_path()),
-            Exchange::post(format!(
-                "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
-                crate::fixtures::NS
-            )),
+            Exchange::post(format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases", crate::fixtures::NS)),
         ];
         let now = crate::fixtures::now();
         let (result, received) = play(verifier, script, try_lead(&api, &config(), now)).await;
@@ -213,8 +178,7 @@ mod tests {
         use crate::fixtures::{Exchange, play};
         let (api, verifier) = api();
         let now = crate::fixtures::now();
-        let held =
-            serde_json::to_value(lease("other", now - chrono::Duration::seconds(3))).unwrap();
+        let held = serde_json::to_value(lease("other", now - chrono::Duration::seconds(3))).unwrap();
         let script = vec![Exchange::get(lease_path(), held)];
         let (result, received) = play(verifier, script, try_lead(&api, &config(), now)).await;
         assert!(!result.unwrap());
@@ -231,20 +195,12 @@ mod tests {
         expired.metadata.resource_version = Some("7".into());
         let script = vec![
             Exchange::get(lease_path(), serde_json::to_value(&expired).unwrap()),
-            Exchange {
-                method: "PUT",
-                path: lease_path(),
-                status: 200,
-                answer: crate::fixtures::Answer::Echo,
-            },
+            Exchange { method: "PUT", path: lease_path(), status: 200, answer: crate::fixtures::Answer::Echo },
         ];
         let (result, received) = play(verifier, script, try_lead(&api, &config(), now)).await;
         assert!(result.unwrap());
         assert_eq!(received[1].body["spec"]["holderIdentity"], "me");
         assert_eq!(received[1].body["spec"]["leaseTransitions"], 1);
-        assert_eq!(
-            received[1].body["metadata"]["resourceVersion"], "7",
-            "optimistic concurrency on the takeover"
-        );
+        assert_eq!(received[1].body["metadata"]["resourceVersion"], "7", "optimistic concurrency on the takeover");
     }
 }

@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 use stockpulse_operator::render::{Only, Resources, read_resources, render, to_yaml};
 
 #[derive(Parser)]
-#[command(
-    name = "stockpulse-operator",
-    version,
-    about = "stockpulse Kubernetes operator"
-)]
+#[command(name = "stockpulse-operator", version, about = "stockpulse Kubernetes operator")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,16 +57,9 @@ fn crdgen(root: &std::path::Path, check: bool) -> anyhow::Result<ExitCode> {
     if check {
         let stale = stockpulse_operator::generate::stale_files(root)?;
         for path in &stale {
-            eprintln!(
-                "stale: {} (run `stockpulse-operator crdgen`)",
-                path.display()
-            );
+            eprintln!("stale: {} (run `stockpulse-operator crdgen`)", path.display());
         }
-        return Ok(if stale.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return Ok(if stale.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     for path in stockpulse_operator::generate::write_all(root)? {
         eprintln!("wrote {}", path.display());
@@ -81,8 +70,7 @@ fn crdgen(root: &std::path::Path, check: bool) -> anyhow::Result<ExitCode> {
 fn render_files(files: &[PathBuf], only: Only) -> anyhow::Result<ExitCode> {
     let mut resources = Resources::default();
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
         read_resources(&text, &file.display().to_string(), &mut resources)?;
     }
     let rendered = render(&resources, chrono::Utc::now())?;

@@ -36,51 +36,23 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("stockpulse_operator");
         let reconciles = Family::<KindLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
-        let duration = Family::<KindLabels, Histogram>::new_with_constructor(
-            duration_histogram as fn() -> Histogram,
-        );
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
         registry.register("reconciles", "Reconciliations by kind", reconciles.clone());
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciliations by kind and error",
-            errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of reconciliations by kind",
-            duration.clone(),
-        );
-        Metrics {
-            reconciles,
-            errors,
-            duration,
-            registry,
-        }
+        registry.register("reconcile_errors", "Failed reconciliations by kind and error", errors.clone());
+        registry.register("reconcile_duration_seconds", "Duration of reconciliations by kind", duration.clone());
+        Metrics { reconciles, errors, duration, registry }
     }
 }
 
 impl Metrics {
     /// Counts a reconcile of `kind` and times it until the returned guard drops.
     pub fn start(&self, kind: &str) -> ReconcileTimer<'_> {
-        self.reconciles
-            .get_or_create(&KindLabels {
-                kind: kind.to_string(),
-            })
-            .inc();
-        ReconcileTimer {
-            metrics: self,
-            kind: kind.to_string(),
-            start: Instant::now(),
-        }
+        self.reconciles.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
+        ReconcileTimer { metrics: self, kind: kind.to_string(), start: Instant::now() }
     }
 
     pub fn error(&self, kind: &str, error: &str) {
-        self.errors
-            .get_or_create(&ErrorLabels {
-                kind: kind.to_string(),
-                error: error.to_string(),
-            })
-            .inc();
+        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), error: error.to_string() }).inc();
     }
 
     /// The text exposition format.
@@ -103,9 +75,7 @@ impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.metrics
             .duration
-            .get_or_create(&KindLabels {
-                kind: std::mem::take(&mut self.kind),
-            })
+            .get_or_create(&KindLabels { kind: std::mem::take(&mut self.kind) })
             .observe(self.start.elapsed().as_secs_f64());
     }
 }
@@ -121,20 +91,13 @@ mod tests {
         drop(metrics.start("RetailPipeline"));
         metrics.error("StoreRegion", "kafka");
         let text = metrics.encode();
+        assert!(text.contains("stockpulse_operator_reconciles_total{kind=\"RetailPipeline\"} 2"), "{text}");
         assert!(
-            text.contains("stockpulse_operator_reconciles_total{kind=\"RetailPipeline\"} 2"),
+            text.contains("stockpulse_operator_reconcile_errors_total{kind=\"StoreRegion\",error=\"kafka\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains(
-                "stockpulse_operator_reconcile_errors_total{kind=\"StoreRegion\",error=\"kafka\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "stockpulse_operator_reconcile_duration_seconds_count{kind=\"RetailPipeline\"} 2"
-            ),
+            text.contains("stockpulse_operator_reconcile_duration_seconds_count{kind=\"RetailPipeline\"} 2"),
             "{text}"
         );
     }

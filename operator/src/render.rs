@@ -57,22 +57,18 @@ pub fn read_resources(text: &str, origin: &str, into: &mut Resources) -> anyhow:
         if value.is_null() {
             continue;
         }
-        let kind = value
-            .get("kind")
-            .and_then(serde_yaml::Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let kind = value.get("kind").and_then(serde_yaml::Value::as_str).unwrap_or("").to_string();
         let at = || format!("{origin}, document {}: {kind}", i + 1);
         match kind.as_str() {
-            "RetailPipeline" => into.pipelines.push(with_namespace(
-                serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
-            )),
-            "StoreRegion" => into.regions.push(with_namespace(
-                serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
-            )),
-            "AlertPolicy" => into.policies.push(with_namespace(
-                serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
-            )),
+            "RetailPipeline" => into
+                .pipelines
+                .push(with_namespace(serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?)),
+            "StoreRegion" => into
+                .regions
+                .push(with_namespace(serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?)),
+            "AlertPolicy" => into
+                .policies
+                .push(with_namespace(serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?)),
             other => anyhow::bail!(
                 "{origin}, document {}: kind {other:?} is not a stockpulse resource (RetailPipeline, StoreRegion, AlertPolicy)",
                 i + 1
@@ -98,36 +94,19 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
     let mut out = Rendered::default();
     let no_topics = BTreeMap::new();
     for pipeline in &resources.pipelines {
-        let regions: Vec<StoreRegion> = resources
-            .regions
-            .iter()
-            .filter(|r| same_namespace(pipeline, *r))
-            .cloned()
-            .collect();
-        let policies: Vec<AlertPolicy> = resources
-            .policies
-            .iter()
-            .filter(|p| same_namespace(pipeline, *p))
-            .cloned()
-            .collect();
-        let input = PipelineInput {
-            pipeline,
-            regions: &regions,
-            policies: &policies,
-            observed_topics: &no_topics,
-            now,
-        };
-        let plan = plan_pipeline(&input).map_err(|p| {
-            anyhow::anyhow!("RetailPipeline {}: invalid spec: {p}", pipeline.name_any())
-        })?;
+        let regions: Vec<StoreRegion> =
+            resources.regions.iter().filter(|r| same_namespace(pipeline, *r)).cloned().collect();
+        let policies: Vec<AlertPolicy> =
+            resources.policies.iter().filter(|p| same_namespace(pipeline, *p)).cloned().collect();
+        let input =
+            PipelineInput { pipeline, regions: &regions, policies: &policies, observed_topics: &no_topics, now };
+        let plan = plan_pipeline(&input)
+            .map_err(|p| anyhow::anyhow!("RetailPipeline {}: invalid spec: {p}", pipeline.name_any()))?;
         if let Ok((base, _)) = base_config(pipeline) {
             let mut index = 0;
             for policy in policies_of(pipeline, &policies) {
                 if let Err(p) = alert_policy_config(policy, &base, &mut index) {
-                    out.warnings.push(format!(
-                        "AlertPolicy {}: left out of the config: {p}",
-                        policy.name_any()
-                    ));
+                    out.warnings.push(format!("AlertPolicy {}: left out of the config: {p}", policy.name_any()));
                 }
             }
         }
@@ -135,8 +114,7 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
         out.objects.push(serde_json::to_value(&o.service_account)?);
         out.objects.push(serde_json::to_value(&o.config_map)?);
         out.objects.push(serde_json::to_value(&o.service)?);
-        out.objects
-            .push(serde_json::to_value(&o.pod_disruption_budget)?);
+        out.objects.push(serde_json::to_value(&o.pod_disruption_budget)?);
         out.objects.push(serde_json::to_value(&o.deployment)?);
         out.topics.push(PipelineTopics {
             pipeline: pipeline.name_any(),
@@ -145,10 +123,7 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
         });
     }
     for region in &resources.regions {
-        let fed = resources
-            .pipelines
-            .iter()
-            .any(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
+        let fed = resources.pipelines.iter().any(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
         if !fed {
             out.warnings.push(format!(
                 "StoreRegion {}: no RetailPipeline given selects it (pipelineRef {})",
@@ -171,10 +146,7 @@ pub fn to_yaml(rendered: &Rendered, only: Only) -> anyhow::Result<String> {
     }
     if only != Only::Objects {
         for topics in &rendered.topics {
-            text.push_str(&format!(
-                "---\n# Kafka topics of RetailPipeline {}\n",
-                topics.pipeline
-            ));
+            text.push_str(&format!("---\n# Kafka topics of RetailPipeline {}\n", topics.pipeline));
             text.push_str(&serde_yaml::to_string(topics)?);
         }
     }
@@ -189,12 +161,8 @@ mod tests {
     #[test]
     fn an_unknown_kind_is_named() {
         let mut resources = Resources::default();
-        let err = read_resources(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
-            "x.yaml",
-            &mut resources,
-        )
-        .unwrap_err();
+        let err = read_resources("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "x.yaml", &mut resources)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "x.yaml, document 1: kind \"ConfigMap\" is not a stockpulse resource (RetailPipeline, StoreRegion, AlertPolicy)"
@@ -204,8 +172,7 @@ mod tests {
     #[test]
     fn an_invalid_pipeline_stops_the_rendering_with_its_problems() {
         let mut resources = Resources::default();
-        let yaml =
-            pipeline_yaml().replace("    sales:\n", "    sales:\n      name: shop.inventory\n");
+        let yaml = pipeline_yaml().replace("    sales:\n", "    sales:\n      name: shop.inventory\n");
         read_resources(&yaml, "p.yaml", &mut resources).unwrap();
         let err = render(&resources, now()).unwrap_err();
         assert_eq!(
@@ -218,9 +185,7 @@ mod tests {
     fn orphan_regions_and_invalid_policies_are_warnings() {
         let mut resources = Resources::default();
         read_resources(pipeline_yaml(), "p.yaml", &mut resources).unwrap();
-        resources
-            .regions
-            .push(crate::fixtures::region("lost", "nowhere", &["x"]));
+        resources.regions.push(crate::fixtures::region("lost", "nowhere", &["x"]));
         let mut bad = crate::fixtures::low_stock_policy("bad", "shop", 1);
         bad.spec.cooldown = "soon".into();
         resources.policies.push(bad);
@@ -234,9 +199,6 @@ mod tests {
         );
         assert_eq!(rendered.objects.len(), 5);
         let text = to_yaml(&rendered, Only::Topics).unwrap();
-        assert!(
-            text.starts_with("---\n# Kafka topics of RetailPipeline shop\npipeline: shop\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("---\n# Kafka topics of RetailPipeline shop\npipeline: shop\n"), "{text}");
     }
 }

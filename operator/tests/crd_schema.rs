@@ -15,9 +15,7 @@ fn schema_of(kind: &str) -> Value {
         other => panic!("unknown kind {other}"),
     };
     let path = support::repo_root().join("crds").join(file);
-    crd_schema(
-        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
+    crd_schema(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 fn sample(name: &str) -> Value {
@@ -34,12 +32,7 @@ fn every_sample_passes_its_crd_schema_and_cel_rules() {
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let object: Value = serde::Deserialize::deserialize(doc).unwrap();
             let kind = object["kind"].as_str().unwrap().to_string();
-            assert_eq!(
-                validate(&schema_of(&kind), &object),
-                Vec::<String>::new(),
-                "{}",
-                file.display()
-            );
+            assert_eq!(validate(&schema_of(&kind), &object), Vec::<String>::new(), "{}", file.display());
         }
     }
 }
@@ -48,11 +41,7 @@ fn every_sample_passes_its_crd_schema_and_cel_rules() {
 fn every_cel_rule_compiles() {
     for kind in ["RetailPipeline", "StoreRegion", "AlertPolicy"] {
         let compiled = kube_cel::compile_schema(&schema_of(kind));
-        let errors: Vec<String> = compiled
-            .compilation_errors()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = compiled.compilation_errors().iter().map(|e| e.to_string()).collect();
         assert_eq!(errors, Vec::<String>::new(), "{kind}");
     }
 }
@@ -190,21 +179,14 @@ fn wrong_resources_are_refused_with_a_clear_message() {
         Case {
             what: "schedule ending before it starts",
             sample: pipeline,
-            changes: vec![(
-                "/spec/processor/schedules/0/end",
-                Some(json!("2026-11-26T00:00:00Z")),
-            )],
-            expected: vec![
-                "spec.processor.schedules[0]: Invalid value: \"object\": end must be after start",
-            ],
+            changes: vec![("/spec/processor/schedules/0/end", Some(json!("2026-11-26T00:00:00Z")))],
+            expected: vec!["spec.processor.schedules[0]: Invalid value: \"object\": end must be after start"],
         },
         Case {
             what: "misspelt field",
             sample: pipeline,
             changes: vec![("/spec/processing/alowedLateness", Some(json!("10m")))],
-            expected: vec![
-                "spec.processing.alowedLateness: unknown field \"spec.processing.alowedLateness\"",
-            ],
+            expected: vec!["spec.processing.alowedLateness: unknown field \"spec.processing.alowedLateness\""],
         },
         Case {
             what: "missing bootstrap servers",
@@ -215,12 +197,7 @@ fn wrong_resources_are_refused_with_a_clear_message() {
         Case {
             what: "pipeline name too long for its objects",
             sample: pipeline,
-            changes: vec![(
-                "/metadata/name",
-                Some(json!(
-                    "acme-sports-with-a-very-long-name-for-its-pipeline-xyz"
-                )),
-            )],
+            changes: vec![("/metadata/name", Some(json!("acme-sports-with-a-very-long-name-for-its-pipeline-xyz")))],
             expected: vec![
                 "<nil>: Invalid value: \"object\": the name must be a DNS-1035 label of at most 53 characters: the processor's objects are named <name>-processor",
             ],
@@ -237,25 +214,18 @@ fn wrong_resources_are_refused_with_a_clear_message() {
             what: "lower-case currency",
             sample: region,
             changes: vec![("/spec/currency", Some(json!("eur")))],
-            expected: vec![
-                "spec.currency: Invalid value: \"eur\": spec.currency in body should match '^[A-Z]{3}$'",
-            ],
+            expected: vec!["spec.currency: Invalid value: \"eur\": spec.currency in body should match '^[A-Z]{3}$'"],
         },
         Case {
             what: "duplicate store id",
             sample: region,
             changes: vec![("/spec/stores/1/id", Some(json!("de-ber-001")))],
-            expected: vec![
-                "spec.stores[1]: Duplicate value: map[string]interface {}{\"id\"=\"de-ber-001\"}",
-            ],
+            expected: vec!["spec.stores[1]: Duplicate value: map[string]interface {}{\"id\"=\"de-ber-001\"}"],
         },
         Case {
             what: "policy without a rule",
             sample: policy,
-            changes: vec![
-                ("/spec/rules/salesSpike", None),
-                ("/spec/rules/amountOutlier", None),
-            ],
+            changes: vec![("/spec/rules/salesSpike", None), ("/spec/rules/amountOutlier", None)],
             expected: vec![
                 "spec.rules: Invalid value: \"object\": at least one rule is required: lowStock, stuckInventory, salesSpike or amountOutlier",
             ],
@@ -264,20 +234,13 @@ fn wrong_resources_are_refused_with_a_clear_message() {
             what: "spike factor not above 1",
             sample: policy,
             changes: vec![("/spec/rules/salesSpike/factor", Some(json!(0.5)))],
-            expected: vec![
-                "spec.rules.salesSpike: Invalid value: \"object\": factor must be greater than 1",
-            ],
+            expected: vec!["spec.rules.salesSpike: Invalid value: \"object\": factor must be greater than 1"],
         },
         Case {
             what: "sink with two targets",
             sample: policy,
-            changes: vec![(
-                "/spec/sinks/0/webhook",
-                Some(json!({"urlSecretRef": {"name": "s", "key": "url"}})),
-            )],
-            expected: vec![
-                "spec.sinks[0]: Invalid value: \"object\": a sink is exactly one of kafka or webhook",
-            ],
+            changes: vec![("/spec/sinks/0/webhook", Some(json!({"urlSecretRef": {"name": "s", "key": "url"}})))],
+            expected: vec!["spec.sinks[0]: Invalid value: \"object\": a sink is exactly one of kafka or webhook"],
         },
     ];
     let mut failures = Vec::new();
@@ -292,10 +255,7 @@ fn wrong_resources_are_refused_with_a_clear_message() {
         let kind = object["kind"].as_str().unwrap().to_string();
         let found = validate(&schema_of(&kind), &object);
         if found != case.expected {
-            failures.push(format!(
-                "{}:\n  expected {:?}\n  found    {:?}",
-                case.what, case.expected, found
-            ));
+            failures.push(format!("{}:\n  expected {:?}\n  found    {:?}", case.what, case.expected, found));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

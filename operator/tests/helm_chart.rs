@@ -12,21 +12,11 @@ fn helm_template(args: &[&str]) -> String {
     let root = support::repo_root();
     let output = Command::new(&helm)
         .current_dir(&root)
-        .args([
-            "template",
-            "stockpulse",
-            "charts/stockpulse",
-            "--namespace",
-            "stockpulse-system",
-        ])
+        .args(["template", "stockpulse", "charts/stockpulse", "--namespace", "stockpulse-system"])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", helm.display()));
-    assert!(
-        output.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "helm template failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -35,20 +25,9 @@ fn validate_strict(yaml: &str) -> Vec<String> {
     let path = dir.path().join("chart.yaml");
     std::fs::write(&path, yaml).unwrap();
     let tool = support::tool("STOCKPULSE_KUBERNETES_VALIDATE");
-    let output = Command::new(&tool)
-        .arg("--strict")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "kubernetes-validate --strict refused the chart:\n{text}"
-    );
+    let output = Command::new(&tool).arg("--strict").arg(&path).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "kubernetes-validate --strict refused the chart:\n{text}");
     text.lines()
         .filter_map(|l| l.split(" passed for resource ").nth(1))
         .map(|r| r.split(" against").next().unwrap_or("").to_string())
@@ -74,21 +53,10 @@ fn chart_renders_valid_objects_with_one_replica() {
 
 #[test]
 fn chart_with_two_replicas_adds_a_pdb_and_keeps_leader_election() {
-    let yaml = helm_template(&[
-        "--set",
-        "replicaCount=2",
-        "--set",
-        "watchNamespace=acme-sports",
-    ]);
+    let yaml = helm_template(&["--set", "replicaCount=2", "--set", "watchNamespace=acme-sports"]);
     let resources = validate_strict(&yaml);
-    assert!(
-        resources.contains(&"poddisruptionbudget/stockpulse-operator".to_string()),
-        "{resources:?}"
-    );
-    assert!(
-        resources.contains(&"role/stockpulse-operator".to_string()),
-        "{resources:?}"
-    );
+    assert!(resources.contains(&"poddisruptionbudget/stockpulse-operator".to_string()), "{resources:?}");
+    assert!(resources.contains(&"role/stockpulse-operator".to_string()), "{resources:?}");
     assert!(yaml.contains("replicas: 2"));
     assert!(yaml.contains("- --leader-election=true"));
     assert!(yaml.contains("- --namespace=acme-sports"));
@@ -98,19 +66,14 @@ fn chart_with_two_replicas_adds_a_pdb_and_keeps_leader_election() {
 fn chart_ships_the_generated_crds() {
     let yaml = helm_template(&["--include-crds"]);
     for name in ["retailpipelines", "storeregions", "alertpolicies"] {
-        assert!(
-            yaml.contains(&format!("name: {name}.retail.stockpulse.io")),
-            "{name}"
-        );
+        assert!(yaml.contains(&format!("name: {name}.retail.stockpulse.io")), "{name}");
     }
 }
 
 #[test]
 fn plain_manifests_are_what_the_chart_renders() {
-    let committed = std::fs::read_to_string(
-        support::repo_root().join(Path::new("manifests/operator/install.yaml")),
-    )
-    .unwrap();
+    let committed =
+        std::fs::read_to_string(support::repo_root().join(Path::new("manifests/operator/install.yaml"))).unwrap();
     assert!(
         committed == helm_template(&[]),
         "manifests/operator/install.yaml is stale: run `helm template stockpulse charts/stockpulse --namespace stockpulse-system > manifests/operator/install.yaml`"

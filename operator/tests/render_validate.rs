@@ -12,16 +12,8 @@ fn kubernetes_validate_strict(path: &std::path::Path) -> String {
         .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "kubernetes-validate --strict refused {}:\n{text}",
-        path.display()
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "kubernetes-validate --strict refused {}:\n{text}", path.display());
     text
 }
 
@@ -32,19 +24,12 @@ fn rendered_objects_of_the_samples_validate_strictly() {
         .args(support::sample_files())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "render failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "render failed: {}", String::from_utf8_lossy(&output.stderr));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rendered.yaml");
     std::fs::write(&path, &output.stdout).unwrap();
     let report = kubernetes_validate_strict(&path);
-    let passed: Vec<&str> = report
-        .lines()
-        .filter(|l| l.contains(" passed for resource "))
-        .collect();
+    let passed: Vec<&str> = report.lines().filter(|l| l.contains(" passed for resource ")).collect();
     let kinds: Vec<String> = passed
         .iter()
         .filter_map(|l| l.split(" passed for resource ").nth(1))
@@ -65,16 +50,9 @@ fn rendered_objects_of_the_samples_validate_strictly() {
 
 #[test]
 fn generated_crds_validate_strictly() {
-    for file in [
-        "retailpipelines.yaml",
-        "storeregions.yaml",
-        "alertpolicies.yaml",
-    ] {
+    for file in ["retailpipelines.yaml", "storeregions.yaml", "alertpolicies.yaml"] {
         let report = kubernetes_validate_strict(&support::repo_root().join("crds").join(file));
-        assert!(
-            report.contains("passed for resource customresourcedefinition/"),
-            "{report}"
-        );
+        assert!(report.contains("passed for resource customresourcedefinition/"), "{report}");
     }
 }
 
@@ -85,11 +63,7 @@ fn render_prints_every_topic_of_the_sample_pipeline() {
         .args(support::sample_files())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let doc: serde_json::Value = serde_yaml::from_slice(&output.stdout).unwrap();
     let topics: Vec<(String, i64, String)> = doc["topics"]
         .as_array()

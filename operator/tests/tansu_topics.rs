@@ -19,6 +19,11 @@ use stockpulse_operator::plan::stores::OutgoingRecord;
 use stockpulse_operator::plan::topics::{TopicAction, plan_topics};
 use support::tansu::Tansu;
 
+/// Every broker test is bounded: a hung broker call fails the test instead of hanging it.
+async fn bounded(test: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(90), test).await.expect("test against tansu timed out after 90s");
+}
+
 fn pipeline(bootstrap: &str) -> RetailPipeline {
     serde_yaml::from_str(&format!(
         r#"
@@ -41,14 +46,15 @@ fn wanted_configs(
     t: &stockpulse_operator::build::topics::DesiredTopic,
     have: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    t.configs
-        .keys()
-        .filter_map(|k| have.get(k).map(|v| (k.clone(), v.clone())))
-        .collect()
+    t.configs.keys().filter_map(|k| have.get(k).map(|v| (k.clone(), v.clone()))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_created_with_partitions_and_configs_then_realigned_after_drift() {
+    bounded(topics_are_created_with_partitions_and_configs_then_realigned_after_drift_body()).await;
+}
+
+async fn topics_are_created_with_partitions_and_configs_then_realigned_after_drift_body() {
     let tansu = Tansu::start();
     let access = RdKafkaAccess::default();
     let target = KafkaTarget::plain(tansu.bootstrap.clone());
@@ -62,36 +68,19 @@ async fn topics_are_created_with_partitions_and_configs_then_realigned_after_dri
     let plan = plan_topics(&desired, &observed);
     assert_eq!(plan.actions.len(), 10);
     for action in &plan.actions {
-        access
-            .apply(&target, action)
-            .await
-            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+        access.apply(&target, action).await.unwrap_or_else(|e| panic!("{action:?}: {e}"));
     }
 
     // The broker has them with the right partitions and configs; the plan is now empty.
     let observed = access.describe_topics(&target, &names).await.unwrap();
     for t in &desired {
-        let have = observed
-            .get(&t.name)
-            .unwrap_or_else(|| panic!("{} missing", t.name));
+        let have = observed.get(&t.name).unwrap_or_else(|| panic!("{} missing", t.name));
         assert_eq!(have.partitions, t.partitions, "{}", t.name);
         assert_eq!(wanted_configs(t, &have.configs), t.configs, "{}", t.name);
     }
     assert_eq!(observed["shop.sales"].partitions, 4);
-    assert_eq!(
-        observed["shop.sales"]
-            .configs
-            .get("retention.ms")
-            .map(String::as_str),
-        Some("604800000")
-    );
-    assert_eq!(
-        observed["shop.stores"]
-            .configs
-            .get("cleanup.policy")
-            .map(String::as_str),
-        Some("compact")
-    );
+    assert_eq!(observed["shop.sales"].configs.get("retention.ms").map(String::as_str), Some("604800000"));
+    assert_eq!(observed["shop.stores"].configs.get("cleanup.policy").map(String::as_str), Some("compact"));
     let again = plan_topics(&desired, &observed);
     assert_eq!(again.actions, vec![], "a second pass changes nothing");
 
@@ -102,13 +91,7 @@ async fn topics_are_created_with_partitions_and_configs_then_realigned_after_dri
     };
     access.apply(&target, &drift).await.unwrap();
     let drifted = access.describe_topics(&target, &names).await.unwrap();
-    assert_eq!(
-        drifted["shop.sales"]
-            .configs
-            .get("retention.ms")
-            .map(String::as_str),
-        Some("1000")
-    );
+    assert_eq!(drifted["shop.sales"].configs.get("retention.ms").map(String::as_str), Some("1000"));
     let realign = plan_topics(&desired, &drifted);
     assert_eq!(
         realign.actions,
@@ -121,25 +104,11 @@ async fn topics_are_created_with_partitions_and_configs_then_realigned_after_dri
         access.apply(&target, action).await.unwrap();
     }
     let healed = access.describe_topics(&target, &names).await.unwrap();
-    assert_eq!(
-        healed["shop.sales"]
-            .configs
-            .get("retention.ms")
-            .map(String::as_str),
-        Some("604800000")
-    );
+    assert_eq!(healed["shop.sales"].configs.get("retention.ms").map(String::as_str), Some("604800000"));
     assert_eq!(plan_topics(&desired, &healed).actions, vec![]);
 
     // Deletion (a `deletionPolicy: Delete` topic going with its pipeline).
-    access
-        .apply(
-            &target,
-            &TopicAction::Delete {
-                name: "shop.late".into(),
-            },
-        )
-        .await
-        .unwrap();
+    access.apply(&target, &TopicAction::Delete { name: "shop.late".into() }).await.unwrap();
     let after = access.describe_topics(&target, &names).await.unwrap();
     assert!(!after.contains_key("shop.late"));
     assert_eq!(after.len(), 9);
@@ -147,10 +116,12 @@ async fn topics_are_created_with_partitions_and_configs_then_realigned_after_dri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_increase_on_tansu_is_an_error_not_a_crash() {
+    bounded(a_partition_increase_on_tansu_is_an_error_not_a_crash_body()).await;
+}
+
+async fn a_partition_increase_on_tansu_is_an_error_not_a_crash_body() {
     let tansu = Tansu::start();
-    let access = RdKafkaAccess {
-        timeout: Duration::from_secs(5),
-    };
+    let access = RdKafkaAccess { timeout: Duration::from_secs(5) };
     let target = KafkaTarget::plain(tansu.bootstrap.clone());
     let create = TopicAction::Create {
         name: "grow".into(),
@@ -159,30 +130,16 @@ async fn a_partition_increase_on_tansu_is_an_error_not_a_crash() {
         configs: BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]),
     };
     access.apply(&target, &create).await.unwrap();
-    let result = access
-        .apply(
-            &target,
-            &TopicAction::IncreasePartitions {
-                name: "grow".into(),
-                from: 2,
-                to: 4,
-            },
-        )
-        .await;
+    let result = access.apply(&target, &TopicAction::IncreasePartitions { name: "grow".into(), from: 2, to: 4 }).await;
     // librdkafka sees that tansu does not offer CreatePartitions and says so locally.
     match result {
         Err(KafkaError::Unsupported { operation, message }) => {
             assert_eq!(operation, "CreatePartitions");
             assert!(message.contains("UnsupportedFeature"), "{message}");
         }
-        other => panic!(
-            "tansu 0.6 has no CreatePartitions; got {other:?} (if it now has, update docs/operator.md)"
-        ),
+        other => panic!("tansu 0.6 has no CreatePartitions; got {other:?} (if it now has, update docs/operator.md)"),
     }
-    let observed = access
-        .describe_topics(&target, &["grow".to_string()])
-        .await
-        .unwrap();
+    let observed = access.describe_topics(&target, &["grow".to_string()]).await.unwrap();
     assert_eq!(observed["grow"].partitions, 2);
 }
 
@@ -196,9 +153,7 @@ fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(String, Optio
         .create()
         .unwrap();
     let mut assignment = rdkafka::TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .unwrap();
+    assignment.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
     consumer.assign(&assignment).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -214,6 +169,10 @@ fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(String, Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stores_topic_receives_stores_and_tombstones() {
+    bounded(the_stores_topic_receives_stores_and_tombstones_body()).await;
+}
+
+async fn the_stores_topic_receives_stores_and_tombstones_body() {
     let tansu = Tansu::start();
     let access = RdKafkaAccess::default();
     let target = KafkaTarget::plain(tansu.bootstrap.clone());
@@ -243,11 +202,7 @@ spec:
     )
     .unwrap();
     let records = stockpulse_operator::build::store_records::store_records(&region);
-    let first = stockpulse_operator::plan::stores::plan_stores(
-        Some("shop.stores"),
-        &records,
-        &Default::default(),
-    );
+    let first = stockpulse_operator::plan::stores::plan_stores(Some("shop.stores"), &records, &Default::default());
     access.produce(&target, &first.records).await.unwrap();
     let status = stockpulse_operator::crd::StoreRegionStatus {
         published_topic: first.published_topic.clone(),
@@ -255,22 +210,15 @@ spec:
         published_digest: first.published_digest.clone(),
         ..Default::default()
     };
-    let second =
-        stockpulse_operator::plan::stores::plan_stores(Some("shop.stores"), &records[..1], &status);
+    let second = stockpulse_operator::plan::stores::plan_stores(Some("shop.stores"), &records[..1], &status);
     assert_eq!(
         second.records[0],
-        OutgoingRecord {
-            topic: "shop.stores".into(),
-            key: "eu-web-001".into(),
-            value: None
-        }
+        OutgoingRecord { topic: "shop.stores".into(), key: "eu-web-001".into(), value: None }
     );
     access.produce(&target, &second.records).await.unwrap();
 
     let bootstrap = tansu.bootstrap.clone();
-    let seen = tokio::task::spawn_blocking(move || read_all(&bootstrap, "shop.stores", 4))
-        .await
-        .unwrap();
+    let seen = tokio::task::spawn_blocking(move || read_all(&bootstrap, "shop.stores", 4)).await.unwrap();
     let berlin = r#"{"store_id":"de-ber-001","name":"Berlin","region":"eu-central","channel":"physical","format":"flagship","city":"Berlin","country":"DE","timezone":"Europe/Berlin","currency":"EUR"}"#;
     let web = r#"{"store_id":"eu-web-001","name":"Web shop","region":"eu-central","channel":"online","country":"DE","timezone":"Europe/Berlin","currency":"EUR"}"#;
     assert_eq!(

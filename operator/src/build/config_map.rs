@@ -24,10 +24,7 @@ pub fn sha256_hex(text: &str) -> String {
 pub fn config_map(pipeline: &RetailPipeline, config_text: &str) -> ConfigMap {
     ConfigMap {
         metadata: object_meta(pipeline, config_map_name(pipeline)),
-        data: Some(BTreeMap::from([(
-            CONFIG_FILE.to_string(),
-            config_text.to_string(),
-        )])),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config_text.to_string())])),
         ..ConfigMap::default()
     }
 }

@@ -3,21 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels::{
-    CONFIG_HASH_ANNOTATION, config_map_name, labels, object_meta, processor_name, selector_labels,
-};
+use super::labels::{CONFIG_HASH_ANNOTATION, config_map_name, labels, object_meta, processor_name, selector_labels};
 use super::pipeline_config::{CONFIG_DIR, CONFIG_FILE, FileMount, MountSource};
 use crate::crd::RetailPipeline;
 use crate::crd::retail_pipeline::PullPolicy;
@@ -31,10 +27,7 @@ fn default_resources() -> ResourceRequirements {
             ("cpu".to_string(), Quantity("500m".to_string())),
             ("memory".to_string(), Quantity("1Gi".to_string())),
         ])),
-        limits: Some(BTreeMap::from([(
-            "memory".to_string(),
-            Quantity("2Gi".to_string()),
-        )])),
+        limits: Some(BTreeMap::from([("memory".to_string(), Quantity("2Gi".to_string()))])),
         ..ResourceRequirements::default()
     }
 }
@@ -58,11 +51,7 @@ fn volume_of(mount: &FileMount) -> Volume {
         mount
             .items
             .iter()
-            .map(|(key, path)| KeyToPath {
-                key: key.clone(),
-                path: path.clone(),
-                ..KeyToPath::default()
-            })
+            .map(|(key, path)| KeyToPath { key: key.clone(), path: path.clone(), ..KeyToPath::default() })
             .collect(),
     );
     match &mount.source {
@@ -77,23 +66,14 @@ fn volume_of(mount: &FileMount) -> Volume {
         },
         MountSource::ConfigMap(name) => Volume {
             name: mount.volume.clone(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: name.clone(),
-                items,
-                ..ConfigMapVolumeSource::default()
-            }),
+            config_map: Some(ConfigMapVolumeSource { name: name.clone(), items, ..ConfigMapVolumeSource::default() }),
             ..Volume::default()
         },
     }
 }
 
 /// The Deployment with `replicas` pods whose template carries `config_hash`.
-pub fn deployment(
-    pipeline: &RetailPipeline,
-    replicas: i32,
-    config_hash: &str,
-    mounts: &[FileMount],
-) -> Deployment {
+pub fn deployment(pipeline: &RetailPipeline, replicas: i32, config_hash: &str, mounts: &[FileMount]) -> Deployment {
     let spec = &pipeline.spec.processor;
     let mut volumes = vec![
         Volume {
@@ -104,11 +84,7 @@ pub fn deployment(
             }),
             ..Volume::default()
         },
-        Volume {
-            name: "tmp".to_string(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
+        Volume { name: "tmp".to_string(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
     ];
     let mut volume_mounts = vec![
         VolumeMount {
@@ -117,11 +93,7 @@ pub fn deployment(
             read_only: Some(true),
             ..VolumeMount::default()
         },
-        VolumeMount {
-            name: "tmp".to_string(),
-            mount_path: "/tmp".to_string(),
-            ..VolumeMount::default()
-        },
+        VolumeMount { name: "tmp".to_string(), mount_path: "/tmp".to_string(), ..VolumeMount::default() },
     ];
     for mount in mounts {
         volumes.push(volume_of(mount));
@@ -143,11 +115,7 @@ pub fn deployment(
             }
             .to_string()
         }),
-        args: Some(vec![
-            "run".to_string(),
-            "--config".to_string(),
-            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
-        ]),
+        args: Some(vec!["run".to_string(), "--config".to_string(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_string()),
             container_port: spec.http_port,
@@ -164,10 +132,7 @@ pub fn deployment(
             run_as_user: Some(RUN_AS_USER),
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_string()]),
-                ..Capabilities::default()
-            }),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), ..Capabilities::default() }),
             ..SecurityContext::default()
         }),
         volume_mounts: Some(volume_mounts),
@@ -183,10 +148,7 @@ pub fn deployment(
         metadata: object_meta(pipeline, processor_name(pipeline)),
         spec: DeploymentSpec {
             replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(pipeline)),
-                ..LabelSelector::default()
-            },
+            selector: LabelSelector { match_labels: Some(selector_labels(pipeline)), ..LabelSelector::default() },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_string()),
                 rolling_update: Some(RollingUpdateDeployment {

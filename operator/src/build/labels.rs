@@ -27,32 +27,17 @@ pub fn config_map_name(pipeline: &RetailPipeline) -> String {
 /// Labels that select the processor pods (stable: changing them would orphan pods).
 pub fn selector_labels(pipeline: &RetailPipeline) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_string(),
-            "stockpulse-processor".to_string(),
-        ),
-        (
-            "app.kubernetes.io/instance".to_string(),
-            pipeline.name_any(),
-        ),
+        ("app.kubernetes.io/name".to_string(), "stockpulse-processor".to_string()),
+        ("app.kubernetes.io/instance".to_string(), pipeline.name_any()),
     ])
 }
 
 /// Every label of an object of the pipeline.
 pub fn labels(pipeline: &RetailPipeline) -> BTreeMap<String, String> {
     let mut labels = selector_labels(pipeline);
-    labels.insert(
-        "app.kubernetes.io/component".to_string(),
-        "processor".to_string(),
-    );
-    labels.insert(
-        "app.kubernetes.io/part-of".to_string(),
-        "stockpulse".to_string(),
-    );
-    labels.insert(
-        "app.kubernetes.io/managed-by".to_string(),
-        FIELD_MANAGER.to_string(),
-    );
+    labels.insert("app.kubernetes.io/component".to_string(), "processor".to_string());
+    labels.insert("app.kubernetes.io/part-of".to_string(), "stockpulse".to_string());
+    labels.insert("app.kubernetes.io/managed-by".to_string(), FIELD_MANAGER.to_string());
     labels.insert(PIPELINE_LABEL.to_string(), pipeline.name_any());
     labels
 }

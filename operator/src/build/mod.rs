@@ -27,10 +27,7 @@ pub struct SpecProblems(pub Vec<SpecProblem>);
 
 impl SpecProblems {
     pub fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecProblems(vec![SpecProblem {
-            field: field.into(),
-            message: message.into(),
-        }])
+        SpecProblems(vec![SpecProblem { field: field.into(), message: message.into() }])
     }
 }
 

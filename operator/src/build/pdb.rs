@@ -12,10 +12,7 @@ pub fn pod_disruption_budget(pipeline: &RetailPipeline) -> PodDisruptionBudget {
         metadata: object_meta(pipeline, processor_name(pipeline)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(pipeline)),
-                ..LabelSelector::default()
-            }),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(pipeline)), ..LabelSelector::default() }),
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()

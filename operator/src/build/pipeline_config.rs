@@ -3,10 +3,9 @@
 
 use kube::ResourceExt;
 use stockpulse_processor::config::{
-    AlertPolicyConfig, AlertScope, AlertSinkConfig, AmountOutlierRule, DedupeConfig, Dimension,
-    Duration, EnrichmentConfig, HttpConfig, KafkaConfig, LowStockRule, PipelineConfig,
-    ProcessingConfig, SalesSpikeRule, SaslConfig, SaslMechanism, StuckInventoryRule, TlsConfig,
-    TopicNames, TopicRole, WindowConfig, WindowKind,
+    AlertPolicyConfig, AlertScope, AlertSinkConfig, AmountOutlierRule, DedupeConfig, Dimension, Duration,
+    EnrichmentConfig, HttpConfig, KafkaConfig, LowStockRule, PipelineConfig, ProcessingConfig, SalesSpikeRule,
+    SaslConfig, SaslMechanism, StuckInventoryRule, TlsConfig, TopicNames, TopicRole, WindowConfig, WindowKind,
 };
 
 use super::topics::topic_spec;
@@ -52,10 +51,7 @@ fn duration(field: &str, text: &str, problems: &mut Vec<SpecProblem>) -> Duratio
     match text.parse::<Duration>() {
         Ok(d) => d,
         Err(e) => {
-            problems.push(SpecProblem {
-                field: field.to_string(),
-                message: e.to_string(),
-            });
+            problems.push(SpecProblem { field: field.to_string(), message: e.to_string() });
             Duration::ZERO
         }
     }
@@ -71,27 +67,17 @@ fn dimension(d: CrdDimension) -> Dimension {
     }
 }
 
-fn problems_from(
-    result: Result<(), stockpulse_processor::config::ConfigProblems>,
-    prefix: &str,
-) -> Vec<SpecProblem> {
+fn problems_from(result: Result<(), stockpulse_processor::config::ConfigProblems>, prefix: &str) -> Vec<SpecProblem> {
     match result {
         Ok(()) => Vec::new(),
         Err(p) => {
-            p.0.into_iter()
-                .map(|p| SpecProblem {
-                    field: format!("{prefix}{}", p.field),
-                    message: p.message,
-                })
-                .collect()
+            p.0.into_iter().map(|p| SpecProblem { field: format!("{prefix}{}", p.field), message: p.message }).collect()
         }
     }
 }
 
 /// The pipeline's config without alert policies, checked by the processor's own validation.
-pub fn base_config(
-    pipeline: &RetailPipeline,
-) -> Result<(PipelineConfig, Vec<FileMount>), SpecProblems> {
+pub fn base_config(pipeline: &RetailPipeline) -> Result<(PipelineConfig, Vec<FileMount>), SpecProblems> {
     let spec = &pipeline.spec;
     let mut problems = Vec::new();
     let mut mounts = Vec::new();
@@ -155,22 +141,9 @@ pub fn base_config(
                 WindowType::Tumbling => WindowKind::Tumbling,
                 WindowType::Sliding => WindowKind::Sliding,
             },
-            size: duration(
-                &format!("spec.processing.windows[{i}].size"),
-                &w.size,
-                &mut problems,
-            ),
-            slide: w.slide.as_ref().map(|s| {
-                duration(
-                    &format!("spec.processing.windows[{i}].slide"),
-                    s,
-                    &mut problems,
-                )
-            }),
-            group_by: w
-                .group_by
-                .as_ref()
-                .map(|g| g.iter().copied().map(dimension).collect()),
+            size: duration(&format!("spec.processing.windows[{i}].size"), &w.size, &mut problems),
+            slide: w.slide.as_ref().map(|s| duration(&format!("spec.processing.windows[{i}].slide"), s, &mut problems)),
+            group_by: w.group_by.as_ref().map(|g| g.iter().copied().map(dimension).collect()),
         })
         .collect();
     let catalog_file = p.enrichment.catalog_config_map_ref.as_ref().map(|r| {
@@ -186,32 +159,12 @@ pub fn base_config(
     let processing = ProcessingConfig {
         windows,
         group_by: p.group_by.iter().copied().map(dimension).collect(),
-        max_out_of_orderness: duration(
-            "spec.processing.maxOutOfOrderness",
-            &p.max_out_of_orderness,
-            &mut problems,
-        ),
-        allowed_lateness: duration(
-            "spec.processing.allowedLateness",
-            &p.allowed_lateness,
-            &mut problems,
-        ),
-        idle_timeout: duration(
-            "spec.processing.idleTimeout",
-            &p.idle_timeout,
-            &mut problems,
-        ),
-        max_future_skew: duration(
-            "spec.processing.maxFutureSkew",
-            &p.max_future_skew,
-            &mut problems,
-        ),
+        max_out_of_orderness: duration("spec.processing.maxOutOfOrderness", &p.max_out_of_orderness, &mut problems),
+        allowed_lateness: duration("spec.processing.allowedLateness", &p.allowed_lateness, &mut problems),
+        idle_timeout: duration("spec.processing.idleTimeout", &p.idle_timeout, &mut problems),
+        max_future_skew: duration("spec.processing.maxFutureSkew", &p.max_future_skew, &mut problems),
         dedupe: DedupeConfig {
-            horizon: duration(
-                "spec.processing.dedupe.horizon",
-                &p.dedupe.horizon,
-                &mut problems,
-            ),
+            horizon: duration("spec.processing.dedupe.horizon", &p.dedupe.horizon, &mut problems),
             max_entries: u64::try_from(p.dedupe.max_entries).unwrap_or(0),
         },
         exactly_once: p.exactly_once,
@@ -244,11 +197,7 @@ pub fn base_config(
     if problems.is_empty() {
         problems.extend(problems_from(config.validate(), "spec."));
     }
-    if problems.is_empty() {
-        Ok((config, mounts))
-    } else {
-        Err(SpecProblems(problems))
-    }
+    if problems.is_empty() { Ok((config, mounts)) } else { Err(SpecProblems(problems)) }
 }
 
 /// One AlertPolicy as the processor's `AlertPolicyConfig`, checked against the pipeline's
@@ -267,16 +216,8 @@ pub fn alert_policy_config(
         .iter()
         .enumerate()
         .filter_map(|(i, sink)| match sink {
-            AlertSink {
-                kafka: Some(k),
-                webhook: None,
-            } => Some(AlertSinkConfig::Kafka {
-                topic: k.topic.clone(),
-            }),
-            AlertSink {
-                kafka: None,
-                webhook: Some(w),
-            } => {
+            AlertSink { kafka: Some(k), webhook: None } => Some(AlertSinkConfig::Kafka { topic: k.topic.clone() }),
+            AlertSink { kafka: None, webhook: Some(w) } => {
                 let volume = format!("webhook-{}", *webhook_index);
                 *webhook_index += 1;
                 let dir = format!("/etc/stockpulse/webhooks/{volume}");
@@ -286,9 +227,7 @@ pub fn alert_policy_config(
                     source: MountSource::Secret(w.url_secret_ref.name.clone()),
                     items: vec![(w.url_secret_ref.key.clone(), "url".to_string())],
                 });
-                Some(AlertSinkConfig::Webhook {
-                    url_file: format!("{dir}/url"),
-                })
+                Some(AlertSinkConfig::Webhook { url_file: format!("{dir}/url") })
             }
             _ => {
                 problems.push(SpecProblem {
@@ -308,21 +247,13 @@ pub fn alert_policy_config(
             skus: spec.scope.skus.clone(),
             categories: spec.scope.categories.clone(),
         },
-        low_stock: rules.low_stock.as_ref().map(|r| LowStockRule {
-            threshold: r.threshold,
-        }),
+        low_stock: rules.low_stock.as_ref().map(|r| LowStockRule { threshold: r.threshold }),
         stuck_inventory: rules.stuck_inventory.as_ref().map(|r| StuckInventoryRule {
             period: duration("spec.rules.stuckInventory.period", &r.period, &mut problems),
             min_events: u32::try_from(r.min_events).unwrap_or(0),
         }),
-        sales_spike: rules.sales_spike.as_ref().map(|r| SalesSpikeRule {
-            window: r.window.clone(),
-            factor: r.factor,
-        }),
-        amount_outlier: rules
-            .amount_outlier
-            .as_ref()
-            .map(|r| AmountOutlierRule { sigma: r.sigma }),
+        sales_spike: rules.sales_spike.as_ref().map(|r| SalesSpikeRule { window: r.window.clone(), factor: r.factor }),
+        amount_outlier: rules.amount_outlier.as_ref().map(|r| AmountOutlierRule { sigma: r.sigma }),
         cooldown: duration("spec.cooldown", &spec.cooldown, &mut problems),
         sinks,
     };
@@ -334,31 +265,18 @@ pub fn alert_policy_config(
             // Only the policy's own problems: the pipeline's were checked before.
             if let Some(rest) = p.field.strip_prefix("alerts[0]") {
                 let field = format!("spec.rules{rest}");
-                problems.push(SpecProblem {
-                    field,
-                    message: p.message,
-                });
+                problems.push(SpecProblem { field, message: p.message });
             }
         }
     }
-    if problems.is_empty() {
-        Ok((config, mounts))
-    } else {
-        Err(SpecProblems(problems))
-    }
+    if problems.is_empty() { Ok((config, mounts)) } else { Err(SpecProblems(problems)) }
 }
 
 /// The AlertPolicies of a pipeline: those naming it, sorted by name.
-pub fn policies_of<'a>(
-    pipeline: &RetailPipeline,
-    policies: &'a [AlertPolicy],
-) -> Vec<&'a AlertPolicy> {
+pub fn policies_of<'a>(pipeline: &RetailPipeline, policies: &'a [AlertPolicy]) -> Vec<&'a AlertPolicy> {
     let mut selected: Vec<&AlertPolicy> = policies
         .iter()
-        .filter(|p| {
-            p.spec.pipeline_ref.name == pipeline.name_any()
-                && p.metadata.deletion_timestamp.is_none()
-        })
+        .filter(|p| p.spec.pipeline_ref.name == pipeline.name_any() && p.metadata.deletion_timestamp.is_none())
         .collect();
     selected.sort_by_key(|p| p.name_any());
     selected
@@ -366,24 +284,16 @@ pub fn policies_of<'a>(
 
 /// The full config: the pipeline's, plus every valid AlertPolicy naming it. An invalid
 /// policy is left out (its own status says why); an invalid pipeline is an error.
-pub fn render(
-    pipeline: &RetailPipeline,
-    policies: &[AlertPolicy],
-) -> Result<RenderedConfig, SpecProblems> {
+pub fn render(pipeline: &RetailPipeline, policies: &[AlertPolicy]) -> Result<RenderedConfig, SpecProblems> {
     let (mut config, mut mounts) = base_config(pipeline)?;
     let mut webhook_index = 0;
     let mut names = Vec::new();
     for policy in policies_of(pipeline, policies) {
-        if let Ok((alert, alert_mounts)) = alert_policy_config(policy, &config, &mut webhook_index)
-        {
+        if let Ok((alert, alert_mounts)) = alert_policy_config(policy, &config, &mut webhook_index) {
             config.alerts.push(alert);
             mounts.extend(alert_mounts);
             names.push(policy.name_any());
         }
     }
-    Ok(RenderedConfig {
-        config,
-        mounts,
-        alert_policies: names,
-    })
+    Ok(RenderedConfig { config, mounts, alert_policies: names })
 }

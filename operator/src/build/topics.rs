@@ -67,10 +67,7 @@ pub fn desired_topics(pipeline: &RetailPipeline) -> Result<Vec<DesiredTopic>, Sp
                 Ok(d) => {
                     configs.insert("retention.ms".to_string(), d.as_millis().to_string());
                 }
-                Err(e) => problems.push(SpecProblem {
-                    field: format!("{field}.retention"),
-                    message: e.to_string(),
-                }),
+                Err(e) => problems.push(SpecProblem { field: format!("{field}.retention"), message: e.to_string() }),
             }
         }
         let name = topic_name(pipeline, role);
@@ -89,11 +86,7 @@ pub fn desired_topics(pipeline: &RetailPipeline) -> Result<Vec<DesiredTopic>, Sp
             deletion_policy: spec.deletion_policy.unwrap_or(topics.deletion_policy),
         });
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(SpecProblems(problems))
-    }
+    if problems.is_empty() { Ok(out) } else { Err(SpecProblems(problems)) }
 }
 
 /// The camelCase field name of a role in `spec.topics`.

@@ -18,9 +18,7 @@ pub const KIND: &str = "AlertPolicy";
 
 pub async fn reconcile(policy: Arc<AlertPolicy>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(KIND);
-    let namespace = policy
-        .namespace()
-        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let namespace = policy.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let name = policy.name_any();
     let api: Api<AlertPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -36,10 +34,9 @@ pub async fn reconcile(policy: Arc<AlertPolicy>, ctx: Arc<Context>) -> Result<Ac
             Some(Duration::from_secs(60)),
         ),
         Some(pipeline) => match base_config(&pipeline) {
-            Err(p) => (
-                NewCondition::new(READY, false, "PipelineInvalid", p.to_string()),
-                Some(Duration::from_secs(60)),
-            ),
+            Err(p) => {
+                (NewCondition::new(READY, false, "PipelineInvalid", p.to_string()), Some(Duration::from_secs(60)))
+            }
             Ok((base, _)) => match alert_policy_config(&policy, &base, &mut 0) {
                 Ok(_) => (
                     NewCondition::new(
@@ -50,10 +47,7 @@ pub async fn reconcile(policy: Arc<AlertPolicy>, ctx: Arc<Context>) -> Result<Ac
                     ),
                     None,
                 ),
-                Err(p) => (
-                    NewCondition::new(READY, false, "InvalidSpec", p.to_string()),
-                    None,
-                ),
+                Err(p) => (NewCondition::new(READY, false, "InvalidSpec", p.to_string()), None),
             },
         },
     };
@@ -61,32 +55,18 @@ pub async fn reconcile(policy: Arc<AlertPolicy>, ctx: Arc<Context>) -> Result<Ac
     let generation = policy.metadata.generation;
     let status = AlertPolicyStatus {
         observed_generation: generation,
-        conditions: merge(
-            &previous.conditions,
-            std::slice::from_ref(&ready),
-            generation,
-            &ctx.now_text(),
-        ),
+        conditions: merge(&previous.conditions, std::slice::from_ref(&ready), generation, &ctx.now_text()),
         alerts_fired: previous.alerts_fired,
         last_fired_time: previous.last_fired_time.clone(),
     };
     if policy.status.as_ref() != Some(&status) {
         if !ready.is_true() {
-            ctx.event(
-                &policy.object_ref(&()),
-                true,
-                &ready.reason,
-                "Validate",
-                ready.message.clone(),
-            )
-            .await;
+            ctx.event(&policy.object_ref(&()), true, &ready.reason, "Validate", ready.message.clone()).await;
         }
         apply_status(&api, &name, &status).await?;
     }
     ctx.reset_backoff(&object_key(KIND, policy.namespace(), &name));
-    Ok(retry
-        .map(Action::requeue)
-        .unwrap_or_else(Action::await_change))
+    Ok(retry.map(Action::requeue).unwrap_or_else(Action::await_change))
 }
 
 pub fn error_policy(policy: Arc<AlertPolicy>, error: &Error, ctx: Arc<Context>) -> Action {

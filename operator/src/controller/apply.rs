@@ -21,9 +21,7 @@ pub fn is_subset(desired: &Value, observed: &Value) -> bool {
             Some(ov) => is_subset(v, ov),
             None => v.is_null() || v.as_object().is_some_and(|m| m.is_empty()),
         }),
-        (Value::Array(d), Value::Array(o)) => {
-            d.len() == o.len() && d.iter().zip(o).all(|(a, b)| is_subset(a, b))
-        }
+        (Value::Array(d), Value::Array(o)) => d.len() == o.len() && d.iter().zip(o).all(|(a, b)| is_subset(a, b)),
         (d, o) => d == o,
     }
 }
@@ -39,27 +37,17 @@ pub async fn apply_if_changed<K>(api: &Api<K>, desired: &K) -> Result<(K, bool)>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    let name = desired
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::MissingField("object", "metadata.name"))?;
-    let wanted = serde_json::to_value(desired).map_err(|e| Error::Serialization {
-        what: "object",
-        message: e.to_string(),
-    })?;
+    let name = desired.meta().name.clone().ok_or(Error::MissingField("object", "metadata.name"))?;
+    let wanted =
+        serde_json::to_value(desired).map_err(|e| Error::Serialization { what: "object", message: e.to_string() })?;
     if let Some(observed) = api.get_opt(&name).await? {
-        let have = serde_json::to_value(&observed).map_err(|e| Error::Serialization {
-            what: "object",
-            message: e.to_string(),
-        })?;
+        let have = serde_json::to_value(&observed)
+            .map_err(|e| Error::Serialization { what: "object", message: e.to_string() })?;
         if is_subset(&wanted, &have) {
             return Ok((observed, false));
         }
     }
-    let applied = api
-        .patch(&name, &apply_params(), &Patch::Apply(desired))
-        .await?;
+    let applied = api.patch(&name, &apply_params(), &Patch::Apply(desired)).await?;
     tracing::info!(kind = %K::kind(&()), name = %applied.name_any(), "applied");
     Ok((applied, true))
 }
@@ -82,14 +70,8 @@ mod tests {
     fn subset_sees_changed_values_and_list_lengths() {
         let observed = json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}});
         assert!(!is_subset(&json!({"spec": {"replicas": 3}}), &observed));
-        assert!(!is_subset(
-            &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}),
-            &observed
-        ));
+        assert!(!is_subset(&json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}), &observed));
         assert!(!is_subset(&json!({"spec": {"paused": true}}), &observed));
-        assert!(is_subset(
-            &json!({"spec": {"emptyDir": {}}}),
-            &json!({"spec": {}})
-        ));
+        assert!(is_subset(&json!({"spec": {"emptyDir": {}}}), &json!({"spec": {}})));
     }
 }

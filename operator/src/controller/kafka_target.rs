@@ -14,14 +14,8 @@ fn key(secret: &Secret, key: &str) -> Result<String> {
         .data
         .as_ref()
         .and_then(|d| d.get(key))
-        .ok_or_else(|| Error::Secret {
-            name: name.clone(),
-            message: format!("has no key {key:?}"),
-        })?;
-    String::from_utf8(bytes.0.clone()).map_err(|_| Error::Secret {
-        name,
-        message: format!("key {key:?} is not UTF-8"),
-    })
+        .ok_or_else(|| Error::Secret { name: name.clone(), message: format!("has no key {key:?}") })?;
+    String::from_utf8(bytes.0.clone()).map_err(|_| Error::Secret { name, message: format!("key {key:?} is not UTF-8") })
 }
 
 pub async fn kafka_target(client: &Client, pipeline: &RetailPipeline) -> Result<KafkaTarget> {
@@ -30,9 +24,7 @@ pub async fn kafka_target(client: &Client, pipeline: &RetailPipeline) -> Result<
     if connection.tls.is_none() && connection.sasl.is_none() {
         return Ok(target);
     }
-    let namespace = pipeline
-        .namespace()
-        .ok_or(Error::MissingField("RetailPipeline", "metadata.namespace"))?;
+    let namespace = pipeline.namespace().ok_or(Error::MissingField("RetailPipeline", "metadata.namespace"))?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     if let Some(tls) = &connection.tls {
         let secret = secrets.get(&tls.secret_ref.name).await?;
@@ -49,11 +41,7 @@ pub async fn kafka_target(client: &Client, pipeline: &RetailPipeline) -> Result<
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
         };
-        target.sasl = Some((
-            mechanism.to_string(),
-            key(&secret, "username")?,
-            key(&secret, "password")?,
-        ));
+        target.sasl = Some((mechanism.to_string(), key(&secret, "username")?, key(&secret, "password")?));
     }
     Ok(target)
 }

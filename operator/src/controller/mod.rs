@@ -37,16 +37,8 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        kafka: Arc<dyn KafkaAccess>,
-        metrics: Arc<Metrics>,
-        instance: Option<String>,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: "stockpulse-operator".to_string(),
-            instance,
-        };
+    pub fn new(client: Client, kafka: Arc<dyn KafkaAccess>, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: "stockpulse-operator".to_string(), instance };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -75,35 +67,20 @@ impl Context {
     pub fn backoff(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key.to_string()).or_insert(0);
-        let delay = Duration::from_secs(5u64.saturating_mul(1 << (*n).min(6)))
-            .min(Duration::from_secs(300));
+        let delay = Duration::from_secs(5u64.saturating_mul(1 << (*n).min(6))).min(Duration::from_secs(300));
         *n += 1;
         delay
     }
 
     /// Forgets the failures of an object after a successful reconcile.
     pub fn reset_backoff(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
     /// Publishes an event; a failure to publish is logged, never fatal.
-    pub async fn event(
-        &self,
-        reference: &ObjectReference,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
+    pub async fn event(&self, reference: &ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
         let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.to_string(),
             note: Some(note),
             action: action.to_string(),
@@ -125,9 +102,7 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &apply::apply_params(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::Kube)?;
+    api.patch_status(name, &apply::apply_params(), &Patch::Apply(&body)).await.map_err(Error::Kube)?;
     Ok(())
 }
 
@@ -138,3 +113,22 @@ pub fn object_key(kind: &str, namespace: Option<String>, name: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod backoff_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::fixtures::context;
+    use crate::kafka_admin::memory::MemoryKafka;
+
+    #[tokio::test]
+    async fn transient_errors_back_off_exponentially_up_to_five_minutes_and_reset() {
+        let (ctx, _verifier) = context(Arc::new(MemoryKafka::new()));
+        let delays: Vec<u64> = (0..9).map(|_| ctx.backoff("RetailPipeline/acme/shop").as_secs()).collect();
+        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(ctx.backoff("RetailPipeline/acme/other"), Duration::from_secs(5));
+        ctx.reset_backoff("RetailPipeline/acme/shop");
+        assert_eq!(ctx.backoff("RetailPipeline/acme/shop"), Duration::from_secs(5));
+    }
+}

@@ -21,9 +21,7 @@ use crate::error::{Error, Result};
 use crate::kafka_admin::{KafkaError, KafkaTarget};
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
 use crate::plan::topics::{ObservedTopic, TopicAction, plan_topic_cleanup};
-use crate::status::pipeline::{
-    PipelineObservation, TopicFailure, invalid_spec_status, pipeline_status,
-};
+use crate::status::pipeline::{PipelineObservation, TopicFailure, invalid_spec_status, pipeline_status};
 
 pub const KIND: &str = "RetailPipeline";
 /// The finalizer that deletes `deletionPolicy: Delete` topics before the pipeline goes.
@@ -36,9 +34,7 @@ pub const NOT_READY_RETRY: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(KIND);
-    let namespace = pipeline
-        .namespace()
-        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let namespace = pipeline.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let api: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = object_key(KIND, pipeline.namespace(), &pipeline.name_any());
     let result = finalizer(&api, FINALIZER, pipeline, |event| async {
@@ -58,29 +54,18 @@ pub async fn reconcile(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Resu
 /// Transient errors: requeue with exponential backoff.
 pub fn error_policy(pipeline: Arc<RetailPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(KIND, error.metric_label());
-    let delay = ctx.backoff(&object_key(
-        KIND,
-        pipeline.namespace(),
-        &pipeline.name_any(),
-    ));
+    let delay = ctx.backoff(&object_key(KIND, pipeline.namespace(), &pipeline.name_any()));
     tracing::warn!(pipeline = %pipeline.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 fn failure_of(topic: &str, error: &KafkaError) -> TopicFailure {
     let reason = match error {
-        KafkaError::Unsupported {
-            operation: "CreatePartitions",
-            ..
-        } => "PartitionIncreaseUnsupported",
+        KafkaError::Unsupported { operation: "CreatePartitions", .. } => "PartitionIncreaseUnsupported",
         KafkaError::Unsupported { .. } => "TopicOperationUnsupported",
         KafkaError::Failed { .. } => "TopicReconcileFailed",
     };
-    TopicFailure {
-        topic: topic.to_string(),
-        reason,
-        message: format!("{topic}: {error}"),
-    }
+    TopicFailure { topic: topic.to_string(), reason, message: format!("{topic}: {error}") }
 }
 
 fn action_topic(action: &TopicAction) -> &str {
@@ -94,16 +79,11 @@ fn action_topic(action: &TopicAction) -> &str {
 
 fn describe_action(action: &TopicAction) -> String {
     match action {
-        TopicAction::Create {
-            name, partitions, ..
-        } => format!("created topic {name} ({partitions} partitions)"),
+        TopicAction::Create { name, partitions, .. } => format!("created topic {name} ({partitions} partitions)"),
         TopicAction::AlignConfigs { name, set } => {
             format!(
                 "set {} on topic {name}",
-                set.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                set.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
             )
         }
         TopicAction::IncreasePartitions { name, from, to } => {
@@ -114,11 +94,7 @@ fn describe_action(action: &TopicAction) -> String {
 }
 
 /// Applies the topic plan; returns what changed and what failed.
-async fn apply_topics(
-    ctx: &Context,
-    target: &KafkaTarget,
-    plan: &PipelinePlan,
-) -> (Vec<String>, Vec<TopicFailure>) {
+async fn apply_topics(ctx: &Context, target: &KafkaTarget, plan: &PipelinePlan) -> (Vec<String>, Vec<TopicFailure>) {
     let mut done = Vec::new();
     let mut failures = Vec::new();
     for action in &plan.topic_plan.actions {
@@ -132,9 +108,7 @@ async fn apply_topics(
 
 async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Action> {
     let client = &ctx.client;
-    let namespace = pipeline
-        .namespace()
-        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let namespace = pipeline.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let name = pipeline.name_any();
     let reference = pipeline.object_ref(&());
     let pipelines: Api<RetailPipeline> = Api::namespaced(client.clone(), &namespace);
@@ -142,14 +116,8 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     let now_text = ctx.now_text();
 
     // Observe.
-    let regions = Api::<StoreRegion>::namespaced(client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let policies = Api::<AlertPolicy>::namespaced(client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let regions = Api::<StoreRegion>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
+    let policies = Api::<AlertPolicy>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
     let names: Vec<String> = match desired_topics(&pipeline) {
         Ok(topics) => topics.into_iter().map(|t| t.name).collect(),
         Err(_) => Vec::new(),
@@ -176,14 +144,7 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         Err(problems) => {
             let status = invalid_spec_status(&pipeline, &problems, &now_text);
             if pipeline.status.as_ref() != Some(&status) {
-                ctx.event(
-                    &reference,
-                    true,
-                    "InvalidSpec",
-                    "Validate",
-                    problems.to_string(),
-                )
-                .await;
+                ctx.event(&reference, true, "InvalidSpec", "Validate", problems.to_string()).await;
                 apply_status(&pipelines, &name, &status).await?;
             }
             // A spec error waits for the spec to change: no hot loop.
@@ -196,65 +157,32 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
 
     // Apply: topics, then objects in dependency order (the Deployment last).
     let (mut changes, failures) = apply_topics(&ctx, &target, &plan).await;
-    let topics_after: BTreeMap<String, ObservedTopic> = if changes.is_empty() {
-        observed_topics
-    } else {
-        ctx.kafka.describe_topics(&target, &names).await?
-    };
+    let topics_after: BTreeMap<String, ObservedTopic> =
+        if changes.is_empty() { observed_topics } else { ctx.kafka.describe_topics(&target, &names).await? };
     let o = &plan.objects;
-    let (_, sa) = apply_if_changed(
-        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
-        &o.service_account,
-    )
-    .await?;
-    let (_, cm) = apply_if_changed(
-        &Api::<ConfigMap>::namespaced(client.clone(), &namespace),
-        &o.config_map,
-    )
-    .await?;
-    let (_, svc) = apply_if_changed(
-        &Api::<Service>::namespaced(client.clone(), &namespace),
-        &o.service,
-    )
-    .await?;
-    let (_, pdb) = apply_if_changed(
-        &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
-        &o.pod_disruption_budget,
-    )
-    .await?;
-    let (deployment, dep) = apply_if_changed(
-        &Api::<Deployment>::namespaced(client.clone(), &namespace),
-        &o.deployment,
-    )
-    .await?;
-    for (changed, kind) in [
-        (sa, "ServiceAccount"),
-        (cm, "ConfigMap"),
-        (svc, "Service"),
-        (pdb, "PodDisruptionBudget"),
-        (dep, "Deployment"),
-    ] {
+    let (_, sa) =
+        apply_if_changed(&Api::<ServiceAccount>::namespaced(client.clone(), &namespace), &o.service_account).await?;
+    let (_, cm) = apply_if_changed(&Api::<ConfigMap>::namespaced(client.clone(), &namespace), &o.config_map).await?;
+    let (_, svc) = apply_if_changed(&Api::<Service>::namespaced(client.clone(), &namespace), &o.service).await?;
+    let (_, pdb) =
+        apply_if_changed(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace), &o.pod_disruption_budget)
+            .await?;
+    let (deployment, dep) =
+        apply_if_changed(&Api::<Deployment>::namespaced(client.clone(), &namespace), &o.deployment).await?;
+    for (changed, kind) in
+        [(sa, "ServiceAccount"), (cm, "ConfigMap"), (svc, "Service"), (pdb, "PodDisruptionBudget"), (dep, "Deployment")]
+    {
         if changed {
             changes.push(format!("applied {kind}"));
         }
     }
 
     // Status.
-    let observation = PipelineObservation {
-        topics: topics_after,
-        topic_failures: failures.clone(),
-        deployment: Some(deployment),
-    };
+    let observation =
+        PipelineObservation { topics: topics_after, topic_failures: failures.clone(), deployment: Some(deployment) };
     let status = pipeline_status(&pipeline, &plan, &observation, &now_text);
     if !changes.is_empty() {
-        ctx.event(
-            &reference,
-            false,
-            "Reconciled",
-            "Reconcile",
-            changes.join("; "),
-        )
-        .await;
+        ctx.event(&reference, false, "Reconciled", "Reconcile", changes.join("; ")).await;
     }
     let previous_topics_reason = pipeline
         .status
@@ -266,47 +194,23 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         && c.status == "False"
         && previous_topics_reason.as_deref() != Some(c.reason.as_str())
     {
-        ctx.event(
-            &reference,
-            true,
-            &c.reason,
-            "ReconcileTopics",
-            c.message.clone(),
-        )
-        .await;
+        ctx.event(&reference, true, &c.reason, "ReconcileTopics", c.message.clone()).await;
     }
     if pipeline.status.as_ref() != Some(&status) {
         apply_status(&pipelines, &name, &status).await?;
     }
-    let ready = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    Ok(Action::requeue(if ready {
-        RESYNC
-    } else {
-        NOT_READY_RETRY
-    }))
+    let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    Ok(Action::requeue(if ready { RESYNC } else { NOT_READY_RETRY }))
 }
 
 /// Deletes the topics whose deletion policy is `Delete`; the objects go by garbage collection.
 async fn cleanup(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Action> {
     let reference = pipeline.object_ref(&());
     let Ok(topics) = desired_topics(&pipeline) else {
-        ctx.event(
-            &reference,
-            true,
-            "TopicsKept",
-            "Delete",
-            "invalid topics spec: no topic deleted".to_string(),
-        )
-        .await;
+        ctx.event(&reference, true, "TopicsKept", "Delete", "invalid topics spec: no topic deleted".to_string()).await;
         return Ok(Action::await_change());
     };
-    if topics
-        .iter()
-        .all(|t| t.deletion_policy == crate::crd::DeletionPolicy::Retain)
-    {
+    if topics.iter().all(|t| t.deletion_policy == crate::crd::DeletionPolicy::Retain) {
         return Ok(Action::await_change());
     }
     let target = kafka_target(&ctx.client, &pipeline).await?;
@@ -319,14 +223,7 @@ async fn cleanup(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Act
         done.push(describe_action(action));
     }
     if !done.is_empty() {
-        ctx.event(
-            &reference,
-            false,
-            "TopicsDeleted",
-            "Delete",
-            done.join("; "),
-        )
-        .await;
+        ctx.event(&reference, false, "TopicsDeleted", "Delete", done.join("; ")).await;
     }
     Ok(Action::await_change())
 }

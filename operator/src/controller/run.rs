@@ -46,17 +46,14 @@ pub struct RunOptions {
 
 pub fn run_blocking(options: RunOptions) -> anyhow::Result<ExitCode> {
     crate::telemetry::init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(options))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn identity(options: &RunOptions) -> String {
     options.identity.clone().unwrap_or_else(|| {
-        std::env::var("HOSTNAME")
-            .unwrap_or_else(|_| format!("stockpulse-operator-{}", std::process::id()))
+        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("stockpulse-operator-{}", std::process::id()))
     })
 }
 
@@ -65,10 +62,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(options.http_addr).await?;
-    let app = router(HttpState {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-    });
+    let app = router(HttpState { metrics: metrics.clone(), ready: ready.clone() });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");
@@ -113,10 +107,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot renew the lease");
                     if last_renewed.elapsed() > lease.lease_duration {
-                        anyhow::bail!(
-                            "could not renew the leader lease for {:?}",
-                            lease.lease_duration
-                        );
+                        anyhow::bail!("could not renew the leader lease for {:?}", lease.lease_duration);
                     }
                 }
             }
@@ -142,87 +133,49 @@ where
 }
 
 async fn run_controllers(client: Client, namespace: Option<String>, ctx: Arc<Context>) {
-    let owned =
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=stockpulse-operator");
-    let pipelines = Controller::new(
-        api::<RetailPipeline>(&client, &namespace),
-        watcher::Config::default(),
-    )
-    .owns(api::<Deployment>(&client, &namespace), owned.clone())
-    .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
-    .owns(api::<Service>(&client, &namespace), owned.clone())
-    .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
-    .owns(api::<PodDisruptionBudget>(&client, &namespace), owned)
-    .watches(
-        api::<StoreRegion>(&client, &namespace),
-        watcher::Config::default(),
-        |region| {
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=stockpulse-operator");
+    let pipelines = Controller::new(api::<RetailPipeline>(&client, &namespace), watcher::Config::default())
+        .owns(api::<Deployment>(&client, &namespace), owned.clone())
+        .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
+        .owns(api::<Service>(&client, &namespace), owned.clone())
+        .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, &namespace), owned)
+        .watches(api::<StoreRegion>(&client, &namespace), watcher::Config::default(), |region| {
             let ns = region.namespace().unwrap_or_default();
             Some(ObjectRef::new(&region.spec.pipeline_ref.name).within(&ns))
-        },
-    )
-    .watches(
-        api::<AlertPolicy>(&client, &namespace),
-        watcher::Config::default(),
-        |policy| {
+        })
+        .watches(api::<AlertPolicy>(&client, &namespace), watcher::Config::default(), |policy| {
             let ns = policy.namespace().unwrap_or_default();
             Some(ObjectRef::new(&policy.spec.pipeline_ref.name).within(&ns))
-        },
-    )
-    .shutdown_on_signal()
-    .run(
-        retail_pipeline::reconcile,
-        retail_pipeline::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "RetailPipeline controller");
-        }
-    });
+        })
+        .shutdown_on_signal()
+        .run(retail_pipeline::reconcile, retail_pipeline::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "RetailPipeline controller");
+            }
+        });
     // Regions and policies are looked at again when the pipeline they name changes (its
     // regionSelector, its topic names, its windows).
-    let regions = Controller::new(
-        api::<StoreRegion>(&client, &namespace),
-        watcher::Config::default(),
-    );
+    let regions = Controller::new(api::<StoreRegion>(&client, &namespace), watcher::Config::default());
     let region_store = regions.store();
     let regions = regions
-        .watches(
-            api::<RetailPipeline>(&client, &namespace),
-            watcher::Config::default(),
-            move |pipeline| {
-                naming(&region_store.state(), &pipeline, |r: &StoreRegion| {
-                    r.spec.pipeline_ref.name.as_str()
-                })
-            },
-        )
+        .watches(api::<RetailPipeline>(&client, &namespace), watcher::Config::default(), move |pipeline| {
+            naming(&region_store.state(), &pipeline, |r: &StoreRegion| r.spec.pipeline_ref.name.as_str())
+        })
         .shutdown_on_signal()
-        .run(
-            store_region::reconcile,
-            store_region::error_policy,
-            ctx.clone(),
-        )
+        .run(store_region::reconcile, store_region::error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "StoreRegion controller");
             }
         });
-    let policies = Controller::new(
-        api::<AlertPolicy>(&client, &namespace),
-        watcher::Config::default(),
-    );
+    let policies = Controller::new(api::<AlertPolicy>(&client, &namespace), watcher::Config::default());
     let policy_store = policies.store();
     let policies = policies
-        .watches(
-            api::<RetailPipeline>(&client, &namespace),
-            watcher::Config::default(),
-            move |pipeline| {
-                naming(&policy_store.state(), &pipeline, |p: &AlertPolicy| {
-                    p.spec.pipeline_ref.name.as_str()
-                })
-            },
-        )
+        .watches(api::<RetailPipeline>(&client, &namespace), watcher::Config::default(), move |pipeline| {
+            naming(&policy_store.state(), &pipeline, |p: &AlertPolicy| p.spec.pipeline_ref.name.as_str())
+        })
         .shutdown_on_signal()
         .run(alert_policy::reconcile, alert_policy::error_policy, ctx)
         .for_each(|result| async move {
@@ -234,11 +187,7 @@ async fn run_controllers(client: Client, namespace: Option<String>, ctx: Arc<Con
 }
 
 /// The objects of `all` in the pipeline's namespace whose `pipelineRef` names it.
-fn naming<K>(
-    all: &[Arc<K>],
-    pipeline: &RetailPipeline,
-    pipeline_ref: impl Fn(&K) -> &str,
-) -> Vec<ObjectRef<K>>
+fn naming<K>(all: &[Arc<K>], pipeline: &RetailPipeline, pipeline_ref: impl Fn(&K) -> &str) -> Vec<ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = ()> + ResourceExt,
 {

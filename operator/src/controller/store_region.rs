@@ -42,18 +42,12 @@ pub fn validate(region: &StoreRegion) -> Result<(), SpecProblems> {
             });
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(SpecProblems(problems))
-    }
+    if problems.is_empty() { Ok(()) } else { Err(SpecProblems(problems)) }
 }
 
 pub async fn reconcile(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(KIND);
-    let namespace = region
-        .namespace()
-        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let namespace = region.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let api: Api<StoreRegion> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = object_key(KIND, region.namespace(), &region.name_any());
     let result = finalizer(&api, FINALIZER, region, |event| async {
@@ -78,9 +72,7 @@ pub fn error_policy(region: Arc<StoreRegion>, error: &Error, ctx: Arc<Context>) 
 }
 
 async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = region
-        .namespace()
-        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let namespace = region.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let name = region.name_any();
     let reference = region.object_ref(&());
     let api: Api<StoreRegion> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -96,14 +88,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
             ..previous.clone()
         };
         if region.status.as_ref() != Some(&status) {
-            ctx.event(
-                &reference,
-                true,
-                "InvalidSpec",
-                "Validate",
-                problems.to_string(),
-            )
-            .await;
+            ctx.event(&reference, true, "InvalidSpec", "Validate", problems.to_string()).await;
             apply_status(&api, &name, &status).await?;
         }
         return Ok(Action::await_change());
@@ -118,20 +103,14 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
                 READY,
                 false,
                 "PipelineNotFound",
-                format!(
-                    "no RetailPipeline {:?} in namespace {namespace}",
-                    region.spec.pipeline_ref.name
-                ),
+                format!("no RetailPipeline {:?} in namespace {namespace}", region.spec.pipeline_ref.name),
             ),
         ),
         Some(p) => match selects(p, &region) {
             Ok(true) => {
                 let topic = topic_name(p, TopicRole::Stores);
                 let message = format!("{} stores published to {topic}", region.spec.stores.len());
-                (
-                    Some(topic),
-                    NewCondition::new(READY, true, "Published", message),
-                )
+                (Some(topic), NewCondition::new(READY, true, "Published", message))
             }
             Ok(false) => (
                 None,
@@ -145,10 +124,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
                     ),
                 ),
             ),
-            Err(e) => (
-                None,
-                NewCondition::new(READY, false, "PipelineInvalid", e.to_string()),
-            ),
+            Err(e) => (None, NewCondition::new(READY, false, "PipelineInvalid", e.to_string())),
         },
     };
     let records = store_records(&region);
@@ -164,11 +140,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
                 false,
                 "StoresPublished",
                 "Publish",
-                format!(
-                    "{} stores published, {} tombstones",
-                    plan.upserts(),
-                    plan.tombstones()
-                ),
+                format!("{} stores published, {} tombstones", plan.upserts(), plan.tombstones()),
             )
             .await;
         }
@@ -208,9 +180,7 @@ async fn cleanup(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> 
     if records.is_empty() {
         return Ok(Action::await_change());
     }
-    let namespace = region
-        .namespace()
-        .ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let namespace = region.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     match pipelines.get_opt(&region.spec.pipeline_ref.name).await? {
         Some(p) => {

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use super::{alert_policy, retail_pipeline, store_region};
 use crate::build::labels::CONFIG_HASH_ANNOTATION;
 use crate::crd::{RetailPipeline, StoreRegionStatus};
-use crate::fixtures::{
-    self, Answer, Exchange, Received, context, list, now, paths, pipeline, play,
-};
+use crate::fixtures::{self, Answer, Exchange, Received, context, list, now, paths, pipeline, play};
 use crate::kafka_admin::memory::{MemoryKafka, MemoryState};
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
 use crate::plan::stores::OutgoingRecord;
@@ -20,14 +18,8 @@ use crate::plan::topics::{ObservedTopic, TopicAction};
 const PROCESSOR: &str = "shop-processor";
 
 fn plan_of(p: &RetailPipeline, topics: &BTreeMap<String, ObservedTopic>) -> PipelinePlan {
-    plan_pipeline(&PipelineInput {
-        pipeline: p,
-        regions: &[],
-        policies: &[],
-        observed_topics: topics,
-        now: now(),
-    })
-    .unwrap_or_else(|e| panic!("plan: {e}"))
+    plan_pipeline(&PipelineInput { pipeline: p, regions: &[], policies: &[], observed_topics: topics, now: now() })
+        .unwrap_or_else(|e| panic!("plan: {e}"))
 }
 
 fn pipeline_json() -> Value {
@@ -82,16 +74,8 @@ fn gets_of_existing(objects: &[Value; 5]) -> Vec<Exchange> {
 }
 
 fn assert_server_side_apply(r: &Received) {
-    assert_eq!(
-        r.content_type, "application/apply-patch+yaml",
-        "{} {}",
-        r.method, r.path
-    );
-    assert!(
-        r.query.contains("fieldManager=stockpulse-operator") && r.query.contains("force=true"),
-        "{}",
-        r.query
-    );
+    assert_eq!(r.content_type, "application/apply-patch+yaml", "{} {}", r.method, r.path);
+    assert!(r.query.contains("fieldManager=stockpulse-operator") && r.query.contains("force=true"), "{}", r.query);
 }
 
 fn all_topics(partitions: i32) -> BTreeMap<String, ObservedTopic> {
@@ -99,15 +83,7 @@ fn all_topics(partitions: i32) -> BTreeMap<String, ObservedTopic> {
     plan_of(&p, &BTreeMap::new())
         .topics
         .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                ObservedTopic {
-                    partitions,
-                    configs: t.configs.clone(),
-                },
-            )
-        })
+        .map(|t| (t.name.clone(), ObservedTopic { partitions, configs: t.configs.clone() }))
         .collect()
 }
 
@@ -117,16 +93,8 @@ async fn a_new_pipeline_first_gets_the_finalizer() {
     p.metadata.finalizers = None;
     let kafka = Arc::new(MemoryKafka::new());
     let (ctx, verifier) = context(kafka.clone());
-    let script = vec![Exchange::patch_answering(
-        paths::pipeline("shop"),
-        Answer::Json(pipeline_json()),
-    )];
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(p), ctx),
-    )
-    .await;
+    let script = vec![Exchange::patch_answering(paths::pipeline("shop"), Answer::Json(pipeline_json()))];
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert_eq!(received[0].content_type, "application/json-patch+json");
     assert_eq!(
@@ -141,7 +109,16 @@ async fn a_new_pipeline_first_gets_the_finalizer() {
 async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
     let kafka = Arc::new(MemoryKafka::new());
     let (ctx, verifier) = context(kafka.clone());
-    let mut script = lists();
+    let regions = vec![
+        serde_json::to_value(fixtures::region("eu-central", "shop", &["a", "b"])).unwrap(),
+        serde_json::to_value(fixtures::region("us-east", "shop", &["c"])).unwrap(),
+        serde_json::to_value(fixtures::region("elsewhere", "other", &["d"])).unwrap(),
+    ];
+    let policies = vec![serde_json::to_value(fixtures::low_stock_policy("low", "shop", 2)).unwrap()];
+    let mut script = vec![
+        Exchange::get(paths::regions(), list("StoreRegion", regions)),
+        Exchange::get(paths::policies(), list("AlertPolicy", policies)),
+    ];
     for path in [
         paths::service_account(PROCESSOR),
         paths::config_map("shop-config"),
@@ -154,23 +131,14 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
     script.push(Exchange::get_missing(paths::deployment(PROCESSOR)));
     script.push(Exchange::patch_answering(
         paths::deployment(PROCESSOR),
-        Answer::EchoWithStatus(json!({"observedGeneration": 1, "replicas": 1, "readyReplicas": 0, "updatedReplicas": 1})),
+        Answer::EchoWithStatus(
+            json!({"observedGeneration": 1, "replicas": 1, "readyReplicas": 0, "updatedReplicas": 1}),
+        ),
     ));
     script.push(Exchange::post(paths::events()));
-    script.push(Exchange::patch_answering(
-        paths::pipeline_status("shop"),
-        Answer::Json(pipeline_json()),
-    ));
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(pipeline()), ctx),
-    )
-    .await;
-    assert_eq!(
-        result.unwrap(),
-        Action::requeue(retail_pipeline::NOT_READY_RETRY)
-    );
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(pipeline()), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::NOT_READY_RETRY));
 
     // Topics: all ten created with the spec's partitions and configs.
     let state = kafka.state();
@@ -178,9 +146,7 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         .actions
         .iter()
         .map(|a| match a {
-            TopicAction::Create {
-                name, partitions, ..
-            } => (name.clone(), *partitions),
+            TopicAction::Create { name, partitions, .. } => (name.clone(), *partitions),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -196,46 +162,29 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         "catalog",
         "changelog",
     ];
-    assert_eq!(
-        created,
-        names
-            .iter()
-            .map(|n| (format!("shop.{n}"), 3))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(
-        state.topics["shop.sales"]
-            .configs
-            .get("retention.ms")
-            .map(String::as_str),
-        Some("86400000")
-    );
-    assert_eq!(
-        state.topics["shop.stores"]
-            .configs
-            .get("cleanup.policy")
-            .map(String::as_str),
-        Some("compact")
-    );
+    assert_eq!(created, names.iter().map(|n| (format!("shop.{n}"), 3)).collect::<Vec<_>>());
+    assert_eq!(state.topics["shop.sales"].configs.get("retention.ms").map(String::as_str), Some("86400000"));
+    assert_eq!(state.topics["shop.stores"].configs.get("cleanup.policy").map(String::as_str), Some("compact"));
 
     // Objects: server-side applied with the operator's field manager and an owner reference.
-    for r in received
-        .iter()
-        .filter(|r| r.method == "PATCH" && !r.path.ends_with("/status"))
-    {
+    for r in received.iter().filter(|r| r.method == "PATCH" && !r.path.ends_with("/status")) {
         assert_server_side_apply(r);
-        assert_eq!(
-            r.body["metadata"]["ownerReferences"][0]["uid"],
-            "11111111-2222-3333-4444-555555555555"
-        );
+        assert_eq!(r.body["metadata"]["ownerReferences"][0]["uid"], "11111111-2222-3333-4444-555555555555");
         assert_eq!(r.body["metadata"]["ownerReferences"][0]["controller"], true);
     }
     let deployment = &received[11].body;
-    let expected_hash = plan_of(&pipeline(), &BTreeMap::new()).config_hash;
-    assert_eq!(
-        deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION],
-        json!(expected_hash)
-    );
+    let expected_hash = plan_pipeline(&PipelineInput {
+        pipeline: &pipeline(),
+        regions: &[],
+        policies: &[fixtures::low_stock_policy("low", "shop", 2)],
+        observed_topics: &BTreeMap::new(),
+        now: now(),
+    })
+    .unwrap()
+    .config_hash;
+    let config_text = received[5].body["data"]["pipeline.yaml"].as_str().unwrap();
+    assert!(config_text.contains("alerts:\n- name: low\n"), "{config_text}");
+    assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION], json!(expected_hash));
     assert_eq!(received[12].body["reason"], "Reconciled");
 
     // Status: server-side applied, with the conditions, topics and replicas.
@@ -257,44 +206,29 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         status["topics"][0],
         json!({"role": "sales", "name": "shop.sales", "partitions": 3, "desiredPartitions": 3})
     );
-    assert_eq!(
-        status["replicas"],
-        json!({"current": 1, "desired": 1, "ready": 0, "reason": "MinReplicas"})
-    );
+    assert_eq!(status["replicas"], json!({"current": 1, "desired": 1, "ready": 0, "reason": "MinReplicas"}));
     assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(
+        (status["stores"].clone(), status["regions"].clone(), status["alertPolicies"].clone()),
+        (json!(3), json!(2), json!(1))
+    );
     assert_eq!(status["configHash"], json!(expected_hash));
 }
 
 #[tokio::test]
 async fn reconciling_an_unchanged_pipeline_writes_nothing() {
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        topics: all_topics(3),
-        ..MemoryState::default()
-    }));
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
     let objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
 
     // The first pass finds everything in place but no status yet: it writes the status only.
     let (ctx, verifier) = context(kafka.clone());
     let mut script = lists();
     script.extend(gets_of_existing(&objects));
-    script.push(Exchange::patch_answering(
-        paths::pipeline_status("shop"),
-        Answer::Json(pipeline_json()),
-    ));
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(pipeline()), ctx),
-    )
-    .await;
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(pipeline()), ctx)).await;
     assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::RESYNC));
-    let status: crate::crd::RetailPipelineStatus =
-        serde_json::from_value(received[7].body["status"].clone()).unwrap();
-    assert!(
-        status.conditions.iter().all(|c| c.status == "True"),
-        "{:?}",
-        status.conditions
-    );
+    let status: crate::crd::RetailPipelineStatus = serde_json::from_value(received[7].body["status"].clone()).unwrap();
+    assert!(status.conditions.iter().all(|c| c.status == "True"), "{:?}", status.conditions);
 
     // The second pass, with that status: only reads.
     let mut p = pipeline();
@@ -302,27 +236,15 @@ async fn reconciling_an_unchanged_pipeline_writes_nothing() {
     let (ctx, verifier) = context(kafka.clone());
     let mut script = lists();
     script.extend(gets_of_existing(&objects));
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(p), ctx),
-    )
-    .await;
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::RESYNC));
     assert!(received.iter().all(|r| r.method == "GET"));
-    assert!(
-        kafka.state().actions.is_empty(),
-        "{:?}",
-        kafka.state().actions
-    );
+    assert!(kafka.state().actions.is_empty(), "{:?}", kafka.state().actions);
 }
 
 #[tokio::test]
 async fn a_spec_change_reapplies_the_config_and_rolls_the_deployment() {
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        topics: all_topics(3),
-        ..MemoryState::default()
-    }));
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
     let old_plan = plan_of(&pipeline(), &all_topics(3));
     let objects = observed_objects(&old_plan);
     let mut changed = pipeline();
@@ -345,30 +267,15 @@ async fn a_spec_change_reapplies_the_config_and_rolls_the_deployment() {
         Answer::EchoWithStatus(ready_deployment_status()),
     ));
     script.push(Exchange::post(paths::events()));
-    script.push(Exchange::patch_answering(
-        paths::pipeline_status("shop"),
-        Answer::Json(pipeline_json()),
-    ));
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(changed), ctx),
-    )
-    .await;
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(changed), ctx)).await;
     assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::RESYNC));
     let config_text = received[4].body["data"]["pipeline.yaml"].as_str().unwrap();
-    assert!(
-        config_text.contains("allowedLateness: 20m"),
-        "{config_text}"
-    );
-    let hash =
-        &received[8].body["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION];
+    assert!(config_text.contains("allowedLateness: 20m"), "{config_text}");
+    let hash = &received[8].body["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION];
     assert_ne!(old_plan.config_hash, new_plan.config_hash);
     assert_eq!(hash, &json!(new_plan.config_hash));
-    assert_eq!(
-        received[9].body["note"],
-        "applied ConfigMap; applied Deployment"
-    );
+    assert_eq!(received[9].body["note"], "applied ConfigMap; applied Deployment");
     assert_eq!(received[10].body["status"]["observedGeneration"], 2);
     assert!(kafka.state().actions.is_empty());
 }
@@ -376,40 +283,17 @@ async fn a_spec_change_reapplies_the_config_and_rolls_the_deployment() {
 #[tokio::test]
 async fn a_partition_decrease_is_refused_with_a_condition() {
     let mut topics = all_topics(3);
-    topics.insert(
-        "shop.sales".to_string(),
-        ObservedTopic {
-            partitions: 6,
-            ..topics["shop.sales"].clone()
-        },
-    );
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        topics: topics.clone(),
-        ..MemoryState::default()
-    }));
+    topics.insert("shop.sales".to_string(), ObservedTopic { partitions: 6, ..topics["shop.sales"].clone() });
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: topics.clone(), ..MemoryState::default() }));
     let objects = observed_objects(&plan_of(&pipeline(), &topics));
     let (ctx, verifier) = context(kafka.clone());
     let mut script = lists();
     script.extend(gets_of_existing(&objects));
     script.push(Exchange::post(paths::events()));
-    script.push(Exchange::patch_answering(
-        paths::pipeline_status("shop"),
-        Answer::Json(pipeline_json()),
-    ));
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(pipeline()), ctx),
-    )
-    .await;
-    assert_eq!(
-        result.unwrap(),
-        Action::requeue(retail_pipeline::NOT_READY_RETRY)
-    );
-    assert!(
-        kafka.state().actions.is_empty(),
-        "a decrease must not be attempted"
-    );
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(pipeline()), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::NOT_READY_RETRY));
+    assert!(kafka.state().actions.is_empty(), "a decrease must not be attempted");
     assert_eq!(received[7].body["type"], "Warning");
     assert_eq!(received[7].body["reason"], "PartitionDecreaseRefused");
     let topics_ready = &received[8].body["status"]["conditions"][2];
@@ -431,16 +315,8 @@ async fn an_invalid_spec_is_a_condition_not_a_retry() {
     let (ctx, verifier) = context(kafka.clone());
     let mut script = lists();
     script.push(Exchange::post(paths::events()));
-    script.push(Exchange::patch_answering(
-        paths::pipeline_status("shop"),
-        Answer::Json(pipeline_json()),
-    ));
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(p), ctx),
-    )
-    .await;
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert_eq!(received[2].body["reason"], "InvalidSpec");
     assert_eq!(
@@ -458,28 +334,15 @@ async fn deletion_through_the_finalizer_deletes_only_delete_policy_topics() {
     p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).unwrap(),
     ));
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        topics: all_topics(3),
-        ..MemoryState::default()
-    }));
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
     let (ctx, verifier) = context(kafka.clone());
     let script = vec![
         Exchange::post(paths::events()),
         Exchange::patch_answering(paths::pipeline("shop"), Answer::Json(pipeline_json())),
     ];
-    let (result, received) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(p), ctx),
-    )
-    .await;
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
-    assert_eq!(
-        kafka.state().actions,
-        vec![TopicAction::Delete {
-            name: "shop.sales".to_string()
-        }]
-    );
+    assert_eq!(kafka.state().actions, vec![TopicAction::Delete { name: "shop.sales".to_string() }]);
     assert_eq!(kafka.state().topics.len(), 9);
     assert_eq!(received[0].body["reason"], "TopicsDeleted");
     assert_eq!(
@@ -496,21 +359,10 @@ async fn deletion_with_retain_policy_keeps_every_topic() {
     p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).unwrap(),
     ));
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        topics: all_topics(3),
-        ..MemoryState::default()
-    }));
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
     let (ctx, verifier) = context(kafka.clone());
-    let script = vec![Exchange::patch_answering(
-        paths::pipeline("shop"),
-        Answer::Json(pipeline_json()),
-    )];
-    let (result, _) = play(
-        verifier,
-        script,
-        retail_pipeline::reconcile(Arc::new(p), ctx),
-    )
-    .await;
+    let script = vec![Exchange::patch_answering(paths::pipeline("shop"), Answer::Json(pipeline_json()))];
+    let (result, _) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert!(kafka.state().actions.is_empty());
     assert_eq!(kafka.state().topics.len(), 10);
@@ -522,22 +374,11 @@ async fn a_store_region_publishes_its_stores_and_counts_them() {
     let kafka = Arc::new(MemoryKafka::new());
     let (ctx, verifier) = context(kafka.clone());
     let script = vec![
-        Exchange::get(
-            paths::pipeline("shop"),
-            serde_json::to_value(pipeline()).unwrap(),
-        ),
+        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
         Exchange::post(paths::events()),
-        Exchange::patch_answering(
-            paths::region("eu-central") + "/status",
-            Answer::Json(region_json("eu-central")),
-        ),
+        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
     ];
-    let (result, received) = play(
-        verifier,
-        script,
-        store_region::reconcile(Arc::new(region.clone()), ctx),
-    )
-    .await;
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region.clone()), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     let produced = kafka.state().produced;
     let value = |id: &str, name: &str| {
@@ -561,8 +402,7 @@ async fn a_store_region_publishes_its_stores_and_counts_them() {
         ]
     );
     assert_eq!(received[1].body["note"], "2 stores published, 0 tombstones");
-    let status: StoreRegionStatus =
-        serde_json::from_value(received[2].body["status"].clone()).unwrap();
+    let status: StoreRegionStatus = serde_json::from_value(received[2].body["status"].clone()).unwrap();
     assert_eq!(status.stores, 2);
     assert_eq!(status.published_stores, vec!["de-ber-001", "de-muc-002"]);
     assert_eq!(status.published_topic.as_deref(), Some("shop.stores"));
@@ -572,16 +412,8 @@ async fn a_store_region_publishes_its_stores_and_counts_them() {
     let mut again = region;
     again.status = Some(status);
     let (ctx, verifier) = context(kafka.clone());
-    let script = vec![Exchange::get(
-        paths::pipeline("shop"),
-        serde_json::to_value(pipeline()).unwrap(),
-    )];
-    let (result, _) = play(
-        verifier,
-        script,
-        store_region::reconcile(Arc::new(again), ctx),
-    )
-    .await;
+    let script = vec![Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap())];
+    let (result, _) = play(verifier, script, store_region::reconcile(Arc::new(again), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert_eq!(kafka.state().produced.len(), 2);
 }
@@ -598,37 +430,16 @@ async fn a_removed_store_gets_a_tombstone() {
     let kafka = Arc::new(MemoryKafka::new());
     let (ctx, verifier) = context(kafka.clone());
     let script = vec![
-        Exchange::get(
-            paths::pipeline("shop"),
-            serde_json::to_value(pipeline()).unwrap(),
-        ),
+        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
         Exchange::post(paths::events()),
-        Exchange::patch_answering(
-            paths::region("eu-central") + "/status",
-            Answer::Json(region_json("eu-central")),
-        ),
+        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
     ];
-    let (result, received) = play(
-        verifier,
-        script,
-        store_region::reconcile(Arc::new(region), ctx),
-    )
-    .await;
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     let produced = kafka.state().produced;
-    assert_eq!(
-        produced[0],
-        OutgoingRecord {
-            topic: "shop.stores".into(),
-            key: "de-muc-002".into(),
-            value: None
-        }
-    );
+    assert_eq!(produced[0], OutgoingRecord { topic: "shop.stores".into(), key: "de-muc-002".into(), value: None });
     assert_eq!(produced.len(), 2);
-    assert_eq!(
-        received[2].body["status"]["publishedStores"],
-        json!(["de-ber-001"])
-    );
+    assert_eq!(received[2].body["status"]["publishedStores"], json!(["de-ber-001"]));
 }
 
 #[tokio::test]
@@ -638,25 +449,11 @@ async fn a_store_region_without_its_pipeline_says_so() {
     let (ctx, verifier) = context(kafka.clone());
     let script = vec![
         Exchange::get_missing(paths::pipeline("missing")),
-        Exchange::patch_answering(
-            paths::region("us-east") + "/status",
-            Answer::Json(region_json("us-east")),
-        ),
+        Exchange::patch_answering(paths::region("us-east") + "/status", Answer::Json(region_json("us-east"))),
     ];
-    let (result, received) = play(
-        verifier,
-        script,
-        store_region::reconcile(Arc::new(region), ctx),
-    )
-    .await;
-    assert_eq!(
-        result.unwrap(),
-        Action::requeue(std::time::Duration::from_secs(60))
-    );
-    assert_eq!(
-        received[1].body["status"]["conditions"][0]["reason"],
-        "PipelineNotFound"
-    );
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(60)));
+    assert_eq!(received[1].body["status"]["conditions"][0]["reason"], "PipelineNotFound");
     assert_eq!(
         received[1].body["status"]["conditions"][0]["message"],
         "no RetailPipeline \"missing\" in namespace acme"
@@ -667,57 +464,27 @@ async fn a_store_region_without_its_pipeline_says_so() {
 #[tokio::test]
 async fn an_alert_policy_is_validated_against_its_pipeline() {
     let mut policy = fixtures::low_stock_policy("spike", "shop", 3);
-    policy.spec.rules.sales_spike = Some(crate::crd::alert_policy::SalesSpikeRule {
-        window: "no-such-window".into(),
-        factor: 2.0,
-    });
+    policy.spec.rules.sales_spike =
+        Some(crate::crd::alert_policy::SalesSpikeRule { window: "no-such-window".into(), factor: 2.0 });
     let (ctx, verifier) = context(Arc::new(MemoryKafka::new()));
     let script = vec![
-        Exchange::get(
-            paths::pipeline("shop"),
-            serde_json::to_value(pipeline()).unwrap(),
-        ),
+        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
         Exchange::post(paths::events()),
-        Exchange::patch_answering(
-            paths::policy("spike") + "/status",
-            Answer::Json(policy_json("spike")),
-        ),
+        Exchange::patch_answering(paths::policy("spike") + "/status", Answer::Json(policy_json("spike"))),
     ];
-    let (result, received) = play(
-        verifier,
-        script,
-        alert_policy::reconcile(Arc::new(policy), ctx),
-    )
-    .await;
+    let (result, received) = play(verifier, script, alert_policy::reconcile(Arc::new(policy), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     let condition = &received[2].body["status"]["conditions"][0];
     assert_eq!(condition["reason"], "InvalidSpec");
-    assert_eq!(
-        condition["message"],
-        "spec.rules.salesSpike.window: no window named \"no-such-window\""
-    );
+    assert_eq!(condition["message"], "spec.rules.salesSpike.window: no window named \"no-such-window\"");
 
     let policy = fixtures::low_stock_policy("low", "shop", 3);
     let (ctx, verifier) = context(Arc::new(MemoryKafka::new()));
     let script = vec![
-        Exchange::get(
-            paths::pipeline("shop"),
-            serde_json::to_value(pipeline()).unwrap(),
-        ),
-        Exchange::patch_answering(
-            paths::policy("low") + "/status",
-            Answer::Json(policy_json("low")),
-        ),
+        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
+        Exchange::patch_answering(paths::policy("low") + "/status", Answer::Json(policy_json("low"))),
     ];
-    let (result, received) = play(
-        verifier,
-        script,
-        alert_policy::reconcile(Arc::new(policy), ctx),
-    )
-    .await;
+    let (result, received) = play(verifier, script, alert_policy::reconcile(Arc::new(policy), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
-    assert_eq!(
-        received[1].body["status"]["conditions"][0]["reason"],
-        "Rendered"
-    );
+    assert_eq!(received[1].body["status"]["conditions"][0]["reason"], "Rendered");
 }

@@ -20,26 +20,10 @@ use super::common::{Condition, PipelineRef, SecretKeyRef, TOPIC_NAME_PATTERN};
     category = "stockpulse",
     status = "AlertPolicyStatus",
     doc = "Alert rules evaluated by a pipeline's processor.",
-    printcolumn(
-        name = "Pipeline",
-        type_ = "string",
-        json_path = ".spec.pipelineRef.name"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Pipeline", type_ = "string", json_path = ".spec.pipelineRef.name"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AlertPolicySpec {

@@ -50,10 +50,7 @@ pub struct SecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct KafkaConnection {
     /// Comma-separated `host:port` list.
-    #[schemars(
-        length(min = 1, max = 2048),
-        regex(pattern = "^[^,\\s]+:[0-9]{1,5}(,[^,\\s]+:[0-9]{1,5})*$")
-    )]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = "^[^,\\s]+:[0-9]{1,5}(,[^,\\s]+:[0-9]{1,5})*$"))]
     pub bootstrap_servers: String,
     /// TLS to the brokers; the CA (and client certificate for mTLS) come from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]

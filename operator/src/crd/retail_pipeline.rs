@@ -11,9 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use stockpulse_processor::config::DURATION_PATTERN;
 
-use super::common::{
-    Condition, DNS_LABEL_PATTERN, DeletionPolicy, KafkaConnection, TOPIC_NAME_PATTERN,
-};
+use super::common::{Condition, DNS_LABEL_PATTERN, DeletionPolicy, KafkaConnection, TOPIC_NAME_PATTERN};
 
 /// The desired state of a pipeline.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -302,10 +300,7 @@ pub struct DedupeSpec {
 
 impl Default for DedupeSpec {
     fn default() -> Self {
-        DedupeSpec {
-            horizon: defaults::dedupe_horizon(),
-            max_entries: defaults::dedupe_max_entries(),
-        }
+        DedupeSpec { horizon: defaults::dedupe_horizon(), max_entries: defaults::dedupe_max_entries() }
     }
 }
 

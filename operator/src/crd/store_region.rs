@@ -20,23 +20,11 @@ use super::common::{Condition, DNS_LABEL_PATTERN, ID_PATTERN, KafkaConnection, P
     category = "stockpulse",
     status = "StoreRegionStatus",
     doc = "The stores of one region, published to a pipeline's stores topic.",
-    printcolumn(
-        name = "Pipeline",
-        type_ = "string",
-        json_path = ".spec.pipelineRef.name"
-    ),
+    printcolumn(name = "Pipeline", type_ = "string", json_path = ".spec.pipelineRef.name"),
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
     printcolumn(name = "Stores", type_ = "integer", json_path = ".status.stores"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StoreRegionSpec {
@@ -45,10 +33,7 @@ pub struct StoreRegionSpec {
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub region: String,
     /// IANA time zone of the region's stores, e.g. `Europe/Berlin`.
-    #[schemars(
-        length(min = 1, max = 64),
-        regex(pattern = "^(UTC|[A-Z][A-Za-z_]+(/[A-Za-z0-9_+-]+){1,2})$")
-    )]
+    #[schemars(length(min = 1, max = 64), regex(pattern = "^(UTC|[A-Z][A-Za-z_]+(/[A-Za-z0-9_+-]+){1,2})$"))]
     pub timezone: String,
     /// ISO 4217 currency code, e.g. `EUR`.
     #[schemars(regex(pattern = "^[A-Z]{3}$"))]

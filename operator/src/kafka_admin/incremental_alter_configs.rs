@@ -17,14 +17,11 @@ pub fn set_topic_configs(
     configs: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let name =
-        CString::new(topic).map_err(|_| format!("topic name {topic:?} contains a NUL byte"))?;
+    let name = CString::new(topic).map_err(|_| format!("topic name {topic:?} contains a NUL byte"))?;
     let mut owned = Vec::new();
     for (k, v) in configs {
-        let k = CString::new(k.as_str())
-            .map_err(|_| format!("config name {k:?} contains a NUL byte"))?;
-        let v = CString::new(v.as_str())
-            .map_err(|_| format!("config value {v:?} contains a NUL byte"))?;
+        let k = CString::new(k.as_str()).map_err(|_| format!("config name {k:?} contains a NUL byte"))?;
+        let v = CString::new(v.as_str()).map_err(|_| format!("config value {v:?} contains a NUL byte"))?;
         owned.push((k, v));
     }
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -33,10 +30,8 @@ pub fn set_topic_configs(
     // before return, or owned by `admin`, which outlives this call; the strings outlive
     // the calls that read them (librdkafka copies them).
     unsafe {
-        let resource = sys::rd_kafka_ConfigResource_new(
-            sys::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
-            name.as_ptr(),
-        );
+        let resource =
+            sys::rd_kafka_ConfigResource_new(sys::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC, name.as_ptr());
         if resource.is_null() {
             return Err("cannot allocate a config resource".to_string());
         }
@@ -48,48 +43,32 @@ pub fn set_topic_configs(
                 v.as_ptr(),
             );
             if !error.is_null() {
-                let message = CStr::from_ptr(sys::rd_kafka_error_string(error))
-                    .to_string_lossy()
-                    .into_owned();
+                let message = CStr::from_ptr(sys::rd_kafka_error_string(error)).to_string_lossy().into_owned();
                 sys::rd_kafka_error_destroy(error);
                 sys::rd_kafka_ConfigResource_destroy(resource);
                 return Err(message);
             }
         }
-        let options = sys::rd_kafka_AdminOptions_new(
-            rk,
-            sys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
-        );
+        let options =
+            sys::rd_kafka_AdminOptions_new(rk, sys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS);
         let mut errstr = [0 as std::os::raw::c_char; 256];
-        sys::rd_kafka_AdminOptions_set_request_timeout(
-            options,
-            timeout_ms,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
+        sys::rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr.as_mut_ptr(), errstr.len());
         let queue = sys::rd_kafka_queue_new(rk);
         let mut resources = [resource];
         sys::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, options, queue);
         let event = sys::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
         let result = if event.is_null() {
             Err(format!("no answer within {timeout:?}"))
-        } else if sys::rd_kafka_event_error(event)
-            != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-        {
-            Err(CStr::from_ptr(sys::rd_kafka_event_error_string(event))
-                .to_string_lossy()
-                .into_owned())
+        } else if sys::rd_kafka_event_error(event) != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Err(CStr::from_ptr(sys::rd_kafka_event_error_string(event)).to_string_lossy().into_owned())
         } else {
             let answer = sys::rd_kafka_event_IncrementalAlterConfigs_result(event);
             let mut count = 0usize;
-            let results =
-                sys::rd_kafka_IncrementalAlterConfigs_result_resources(answer, &mut count);
+            let results = sys::rd_kafka_IncrementalAlterConfigs_result_resources(answer, &mut count);
             let mut outcome = Ok(());
             for i in 0..count {
                 let r = *results.add(i);
-                if sys::rd_kafka_ConfigResource_error(r)
-                    != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                {
+                if sys::rd_kafka_ConfigResource_error(r) != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                     let text = sys::rd_kafka_ConfigResource_error_string(r);
                     let message = if text.is_null() {
                         format!("{:?}", sys::rd_kafka_ConfigResource_error(r))

@@ -30,18 +30,14 @@ impl MemoryKafka {
         MemoryKafka::default()
     }
     pub fn with_state(state: MemoryState) -> Self {
-        MemoryKafka {
-            state: Mutex::new(state),
-        }
+        MemoryKafka { state: Mutex::new(state) }
     }
     /// A copy of the state, for assertions.
     pub fn state(&self) -> MemoryState {
         self.lock().clone()
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -52,33 +48,15 @@ impl KafkaAccess for MemoryKafka {
         names: &'a [String],
     ) -> BoxFuture<'a, Result<BTreeMap<String, ObservedTopic>, KafkaError>> {
         let state = self.lock();
-        let found = names
-            .iter()
-            .filter_map(|n| state.topics.get(n).map(|t| (n.clone(), t.clone())))
-            .collect();
+        let found = names.iter().filter_map(|n| state.topics.get(n).map(|t| (n.clone(), t.clone()))).collect();
         futures::future::ready(Ok(found)).boxed()
     }
 
-    fn apply<'a>(
-        &'a self,
-        _target: &'a KafkaTarget,
-        action: &'a TopicAction,
-    ) -> BoxFuture<'a, Result<(), KafkaError>> {
+    fn apply<'a>(&'a self, _target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>> {
         let mut state = self.lock();
         let result = match action {
-            TopicAction::Create {
-                name,
-                partitions,
-                configs,
-                ..
-            } => {
-                state.topics.insert(
-                    name.clone(),
-                    ObservedTopic {
-                        partitions: *partitions,
-                        configs: configs.clone(),
-                    },
-                );
+            TopicAction::Create { name, partitions, configs, .. } => {
+                state.topics.insert(name.clone(), ObservedTopic { partitions: *partitions, configs: configs.clone() });
                 Ok(())
             }
             TopicAction::AlignConfigs { name, set } => match state.topics.get_mut(name) {
@@ -101,10 +79,7 @@ impl KafkaAccess for MemoryKafka {
                     t.partitions = *to;
                     Ok(())
                 } else {
-                    Err(KafkaError::Failed {
-                        operation: "CreatePartitions",
-                        message: format!("{name}: unknown topic"),
-                    })
+                    Err(KafkaError::Failed { operation: "CreatePartitions", message: format!("{name}: unknown topic") })
                 }
             }
             TopicAction::Delete { name } => {

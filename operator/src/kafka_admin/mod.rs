@@ -26,10 +26,7 @@ pub struct KafkaTarget {
 
 impl KafkaTarget {
     pub fn plain(bootstrap_servers: impl Into<String>) -> Self {
-        KafkaTarget {
-            bootstrap_servers: bootstrap_servers.into(),
-            ..KafkaTarget::default()
-        }
+        KafkaTarget { bootstrap_servers: bootstrap_servers.into(), ..KafkaTarget::default() }
     }
 }
 
@@ -37,23 +34,15 @@ impl KafkaTarget {
 pub enum KafkaError {
     /// The broker does not implement what was asked (tansu: CreatePartitions).
     #[error("the broker does not support {operation}: {message}")]
-    Unsupported {
-        operation: &'static str,
-        message: String,
-    },
+    Unsupported { operation: &'static str, message: String },
     #[error("{operation} failed: {message}")]
-    Failed {
-        operation: &'static str,
-        message: String,
-    },
+    Failed { operation: &'static str, message: String },
 }
 
 impl KafkaError {
     pub fn operation(&self) -> &'static str {
         match self {
-            KafkaError::Unsupported { operation, .. } | KafkaError::Failed { operation, .. } => {
-                operation
-            }
+            KafkaError::Unsupported { operation, .. } | KafkaError::Failed { operation, .. } => operation,
         }
     }
 }
@@ -68,11 +57,7 @@ pub trait KafkaAccess: Send + Sync {
     ) -> BoxFuture<'a, Result<BTreeMap<String, ObservedTopic>, KafkaError>>;
 
     /// Makes one change.
-    fn apply<'a>(
-        &'a self,
-        target: &'a KafkaTarget,
-        action: &'a TopicAction,
-    ) -> BoxFuture<'a, Result<(), KafkaError>>;
+    fn apply<'a>(&'a self, target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>>;
 
     /// Produces records (a `None` value is a tombstone) and waits for their acknowledgement.
     fn produce<'a>(

@@ -7,9 +7,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -27,9 +25,7 @@ pub struct RdKafkaAccess {
 
 impl Default for RdKafkaAccess {
     fn default() -> Self {
-        RdKafkaAccess {
-            timeout: Duration::from_secs(10),
-        }
+        RdKafkaAccess { timeout: Duration::from_secs(10) }
     }
 }
 
@@ -61,27 +57,16 @@ pub fn client_config(target: &KafkaTarget) -> ClientConfig {
 }
 
 fn failed(operation: &'static str, e: impl std::fmt::Display) -> KafkaError {
-    KafkaError::Failed {
-        operation,
-        message: e.to_string(),
-    }
+    KafkaError::Failed { operation, message: e.to_string() }
 }
 
 impl RdKafkaAccess {
-    fn admin(
-        &self,
-        target: &KafkaTarget,
-    ) -> Result<Arc<AdminClient<DefaultClientContext>>, KafkaError> {
-        client_config(target)
-            .create()
-            .map(Arc::new)
-            .map_err(|e| failed("connect", e))
+    fn admin(&self, target: &KafkaTarget) -> Result<Arc<AdminClient<DefaultClientContext>>, KafkaError> {
+        client_config(target).create().map(Arc::new).map_err(|e| failed("connect", e))
     }
 
     fn options(&self) -> AdminOptions {
-        AdminOptions::new()
-            .request_timeout(Some(self.timeout))
-            .operation_timeout(Some(self.timeout))
+        AdminOptions::new().request_timeout(Some(self.timeout)).operation_timeout(Some(self.timeout))
     }
 
     async fn describe(
@@ -97,78 +82,41 @@ impl RdKafkaAccess {
                 m.topics()
                     .iter()
                     .filter(|t| t.error().is_none())
-                    .map(|t| {
-                        (
-                            t.name().to_string(),
-                            i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
-                        )
-                    })
+                    .map(|t| (t.name().to_string(), i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
                     .collect()
             })
         })
         .await
         .map_err(|e| failed("metadata", e))?
         .map_err(|e| failed("metadata", e))?;
-        let existing: Vec<&String> = names
-            .iter()
-            .filter(|n| partitions.contains_key(*n))
-            .collect();
+        let existing: Vec<&String> = names.iter().filter(|n| partitions.contains_key(*n)).collect();
         let mut out = BTreeMap::new();
         if existing.is_empty() {
             return Ok(out);
         }
-        let specifiers: Vec<ResourceSpecifier<'_>> = existing
-            .iter()
-            .map(|n| ResourceSpecifier::Topic(n))
-            .collect();
+        let specifiers: Vec<ResourceSpecifier<'_>> = existing.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
         let results = admin
             .describe_configs(specifiers.iter(), &self.options())
             .await
             .map_err(|e| failed("DescribeConfigs", e))?;
         for (name, result) in existing.into_iter().zip(results) {
-            let resource =
-                result.map_err(|code| failed("DescribeConfigs", format!("{name}: {code}")))?;
-            let configs = resource
-                .entries
-                .into_iter()
-                .filter_map(|e| e.value.map(|v| (e.name, v)))
-                .collect();
-            out.insert(
-                name.clone(),
-                ObservedTopic {
-                    partitions: partitions[name],
-                    configs,
-                },
-            );
+            let resource = result.map_err(|code| failed("DescribeConfigs", format!("{name}: {code}")))?;
+            let configs = resource.entries.into_iter().filter_map(|e| e.value.map(|v| (e.name, v))).collect();
+            out.insert(name.clone(), ObservedTopic { partitions: partitions[name], configs });
         }
         Ok(out)
     }
 
-    async fn apply_action(
-        &self,
-        target: &KafkaTarget,
-        action: &TopicAction,
-    ) -> Result<(), KafkaError> {
+    async fn apply_action(&self, target: &KafkaTarget, action: &TopicAction) -> Result<(), KafkaError> {
         let admin = self.admin(target)?;
         match action {
-            TopicAction::Create {
-                name,
-                partitions,
-                replication_factor,
-                configs,
-            } => {
-                let mut topic = NewTopic::new(
-                    name,
-                    *partitions,
-                    TopicReplication::Fixed(*replication_factor),
-                );
+            TopicAction::Create { name, partitions, replication_factor, configs } => {
+                let mut topic = NewTopic::new(name, *partitions, TopicReplication::Fixed(*replication_factor));
                 for (k, v) in configs {
                     topic = topic.set(k, v);
                 }
-                let results = admin
-                    .create_topics([&topic], &self.options())
-                    .await
-                    .map_err(|e| failed("CreateTopics", e))?;
+                let results =
+                    admin.create_topics([&topic], &self.options()).await.map_err(|e| failed("CreateTopics", e))?;
                 for result in results {
                     match result {
                         Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -189,24 +137,17 @@ impl RdKafkaAccess {
             TopicAction::IncreasePartitions { name, to, .. } => {
                 let count = usize::try_from(*to).unwrap_or(0);
                 let partitions = NewPartitions::new(name, count);
-                let result = admin
-                    .create_partitions([&partitions], &self.options())
-                    .await;
+                let result = admin.create_partitions([&partitions], &self.options()).await;
                 match result {
                     Ok(results) => {
                         for r in results {
                             if let Err((topic, code)) = r {
-                                return Err(partition_error(
-                                    format!("{topic}: {code}"),
-                                    Some(code),
-                                ));
+                                return Err(partition_error(format!("{topic}: {code}"), Some(code)));
                             }
                         }
                         Ok(())
                     }
-                    Err(RdError::AdminOp(code)) => {
-                        Err(partition_error(code.to_string(), Some(code)))
-                    }
+                    Err(RdError::AdminOp(code)) => Err(partition_error(code.to_string(), Some(code))),
                     Err(e) => Err(partition_error(e.to_string(), None)),
                 }
             }
@@ -228,11 +169,7 @@ impl RdKafkaAccess {
         }
     }
 
-    async fn produce_records(
-        &self,
-        target: &KafkaTarget,
-        records: &[OutgoingRecord],
-    ) -> Result<(), KafkaError> {
+    async fn produce_records(&self, target: &KafkaTarget, records: &[OutgoingRecord]) -> Result<(), KafkaError> {
         let producer: FutureProducer = client_config(target)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -266,15 +203,9 @@ fn partition_error(message: String, code: Option<RDKafkaErrorCode>) -> KafkaErro
     ) || message.contains("not supported")
         || message.contains("Unsupported");
     if unsupported {
-        KafkaError::Unsupported {
-            operation: "CreatePartitions",
-            message,
-        }
+        KafkaError::Unsupported { operation: "CreatePartitions", message }
     } else {
-        KafkaError::Failed {
-            operation: "CreatePartitions",
-            message,
-        }
+        KafkaError::Failed { operation: "CreatePartitions", message }
     }
 }
 
@@ -287,11 +218,7 @@ impl KafkaAccess for RdKafkaAccess {
         self.describe(target, names).boxed()
     }
 
-    fn apply<'a>(
-        &'a self,
-        target: &'a KafkaTarget,
-        action: &'a TopicAction,
-    ) -> BoxFuture<'a, Result<(), KafkaError>> {
+    fn apply<'a>(&'a self, target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>> {
         self.apply_action(target, action).boxed()
     }
 

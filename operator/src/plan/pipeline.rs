@@ -60,9 +60,7 @@ pub struct PipelinePlan {
 /// Whether a StoreRegion feeds the pipeline: it names the pipeline, and the pipeline's
 /// `regionSelector` (if any) matches its labels.
 pub fn selects(pipeline: &RetailPipeline, region: &StoreRegion) -> Result<bool, SpecProblems> {
-    if region.spec.pipeline_ref.name != pipeline.name_any()
-        || region.metadata.deletion_timestamp.is_some()
-    {
+    if region.spec.pipeline_ref.name != pipeline.name_any() || region.metadata.deletion_timestamp.is_some() {
         return Ok(false);
     }
     match &pipeline.spec.region_selector {
@@ -78,12 +76,8 @@ pub fn selects(pipeline: &RetailPipeline, region: &StoreRegion) -> Result<bool, 
 pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProblems> {
     let pipeline = input.pipeline;
     let mut problems: Vec<SpecProblem> = Vec::new();
-    let topics = desired_topics(pipeline)
-        .map_err(|p| problems.extend(p.0))
-        .ok();
-    let config = render(pipeline, input.policies)
-        .map_err(|p| problems.extend(p.0))
-        .ok();
+    let topics = desired_topics(pipeline).map_err(|p| problems.extend(p.0)).ok();
+    let config = render(pipeline, input.policies).map_err(|p| problems.extend(p.0)).ok();
     let mut regions = Vec::new();
     let mut stores = 0;
     for region in input.regions {
@@ -110,9 +104,8 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
                 .unwrap_or(1)
         })
         .unwrap_or(1);
-    let replicas = plan_replicas(&pipeline.spec.processor, input_partitions, input.now)
-        .map_err(|p| problems.extend(p.0))
-        .ok();
+    let replicas =
+        plan_replicas(&pipeline.spec.processor, input_partitions, input.now).map_err(|p| problems.extend(p.0)).ok();
     let (Some(topics), Some(config), Some(replicas)) = (topics, config, replicas) else {
         return Err(SpecProblems(problems));
     };
@@ -130,16 +123,7 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
         pod_disruption_budget: pod_disruption_budget(pipeline),
         deployment: deployment(pipeline, replicas.desired, &config_hash, &config.mounts),
     };
-    Ok(PipelinePlan {
-        topics,
-        topic_plan,
-        config,
-        config_hash,
-        replicas,
-        objects,
-        regions,
-        stores,
-    })
+    Ok(PipelinePlan { topics, topic_plan, config, config_hash, replicas, objects, regions, stores })
 }
 
 #[cfg(test)]
@@ -150,14 +134,7 @@ mod tests {
 
     fn plan(p: &RetailPipeline, regions: &[StoreRegion], policies: &[AlertPolicy]) -> PipelinePlan {
         let topics = BTreeMap::new();
-        plan_pipeline(&PipelineInput {
-            pipeline: p,
-            regions,
-            policies,
-            observed_topics: &topics,
-            now: now(),
-        })
-        .unwrap()
+        plan_pipeline(&PipelineInput { pipeline: p, regions, policies, observed_topics: &topics, now: now() }).unwrap()
     }
 
     #[test]
@@ -175,12 +152,10 @@ mod tests {
     #[test]
     fn the_region_selector_narrows_the_regions() {
         let mut p = pipeline();
-        p.spec.region_selector = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
-                match_labels: Some(BTreeMap::from([("tier".to_string(), "gold".to_string())])),
-                ..Default::default()
-            },
-        );
+        p.spec.region_selector = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            match_labels: Some(BTreeMap::from([("tier".to_string(), "gold".to_string())])),
+            ..Default::default()
+        });
         let mut gold = region("eu-central", "shop", &["a"]);
         gold.metadata.labels = Some(BTreeMap::from([("tier".to_string(), "gold".to_string())]));
         let plain = region("us-east", "shop", &["b"]);
@@ -192,47 +167,22 @@ mod tests {
     #[test]
     fn alert_policies_are_rendered_and_change_the_hash() {
         let without = plan(&pipeline(), &[], &[]);
-        let policies = vec![
-            low_stock_policy("low", "shop", 3),
-            low_stock_policy("not-ours", "other", 1),
-        ];
+        let policies = vec![low_stock_policy("low", "shop", 3), low_stock_policy("not-ours", "other", 1)];
         let with = plan(&pipeline(), &[], &policies);
         assert_eq!(with.config.alert_policies, vec!["low"]);
         assert_eq!(with.config.config.alerts.len(), 1);
-        assert_eq!(
-            with.config.config.alerts[0]
-                .low_stock
-                .as_ref()
-                .map(|r| r.threshold),
-            Some(3)
-        );
+        assert_eq!(with.config.config.alerts[0].low_stock.as_ref().map(|r| r.threshold), Some(3));
         assert_ne!(without.config_hash, with.config_hash);
-        let annotations = with
-            .objects
-            .deployment
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.annotations.clone());
-        assert_eq!(
-            annotations.and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned()),
-            Some(with.config_hash.clone())
-        );
+        let annotations = with.objects.deployment.spec.template.metadata.as_ref().and_then(|m| m.annotations.clone());
+        assert_eq!(annotations.and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned()), Some(with.config_hash.clone()));
     }
 
     #[test]
     fn an_invalid_alert_policy_is_left_out() {
         let mut bad = low_stock_policy("bad", "shop", 3);
-        bad.spec.rules.sales_spike = Some(crate::crd::alert_policy::SalesSpikeRule {
-            window: "missing".into(),
-            factor: 2.0,
-        });
-        let plan = plan(
-            &pipeline(),
-            &[],
-            &[bad, low_stock_policy("good", "shop", 1)],
-        );
+        bad.spec.rules.sales_spike =
+            Some(crate::crd::alert_policy::SalesSpikeRule { window: "missing".into(), factor: 2.0 });
+        let plan = plan(&pipeline(), &[], &[bad, low_stock_policy("good", "shop", 1)]);
         assert_eq!(plan.config.alert_policies, vec!["good"]);
     }
 
@@ -240,13 +190,9 @@ mod tests {
     fn the_rendered_config_is_what_the_processor_loads() {
         let plan = plan(&pipeline(), &[], &[low_stock_policy("low", "shop", 3)]);
         let text = crate::build::config_map::config_text(&plan.config.config).unwrap();
-        let loaded =
-            stockpulse_processor::config::PipelineConfig::from_text(&text, "rendered").unwrap();
+        let loaded = stockpulse_processor::config::PipelineConfig::from_text(&text, "rendered").unwrap();
         assert_eq!(loaded, plan.config.config);
-        assert_eq!(
-            loaded.topic(stockpulse_processor::config::TopicRole::Sales),
-            "shop.sales"
-        );
+        assert_eq!(loaded.topic(stockpulse_processor::config::TopicRole::Sales), "shop.sales");
         assert_eq!(loaded.http.port, 8080);
     }
 
@@ -261,15 +207,9 @@ mod tests {
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(c["securityContext"]["runAsNonRoot"], true);
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
-        assert_eq!(
-            c["args"],
-            serde_json::json!(["run", "--config", "/etc/stockpulse/config/pipeline.yaml"])
-        );
+        assert_eq!(c["args"], serde_json::json!(["run", "--config", "/etc/stockpulse/config/pipeline.yaml"]));
         assert_eq!(c["resources"]["requests"]["cpu"], "500m");
         assert_eq!(d["spec"]["replicas"], 1);
-        assert_eq!(
-            d["metadata"]["ownerReferences"][0]["kind"],
-            "RetailPipeline"
-        );
+        assert_eq!(d["metadata"]["ownerReferences"][0]["kind"], "RetailPipeline");
     }
 }

@@ -24,12 +24,10 @@ pub fn plan_replicas(
     let mut reason = "MinReplicas".to_string();
     for (i, schedule) in spec.schedules.iter().enumerate() {
         let parse = |field: &str, text: &str| {
-            DateTime::parse_from_rfc3339(text)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| SpecProblem {
-                    field: format!("spec.processor.schedules[{i}].{field}"),
-                    message: format!("{text:?} is not an RFC 3339 time: {e}"),
-                })
+            DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| SpecProblem {
+                field: format!("spec.processor.schedules[{i}].{field}"),
+                message: format!("{text:?} is not an RFC 3339 time: {e}"),
+            })
         };
         match (parse("start", &schedule.start), parse("end", &schedule.end)) {
             (Ok(start), Ok(end)) => {
@@ -61,9 +59,7 @@ mod tests {
     use crate::crd::retail_pipeline::ScheduleSpec;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap()
+        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).unwrap()
     }
 
     #[test]
@@ -80,57 +76,15 @@ mod tests {
             ..ProcessorSpec::default()
         };
         let cases = [
-            (
-                "outside the schedule",
-                spec(2, 12),
-                12,
-                "2026-11-20T10:00:00Z",
-                2,
-                "MinReplicas",
-            ),
-            (
-                "during the schedule",
-                spec(2, 12),
-                12,
-                "2026-11-28T10:00:00Z",
-                8,
-                "Schedule black-friday",
-            ),
-            (
-                "schedule above max",
-                spec(2, 6),
-                12,
-                "2026-11-28T10:00:00Z",
-                6,
-                "CappedAtMaxReplicas",
-            ),
-            (
-                "never above partitions",
-                spec(2, 12),
-                4,
-                "2026-11-28T10:00:00Z",
-                4,
-                "CappedAtPartitions",
-            ),
-            (
-                "schedule ended",
-                spec(2, 12),
-                12,
-                "2026-12-01T00:00:00Z",
-                2,
-                "MinReplicas",
-            ),
+            ("outside the schedule", spec(2, 12), 12, "2026-11-20T10:00:00Z", 2, "MinReplicas"),
+            ("during the schedule", spec(2, 12), 12, "2026-11-28T10:00:00Z", 8, "Schedule black-friday"),
+            ("schedule above max", spec(2, 6), 12, "2026-11-28T10:00:00Z", 6, "CappedAtMaxReplicas"),
+            ("never above partitions", spec(2, 12), 4, "2026-11-28T10:00:00Z", 4, "CappedAtPartitions"),
+            ("schedule ended", spec(2, 12), 12, "2026-12-01T00:00:00Z", 2, "MinReplicas"),
         ];
         for (name, spec, partitions, now, desired, reason) in cases {
             let decision = plan_replicas(&spec, partitions, at(now)).unwrap();
-            assert_eq!(
-                decision,
-                ReplicaDecision {
-                    desired,
-                    reason: reason.to_string()
-                },
-                "{name}"
-            );
+            assert_eq!(decision, ReplicaDecision { desired, reason: reason.to_string() }, "{name}");
         }
     }
 }

@@ -40,33 +40,20 @@ pub fn digest(topic: &str, records: &[StoreRecord]) -> String {
 
 /// Plans the publication of `records` to `target` (None: the region feeds no pipeline, so
 /// whatever it published is withdrawn), given what `status` says was published before.
-pub fn plan_stores(
-    target: Option<&str>,
-    records: &[StoreRecord],
-    status: &StoreRegionStatus,
-) -> StorePlan {
+pub fn plan_stores(target: Option<&str>, records: &[StoreRecord], status: &StoreRegionStatus) -> StorePlan {
     let previous_topic = status.published_topic.as_deref();
     let mut out = Vec::new();
     let Some(target) = target else {
         if let Some(previous) = previous_topic {
             for id in &status.published_stores {
-                out.push(OutgoingRecord {
-                    topic: previous.to_string(),
-                    key: id.clone(),
-                    value: None,
-                });
+                out.push(OutgoingRecord { topic: previous.to_string(), key: id.clone(), value: None });
             }
         }
-        return StorePlan {
-            records: out,
-            ..StorePlan::default()
-        };
+        return StorePlan { records: out, ..StorePlan::default() };
     };
     let new_digest = digest(target, records);
     let ids: Vec<String> = records.iter().map(|r| r.store_id.clone()).collect();
-    if previous_topic == Some(target)
-        && status.published_digest.as_deref() == Some(new_digest.as_str())
-    {
+    if previous_topic == Some(target) && status.published_digest.as_deref() == Some(new_digest.as_str()) {
         return StorePlan {
             records: Vec::new(),
             published_topic: Some(target.to_string()),
@@ -77,11 +64,7 @@ pub fn plan_stores(
     if let Some(previous) = previous_topic {
         for id in &status.published_stores {
             if previous != target || !ids.contains(id) {
-                out.push(OutgoingRecord {
-                    topic: previous.to_string(),
-                    key: id.clone(),
-                    value: None,
-                });
+                out.push(OutgoingRecord { topic: previous.to_string(), key: id.clone(), value: None });
             }
         }
     }
@@ -134,10 +117,7 @@ mod tests {
 
     /// (topic, key, is a tombstone)
     fn summary(plan: &StorePlan) -> Vec<(String, String, bool)> {
-        plan.records
-            .iter()
-            .map(|r| (r.topic.clone(), r.key.clone(), r.value.is_none()))
-            .collect()
+        plan.records.iter().map(|r| (r.topic.clone(), r.key.clone(), r.value.is_none())).collect()
     }
 
     fn row(topic: &str, key: &str, tombstone: bool) -> (String, String, bool) {
@@ -145,13 +125,7 @@ mod tests {
     }
 
     /// (what, target topic, records, status before, expected (topic, key, tombstone))
-    type Case = (
-        &'static str,
-        Option<&'static str>,
-        Vec<StoreRecord>,
-        StoreRegionStatus,
-        Vec<(String, String, bool)>,
-    );
+    type Case = (&'static str, Option<&'static str>, Vec<StoreRecord>, StoreRegionStatus, Vec<(String, String, bool)>);
 
     #[test]
     fn store_plans() {
@@ -210,11 +184,7 @@ mod tests {
 
     #[test]
     fn published_value_is_the_json_the_processor_reads() {
-        let plan = plan_stores(
-            Some("p.stores"),
-            &[record("a", "Store A")],
-            &StoreRegionStatus::default(),
-        );
+        let plan = plan_stores(Some("p.stores"), &[record("a", "Store A")], &StoreRegionStatus::default());
         assert_eq!(
             plan.records[0].value.as_deref(),
             Some(
@@ -228,10 +198,7 @@ mod tests {
     fn withdrawal_tombstones_every_published_store() {
         let status = published("p.stores", &["a", "b"], &[]);
         let records = plan_withdrawal(&status);
-        let keys: Vec<(&str, bool)> = records
-            .iter()
-            .map(|r| (r.key.as_str(), r.value.is_none()))
-            .collect();
+        let keys: Vec<(&str, bool)> = records.iter().map(|r| (r.key.as_str(), r.value.is_none())).collect();
         assert_eq!(keys, vec![("a", true), ("b", true)]);
         assert!(plan_withdrawal(&StoreRegionStatus::default()).is_empty());
     }

@@ -21,18 +21,10 @@ pub struct ObservedTopic {
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum TopicAction {
     #[serde(rename_all = "camelCase")]
-    Create {
-        name: String,
-        partitions: i32,
-        replication_factor: i32,
-        configs: BTreeMap<String, String>,
-    },
+    Create { name: String, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String> },
     /// Set these configs (IncrementalAlterConfigs SET), leaving the others alone.
     #[serde(rename_all = "camelCase")]
-    AlignConfigs {
-        name: String,
-        set: BTreeMap<String, String>,
-    },
+    AlignConfigs { name: String, set: BTreeMap<String, String> },
     #[serde(rename_all = "camelCase")]
     IncreasePartitions { name: String, from: i32, to: i32 },
     #[serde(rename_all = "camelCase")]
@@ -54,10 +46,7 @@ pub struct TopicPlan {
 }
 
 /// What to do so the broker matches `desired`.
-pub fn plan_topics(
-    desired: &[DesiredTopic],
-    observed: &BTreeMap<String, ObservedTopic>,
-) -> TopicPlan {
+pub fn plan_topics(desired: &[DesiredTopic], observed: &BTreeMap<String, ObservedTopic>) -> TopicPlan {
     let mut plan = TopicPlan::default();
     for topic in desired {
         match observed.get(&topic.name) {
@@ -75,10 +64,7 @@ pub fn plan_topics(
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 if !set.is_empty() {
-                    plan.actions.push(TopicAction::AlignConfigs {
-                        name: topic.name.clone(),
-                        set,
-                    });
+                    plan.actions.push(TopicAction::AlignConfigs { name: topic.name.clone(), set });
                 }
                 if topic.partitions > have.partitions {
                     plan.actions.push(TopicAction::IncreasePartitions {
@@ -104,16 +90,11 @@ pub fn plan_topics(
 }
 
 /// The topics to delete when the pipeline goes: those with `deletionPolicy: Delete` that exist.
-pub fn plan_topic_cleanup(
-    desired: &[DesiredTopic],
-    observed: &BTreeMap<String, ObservedTopic>,
-) -> Vec<TopicAction> {
+pub fn plan_topic_cleanup(desired: &[DesiredTopic], observed: &BTreeMap<String, ObservedTopic>) -> Vec<TopicAction> {
     desired
         .iter()
         .filter(|t| t.deletion_policy == DeletionPolicy::Delete && observed.contains_key(&t.name))
-        .map(|t| TopicAction::Delete {
-            name: t.name.clone(),
-        })
+        .map(|t| TopicAction::Delete { name: t.name.clone() })
         .collect()
 }
 
@@ -137,20 +118,11 @@ mod tests {
     }
 
     fn observed(partitions: i32, configs: &[(&str, &str)]) -> ObservedTopic {
-        ObservedTopic {
-            partitions,
-            configs: configs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        ObservedTopic { partitions, configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }
 
     fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -178,13 +150,7 @@ mod tests {
             Case {
                 name: "nothing to do",
                 want: desired("t", 6, "delete", DeletionPolicy::Retain),
-                have: Some(observed(
-                    6,
-                    &[
-                        ("cleanup.policy", "delete"),
-                        ("segment.bytes", "1073741824"),
-                    ],
-                )),
+                have: Some(observed(6, &[("cleanup.policy", "delete"), ("segment.bytes", "1073741824")])),
                 actions: vec![],
                 refused: vec![],
             },
@@ -202,11 +168,7 @@ mod tests {
                 name: "increase partitions",
                 want: desired("t", 12, "delete", DeletionPolicy::Retain),
                 have: Some(observed(6, &[("cleanup.policy", "delete")])),
-                actions: vec![TopicAction::IncreasePartitions {
-                    name: "t".into(),
-                    from: 6,
-                    to: 12,
-                }],
+                actions: vec![TopicAction::IncreasePartitions { name: "t".into(), from: 6, to: 12 }],
                 refused: vec![],
             },
             Case {
@@ -221,11 +183,8 @@ mod tests {
             },
         ];
         for case in cases {
-            let observed: BTreeMap<String, ObservedTopic> = case
-                .have
-                .into_iter()
-                .map(|o| ("t".to_string(), o))
-                .collect();
+            let observed: BTreeMap<String, ObservedTopic> =
+                case.have.into_iter().map(|o| ("t".to_string(), o)).collect();
             let plan = plan_topics(std::slice::from_ref(&case.want), &observed);
             assert_eq!(plan.actions, case.actions, "{}", case.name);
             let refused: Vec<&str> = plan.refusals.iter().map(|r| r.reason).collect();
@@ -240,23 +199,11 @@ mod tests {
             desired("dropped", 3, "delete", DeletionPolicy::Delete),
             desired("never-created", 3, "delete", DeletionPolicy::Delete),
         ];
-        let observed = BTreeMap::from([
-            ("kept".to_string(), observed(3, &[])),
-            ("dropped".to_string(), observed(3, &[])),
-        ]);
-        assert_eq!(
-            plan_topic_cleanup(&want, &observed),
-            vec![TopicAction::Delete {
-                name: "dropped".into()
-            }]
-        );
-        let all_retained: Vec<DesiredTopic> = want
-            .into_iter()
-            .map(|t| DesiredTopic {
-                deletion_policy: DeletionPolicy::Retain,
-                ..t
-            })
-            .collect();
+        let observed =
+            BTreeMap::from([("kept".to_string(), observed(3, &[])), ("dropped".to_string(), observed(3, &[]))]);
+        assert_eq!(plan_topic_cleanup(&want, &observed), vec![TopicAction::Delete { name: "dropped".into() }]);
+        let all_retained: Vec<DesiredTopic> =
+            want.into_iter().map(|t| DesiredTopic { deletion_policy: DeletionPolicy::Retain, ..t }).collect();
         assert_eq!(plan_topic_cleanup(&all_retained, &observed), vec![]);
     }
 }

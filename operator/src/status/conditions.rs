@@ -18,12 +18,7 @@ pub struct NewCondition {
 }
 
 impl NewCondition {
-    pub fn new(
-        type_: &'static str,
-        ok: bool,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(type_: &'static str, ok: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
         NewCondition {
             type_,
             status: if ok { "True" } else { "False" },
@@ -38,17 +33,9 @@ impl NewCondition {
 
 /// Merges `new` into `existing`: other types are kept, a type whose status is unchanged
 /// keeps its `lastTransitionTime`. The result is sorted by type.
-pub fn merge(
-    existing: &[Condition],
-    new: &[NewCondition],
-    generation: Option<i64>,
-    now: &str,
-) -> Vec<Condition> {
-    let mut out: Vec<Condition> = existing
-        .iter()
-        .filter(|c| !new.iter().any(|n| n.type_ == c.type_))
-        .cloned()
-        .collect();
+pub fn merge(existing: &[Condition], new: &[NewCondition], generation: Option<i64>, now: &str) -> Vec<Condition> {
+    let mut out: Vec<Condition> =
+        existing.iter().filter(|c| !new.iter().any(|n| n.type_ == c.type_)).cloned().collect();
     for n in new {
         let previous = existing.iter().find(|c| c.type_ == n.type_);
         let last_transition_time = match previous {
@@ -71,17 +58,7 @@ pub fn merge(
 /// `Ready` from the other conditions: true when all are; else the first false one's reason.
 pub fn ready_from(parts: &[NewCondition]) -> NewCondition {
     match parts.iter().find(|c| !c.is_true()) {
-        None => NewCondition::new(
-            READY,
-            true,
-            "Reconciled",
-            "all topics and the processor are ready",
-        ),
-        Some(c) => NewCondition::new(
-            READY,
-            false,
-            c.reason.clone(),
-            format!("{}: {}", c.type_, c.message),
-        ),
+        None => NewCondition::new(READY, true, "Reconciled", "all topics and the processor are ready"),
+        Some(c) => NewCondition::new(READY, false, c.reason.clone(), format!("{}: {}", c.type_, c.message)),
     }
 }

@@ -31,32 +31,15 @@ pub struct PipelineObservation {
 }
 
 fn topics_condition(plan: &PipelinePlan, observed: &PipelineObservation) -> NewCondition {
-    let mut problems: Vec<(&str, String)> = plan
-        .topic_plan
-        .refusals
-        .iter()
-        .map(|r| (r.reason, r.message.clone()))
-        .collect();
-    problems.extend(
-        observed
-            .topic_failures
-            .iter()
-            .map(|f| (f.reason, f.message.clone())),
-    );
+    let mut problems: Vec<(&str, String)> =
+        plan.topic_plan.refusals.iter().map(|r| (r.reason, r.message.clone())).collect();
+    problems.extend(observed.topic_failures.iter().map(|f| (f.reason, f.message.clone())));
     if let Some((reason, _)) = problems.first() {
-        let message = problems
-            .iter()
-            .map(|(_, m)| m.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
         return NewCondition::new(TOPICS_READY, false, *reason, message);
     }
-    let missing: Vec<&str> = plan
-        .topics
-        .iter()
-        .filter(|t| !observed.topics.contains_key(&t.name))
-        .map(|t| t.name.as_str())
-        .collect();
+    let missing: Vec<&str> =
+        plan.topics.iter().filter(|t| !observed.topics.contains_key(&t.name)).map(|t| t.name.as_str()).collect();
     if !missing.is_empty() {
         return NewCondition::new(
             TOPICS_READY,
@@ -65,33 +48,15 @@ fn topics_condition(plan: &PipelinePlan, observed: &PipelineObservation) -> NewC
             format!("not on the broker yet: {}", missing.join(", ")),
         );
     }
-    NewCondition::new(
-        TOPICS_READY,
-        true,
-        "TopicsReconciled",
-        format!("{} topics match the spec", plan.topics.len()),
-    )
+    NewCondition::new(TOPICS_READY, true, "TopicsReconciled", format!("{} topics match the spec", plan.topics.len()))
 }
 
-fn processor_condition(
-    plan: &PipelinePlan,
-    deployment: Option<&Deployment>,
-) -> (NewCondition, ReplicasStatus) {
+fn processor_condition(plan: &PipelinePlan, deployment: Option<&Deployment>) -> (NewCondition, ReplicasStatus) {
     let desired = plan.replicas.desired;
     let Some(deployment) = deployment else {
-        let replicas = ReplicasStatus {
-            current: 0,
-            desired,
-            ready: 0,
-            reason: plan.replicas.reason.clone(),
-        };
+        let replicas = ReplicasStatus { current: 0, desired, ready: 0, reason: plan.replicas.reason.clone() };
         return (
-            NewCondition::new(
-                PROCESSOR_READY,
-                false,
-                "ProcessorCreating",
-                "the Deployment does not exist yet",
-            ),
+            NewCondition::new(PROCESSOR_READY, false, "ProcessorCreating", "the Deployment does not exist yet"),
             replicas,
         );
     };
@@ -99,21 +64,10 @@ fn processor_condition(
     let ready = status.ready_replicas.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
     let current = status.replicas.unwrap_or(0);
-    let rolled_out =
-        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
-    let replicas = ReplicasStatus {
-        current,
-        desired,
-        ready,
-        reason: plan.replicas.reason.clone(),
-    };
+    let rolled_out = status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+    let replicas = ReplicasStatus { current, desired, ready, reason: plan.replicas.reason.clone() };
     let condition = if rolled_out && ready >= desired && updated >= desired {
-        NewCondition::new(
-            PROCESSOR_READY,
-            true,
-            "ProcessorAvailable",
-            format!("{ready} of {desired} replicas ready"),
-        )
+        NewCondition::new(PROCESSOR_READY, true, "ProcessorAvailable", format!("{ready} of {desired} replicas ready"))
     } else {
         NewCondition::new(
             PROCESSOR_READY,
@@ -139,23 +93,14 @@ pub fn pipeline_status(
     let ready = ready_from(&[topics_ready.clone(), processor_ready.clone()]);
     RetailPipelineStatus {
         observed_generation: generation,
-        conditions: merge(
-            &previous.conditions,
-            &[ready, topics_ready, processor_ready],
-            generation,
-            now,
-        ),
+        conditions: merge(&previous.conditions, &[ready, topics_ready, processor_ready], generation, now),
         topics: plan
             .topics
             .iter()
             .map(|t| TopicStatus {
                 role: camel(t.role).to_string(),
                 name: t.name.clone(),
-                partitions: observed
-                    .topics
-                    .get(&t.name)
-                    .map(|o| o.partitions)
-                    .unwrap_or(0),
+                partitions: observed.topics.get(&t.name).map(|o| o.partitions).unwrap_or(0),
                 desired_partitions: t.partitions,
             })
             .collect(),
@@ -169,11 +114,7 @@ pub fn pipeline_status(
 }
 
 /// The status when the spec cannot be used: `Ready=False, reason InvalidSpec`, the rest kept.
-pub fn invalid_spec_status(
-    pipeline: &RetailPipeline,
-    problems: &SpecProblems,
-    now: &str,
-) -> RetailPipelineStatus {
+pub fn invalid_spec_status(pipeline: &RetailPipeline, problems: &SpecProblems, now: &str) -> RetailPipelineStatus {
     let previous = pipeline.status.clone().unwrap_or_default();
     let generation = pipeline.metadata.generation;
     let ready = NewCondition::new(

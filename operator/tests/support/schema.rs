@@ -23,11 +23,7 @@ pub fn validate(schema: &Value, object: &Value) -> Vec<String> {
     {
         for e in errors.into_vec() {
             // The API server names the root `<nil>`.
-            let path = if e.field_path.is_empty() {
-                "<nil>"
-            } else {
-                e.field_path.as_str()
-            };
+            let path = if e.field_path.is_empty() { "<nil>" } else { e.field_path.as_str() };
             problems.push(format!("{path}: Invalid value: \"object\": {}", e.message));
         }
     }
@@ -42,11 +38,7 @@ fn shown(v: &Value) -> String {
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
-    }
+    if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
 }
 
 fn type_ok(expected: &str, v: &Value) -> bool {
@@ -63,11 +55,7 @@ fn type_ok(expected: &str, v: &Value) -> bool {
 
 fn structural(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>, root: bool) {
     if v.is_null() {
-        if !schema
-            .get("nullable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        if !schema.get("nullable").and_then(Value::as_bool).unwrap_or(false) {
             out.push(format!(
                 "{path}: Invalid value: \"null\": {path} in body must be of type {}",
                 schema["type"].as_str().unwrap_or("object")
@@ -75,37 +63,23 @@ fn structural(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>, root
         }
         return;
     }
-    if schema
-        .get("x-kubernetes-int-or-string")
-        .and_then(Value::as_bool)
-        == Some(true)
-    {
+    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
         if !(v.is_string() || v.is_i64() || v.is_u64()) {
-            out.push(format!(
-                "{path}: Invalid value: {}: {path} in body must be of type int-or-string",
-                shown(v)
-            ));
+            out.push(format!("{path}: Invalid value: {}: {path} in body must be of type int-or-string", shown(v)));
         }
         return;
     }
     if let Some(t) = schema.get("type").and_then(Value::as_str)
         && !type_ok(t, v)
     {
-        out.push(format!(
-            "{path}: Invalid value: {}: {path} in body must be of type {t}",
-            shown(v)
-        ));
+        out.push(format!("{path}: Invalid value: {}: {path} in body must be of type {t}", shown(v)));
         return;
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array)
         && !values.contains(v)
     {
         let supported: Vec<String> = values.iter().map(shown).collect();
-        out.push(format!(
-            "{path}: Unsupported value: {}: supported values: {}",
-            shown(v),
-            supported.join(", ")
-        ));
+        out.push(format!("{path}: Unsupported value: {}: supported values: {}", shown(v), supported.join(", ")));
     }
     match v {
         Value::String(s) => {
@@ -121,28 +95,19 @@ fn structural(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>, root
             if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
                 && len > max
             {
-                out.push(format!(
-                    "{path}: Too long: may not be more than {max} bytes"
-                ));
+                out.push(format!("{path}: Too long: may not be more than {max} bytes"));
             }
             if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
-                let re = Regex::new(p).unwrap_or_else(|e| {
-                    panic!("schema pattern {p:?} at {path} does not compile: {e}")
-                });
+                let re =
+                    Regex::new(p).unwrap_or_else(|e| panic!("schema pattern {p:?} at {path} does not compile: {e}"));
                 if !re.is_match(s) {
-                    out.push(format!(
-                        "{path}: Invalid value: {}: {path} in body should match '{p}'",
-                        shown(v)
-                    ));
+                    out.push(format!("{path}: Invalid value: {}: {path} in body should match '{p}'", shown(v)));
                 }
             }
             if schema.get("format").and_then(Value::as_str) == Some("date-time")
                 && chrono::DateTime::parse_from_rfc3339(s).is_err()
             {
-                out.push(format!(
-                    "{path}: Invalid value: {}: {path} in body must be of type date-time",
-                    shown(v)
-                ));
+                out.push(format!("{path}: Invalid value: {}: {path} in body must be of type date-time", shown(v)));
             }
         }
         Value::Number(n) => {
@@ -150,7 +115,10 @@ fn structural(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>, root
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
                 && x < min
             {
-                out.push(format!("{path}: Invalid value: {n}: {path} in body should be greater than or equal to {}", min as i64));
+                out.push(format!(
+                    "{path}: Invalid value: {n}: {path} in body should be greater than or equal to {}",
+                    min as i64
+                ));
             }
             if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
                 && x > max
@@ -173,10 +141,7 @@ fn structural(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>, root
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
                 && (items.len() as u64) > max
             {
-                out.push(format!(
-                    "{path}: Too many: {}: must have at most {max} items",
-                    items.len()
-                ));
+                out.push(format!("{path}: Too many: {}: must have at most {max} items", items.len()));
             }
             match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
                 Some("map") => {
@@ -186,16 +151,11 @@ fn structural(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>, root
                         .unwrap_or_default();
                     let mut seen = Vec::new();
                     for (i, item) in items.iter().enumerate() {
-                        let key: Vec<Value> = keys
-                            .iter()
-                            .map(|k| item.get(*k).cloned().unwrap_or(Value::Null))
-                            .collect();
+                        let key: Vec<Value> =
+                            keys.iter().map(|k| item.get(*k).cloned().unwrap_or(Value::Null)).collect();
                         if seen.contains(&key) {
-                            let shown_key: Vec<String> = keys
-                                .iter()
-                                .zip(&key)
-                                .map(|(k, v)| format!("\"{k}\"={}", shown(v)))
-                                .collect();
+                            let shown_key: Vec<String> =
+                                keys.iter().zip(&key).map(|(k, v)| format!("\"{k}\"={}", shown(v))).collect();
                             out.push(format!(
                                 "{path}[{i}]: Duplicate value: map[string]interface {{}}{{{}}}",
                                 shown_key.join(", ")
@@ -222,10 +182,7 @@ fn structural(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>, root
         Value::Object(fields) => {
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
-            let preserve = schema
-                .get("x-kubernetes-preserve-unknown-fields")
-                .and_then(Value::as_bool)
-                == Some(true);
+            let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
                 for r in required.iter().filter_map(Value::as_str) {
                     if !fields.contains_key(r) {

@@ -13,10 +13,7 @@ pub struct Tansu {
 impl Tansu {
     pub fn start() -> Tansu {
         let binary = super::tool("STOCKPULSE_TANSU");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&binary)
             .args([
@@ -32,17 +29,10 @@ impl Tansu {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let tansu = Tansu {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-        };
+        let tansu = Tansu { child, bootstrap: format!("127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&tansu.bootstrap).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {} within 20s",
-                tansu.bootstrap
-            );
+            assert!(Instant::now() < deadline, "tansu did not listen on {} within 20s", tansu.bootstrap);
             std::thread::sleep(Duration::from_millis(100));
         }
         tansu
