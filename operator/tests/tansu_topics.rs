@@ -231,3 +231,45 @@ spec:
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_is_end_offset_minus_committed_offset() {
+    bounded(consumer_lag_body()).await;
+}
+
+async fn consumer_lag_body() {
+    let tansu = Tansu::start();
+    let access = RdKafkaAccess::default();
+    let target = KafkaTarget::plain(tansu.bootstrap.clone());
+    let create = TopicAction::Create {
+        name: "shop.sales".into(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]),
+    };
+    access.apply(&target, &create).await.unwrap();
+    // One record per batch: tansu reports the high watermark of the last batch's base offset.
+    for i in 0..5 {
+        let record = OutgoingRecord { topic: "shop.sales".into(), key: format!("k{i}"), value: Some(format!("v{i}")) };
+        access.produce(&target, std::slice::from_ref(&record)).await.unwrap();
+    }
+    let topics = vec!["shop.sales".to_string()];
+    assert_eq!(access.consumer_lag(&target, "shop", &topics).await.unwrap(), None, "nothing committed yet");
+
+    let bootstrap = tansu.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "shop")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .unwrap();
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        offsets.add_partition_offset("shop.sales", 0, rdkafka::Offset::Offset(2)).unwrap();
+        consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync).unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(access.consumer_lag(&target, "shop", &topics).await.unwrap(), Some(3));
+}

@@ -11,6 +11,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
+use stockpulse_processor::config::TopicRole;
 
 use super::apply::apply_if_changed;
 use super::kafka_target::kafka_target;
@@ -159,6 +160,21 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     let (mut changes, failures) = apply_topics(&ctx, &target, &plan).await;
     let topics_after: BTreeMap<String, ObservedTopic> =
         if changes.is_empty() { observed_topics } else { ctx.kafka.describe_topics(&target, &names).await? };
+    // Consumer lag over the input topics: informational, so a failure to read it is logged
+    // and the reconcile goes on.
+    let inputs: Vec<String> = plan
+        .topics
+        .iter()
+        .filter(|t| matches!(t.role, TopicRole::Sales | TopicRole::Inventory))
+        .map(|t| t.name.clone())
+        .collect();
+    let consumer_lag = match ctx.kafka.consumer_lag(&target, plan.config.config.consumer_group(), &inputs).await {
+        Ok(lag) => lag,
+        Err(e) => {
+            tracing::warn!(pipeline = %name, error = %e, "cannot read consumer lag");
+            None
+        }
+    };
     let o = &plan.objects;
     let (_, sa) =
         apply_if_changed(&Api::<ServiceAccount>::namespaced(client.clone(), &namespace), &o.service_account).await?;
@@ -178,8 +194,12 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     }
 
     // Status.
-    let observation =
-        PipelineObservation { topics: topics_after, topic_failures: failures.clone(), deployment: Some(deployment) };
+    let observation = PipelineObservation {
+        topics: topics_after,
+        topic_failures: failures.clone(),
+        deployment: Some(deployment),
+        consumer_lag,
+    };
     let status = pipeline_status(&pipeline, &plan, &observation, &now_text);
     if !changes.is_empty() {
         ctx.event(&reference, false, "Reconciled", "Reconcile", changes.join("; ")).await;

@@ -284,7 +284,11 @@ async fn a_spec_change_reapplies_the_config_and_rolls_the_deployment() {
 async fn a_partition_decrease_is_refused_with_a_condition() {
     let mut topics = all_topics(3);
     topics.insert("shop.sales".to_string(), ObservedTopic { partitions: 6, ..topics["shop.sales"].clone() });
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: topics.clone(), ..MemoryState::default() }));
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
+        topics: topics.clone(),
+        lag: Some(4_200),
+        ..MemoryState::default()
+    }));
     let objects = observed_objects(&plan_of(&pipeline(), &topics));
     let (ctx, verifier) = context(kafka.clone());
     let mut script = lists();
@@ -305,6 +309,7 @@ async fn a_partition_decrease_is_refused_with_a_condition() {
         "topic shop.sales has 6 partitions and the spec asks for 3: Kafka cannot remove partitions; set partitions to 6 or more"
     );
     assert_eq!(received[8].body["status"]["topics"][0]["partitions"], 6);
+    assert_eq!(received[8].body["status"]["consumerLag"], 4_200);
 }
 
 #[tokio::test]

@@ -59,6 +59,16 @@ pub trait KafkaAccess: Send + Sync {
     /// Makes one change.
     fn apply<'a>(&'a self, target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>>;
 
+    /// Consumer-group lag over `topics`: the sum over their partitions of the end offset
+    /// minus the group's committed offset (the whole partition when nothing is committed).
+    /// `None` when the group has committed nothing on them yet.
+    fn consumer_lag<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        group: &'a str,
+        topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>>;
+
     /// Produces records (a `None` value is a tombstone) and waits for their acknowledgement.
     fn produce<'a>(
         &'a self,

@@ -9,8 +9,10 @@ use futures::future::BoxFuture;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::incremental_alter_configs::set_topic_configs;
 use super::{KafkaAccess, KafkaError, KafkaTarget};
@@ -169,6 +171,46 @@ impl RdKafkaAccess {
         }
     }
 
+    async fn lag(&self, target: &KafkaTarget, group: &str, topics: &[String]) -> Result<Option<i64>, KafkaError> {
+        let consumer: BaseConsumer = client_config(target)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| failed("connect", e))?;
+        let topics = topics.to_vec();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || {
+            let metadata = consumer.fetch_metadata(None, timeout).map_err(|e| failed("metadata", e))?;
+            let mut partitions = TopicPartitionList::new();
+            for topic in metadata.topics().iter().filter(|t| topics.iter().any(|n| n == t.name())) {
+                for p in topic.partitions() {
+                    partitions.add_partition(topic.name(), p.id());
+                }
+            }
+            if partitions.count() == 0 {
+                return Ok(None);
+            }
+            let committed = consumer.committed_offsets(partitions, timeout).map_err(|e| failed("OffsetFetch", e))?;
+            let mut lag = 0i64;
+            let mut any_committed = false;
+            for element in committed.elements() {
+                let (low, high) = consumer
+                    .fetch_watermarks(element.topic(), element.partition(), timeout)
+                    .map_err(|e| failed("ListOffsets", e))?;
+                lag += match element.offset() {
+                    Offset::Offset(at) => {
+                        any_committed = true;
+                        (high - at).max(0)
+                    }
+                    _ => (high - low).max(0),
+                };
+            }
+            Ok(any_committed.then_some(lag))
+        })
+        .await
+        .map_err(|e| failed("OffsetFetch", e))?
+    }
+
     async fn produce_records(&self, target: &KafkaTarget, records: &[OutgoingRecord]) -> Result<(), KafkaError> {
         let producer: FutureProducer = client_config(target)
             .set("acks", "all")
@@ -220,6 +262,15 @@ impl KafkaAccess for RdKafkaAccess {
 
     fn apply<'a>(&'a self, target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>> {
         self.apply_action(target, action).boxed()
+    }
+
+    fn consumer_lag<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        group: &'a str,
+        topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>> {
+        self.lag(target, group, topics).boxed()
     }
 
     fn produce<'a>(

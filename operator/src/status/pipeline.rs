@@ -28,6 +28,8 @@ pub struct PipelineObservation {
     pub topics: BTreeMap<String, ObservedTopic>,
     pub topic_failures: Vec<TopicFailure>,
     pub deployment: Option<Deployment>,
+    /// Consumer-group lag over the input topics, when it could be read.
+    pub consumer_lag: Option<i64>,
 }
 
 fn topics_condition(plan: &PipelinePlan, observed: &PipelineObservation) -> NewCondition {
@@ -105,7 +107,7 @@ pub fn pipeline_status(
             })
             .collect(),
         replicas: Some(replicas),
-        consumer_lag: previous.consumer_lag,
+        consumer_lag: observed.consumer_lag,
         stores: plan.stores,
         regions: i32::try_from(plan.regions.len()).unwrap_or(i32::MAX),
         alert_policies: i32::try_from(plan.config.alert_policies.len()).unwrap_or(i32::MAX),
