@@ -98,8 +98,14 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
             resources.regions.iter().filter(|r| same_namespace(pipeline, *r)).cloned().collect();
         let policies: Vec<AlertPolicy> =
             resources.policies.iter().filter(|p| same_namespace(pipeline, *p)).cloned().collect();
-        let input =
-            PipelineInput { pipeline, regions: &regions, policies: &policies, observed_topics: &no_topics, now };
+        let input = PipelineInput {
+            pipeline,
+            regions: &regions,
+            policies: &policies,
+            observed_topics: &no_topics,
+            lag: None,
+            now,
+        };
         let plan = plan_pipeline(&input)
             .map_err(|p| anyhow::anyhow!("RetailPipeline {}: invalid spec: {p}", pipeline.name_any()))?;
         if let Ok((base, _)) = base_config(pipeline) {

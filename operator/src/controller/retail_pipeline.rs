@@ -30,6 +30,8 @@ pub const FINALIZER: &str = "retail.stockpulse.io/topics";
 
 /// How often a healthy pipeline is looked at again (drift of topics, schedules).
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// How often lag is looked at again while a scaling wish waits for its stabilization window.
+pub const AUTOSCALING_CHECK: Duration = Duration::from_secs(15);
 /// How soon a pipeline that is not ready yet is looked at again.
 pub const NOT_READY_RETRY: Duration = Duration::from_secs(30);
 
@@ -94,6 +96,30 @@ fn describe_action(action: &TopicAction) -> String {
     }
 }
 
+/// Consumer lag of the pipeline's group over its input topics. It steers autoscaling but is
+/// not needed for the rest: a failure to read it is logged and the reconcile goes on.
+async fn consumer_lag(
+    ctx: &Context,
+    target: &KafkaTarget,
+    pipeline: &RetailPipeline,
+    topics: &[crate::build::topics::DesiredTopic],
+) -> Option<i64> {
+    let inputs: Vec<String> = topics
+        .iter()
+        .filter(|t| matches!(t.role, TopicRole::Sales | TopicRole::Inventory))
+        .map(|t| t.name.clone())
+        .collect();
+    let name = pipeline.name_any();
+    let group = pipeline.spec.kafka.consumer_group.clone().unwrap_or_else(|| name.clone());
+    match ctx.kafka.consumer_lag(target, &group, &inputs).await {
+        Ok(lag) => lag,
+        Err(e) => {
+            tracing::warn!(pipeline = %name, error = %e, "cannot read consumer lag");
+            None
+        }
+    }
+}
+
 /// Applies the topic plan; returns what changed and what failed.
 async fn apply_topics(ctx: &Context, target: &KafkaTarget, plan: &PipelinePlan) -> (Vec<String>, Vec<TopicFailure>) {
     let mut done = Vec::new();
@@ -119,16 +145,16 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     // Observe.
     let regions = Api::<StoreRegion>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
     let policies = Api::<AlertPolicy>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
-    let names: Vec<String> = match desired_topics(&pipeline) {
-        Ok(topics) => topics.into_iter().map(|t| t.name).collect(),
-        Err(_) => Vec::new(),
-    };
+    let desired = desired_topics(&pipeline).unwrap_or_default();
+    let names: Vec<String> = desired.iter().map(|t| t.name.clone()).collect();
     let mut observed_topics = BTreeMap::new();
+    let mut lag = None;
     let target = if names.is_empty() {
         None
     } else {
         let target = kafka_target(client, &pipeline).await?;
         observed_topics = ctx.kafka.describe_topics(&target, &names).await?;
+        lag = consumer_lag(&ctx, &target, &pipeline, &desired).await;
         Some(target)
     };
 
@@ -138,6 +164,7 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         regions: &regions,
         policies: &policies,
         observed_topics: &observed_topics,
+        lag,
         now,
     };
     let plan = match plan_pipeline(&input) {
@@ -160,21 +187,6 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     let (mut changes, failures) = apply_topics(&ctx, &target, &plan).await;
     let topics_after: BTreeMap<String, ObservedTopic> =
         if changes.is_empty() { observed_topics } else { ctx.kafka.describe_topics(&target, &names).await? };
-    // Consumer lag over the input topics: informational, so a failure to read it is logged
-    // and the reconcile goes on.
-    let inputs: Vec<String> = plan
-        .topics
-        .iter()
-        .filter(|t| matches!(t.role, TopicRole::Sales | TopicRole::Inventory))
-        .map(|t| t.name.clone())
-        .collect();
-    let consumer_lag = match ctx.kafka.consumer_lag(&target, plan.config.config.consumer_group(), &inputs).await {
-        Ok(lag) => lag,
-        Err(e) => {
-            tracing::warn!(pipeline = %name, error = %e, "cannot read consumer lag");
-            None
-        }
-    };
     let o = &plan.objects;
     let (_, sa) =
         apply_if_changed(&Api::<ServiceAccount>::namespaced(client.clone(), &namespace), &o.service_account).await?;
@@ -198,7 +210,7 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         topics: topics_after,
         topic_failures: failures.clone(),
         deployment: Some(deployment),
-        consumer_lag,
+        consumer_lag: lag,
     };
     let status = pipeline_status(&pipeline, &plan, &observation, &now_text);
     if !changes.is_empty() {
@@ -216,11 +228,27 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     {
         ctx.event(&reference, true, &c.reason, "ReconcileTopics", c.message.clone()).await;
     }
+    let previous_desired = pipeline.status.as_ref().and_then(|s| s.replicas.as_ref()).map(|r| r.desired);
+    if let Some(before) = previous_desired
+        && before != plan.replicas.desired
+    {
+        let lag = lag.map(|l| format!(", consumer lag {l}")).unwrap_or_default();
+        let note = format!("replicas {before} -> {}: {}{lag}", plan.replicas.desired, plan.replicas.reason);
+        ctx.event(&reference, false, "Scaled", "Scale", note).await;
+    }
     if pipeline.status.as_ref() != Some(&status) {
         apply_status(&pipelines, &name, &status).await?;
     }
     let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-    Ok(Action::requeue(if ready { RESYNC } else { NOT_READY_RETRY }))
+    let next = if plan.replicas.pending.is_some() {
+        // A scaling wish is waiting for its stabilization window: look again soon.
+        AUTOSCALING_CHECK
+    } else if ready {
+        RESYNC
+    } else {
+        NOT_READY_RETRY
+    };
+    Ok(Action::requeue(next))
 }
 
 /// Deletes the topics whose deletion policy is `Delete`; the objects go by garbage collection.

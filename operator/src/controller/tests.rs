@@ -18,8 +18,15 @@ use crate::plan::topics::{ObservedTopic, TopicAction};
 const PROCESSOR: &str = "shop-processor";
 
 fn plan_of(p: &RetailPipeline, topics: &BTreeMap<String, ObservedTopic>) -> PipelinePlan {
-    plan_pipeline(&PipelineInput { pipeline: p, regions: &[], policies: &[], observed_topics: topics, now: now() })
-        .unwrap_or_else(|e| panic!("plan: {e}"))
+    plan_pipeline(&PipelineInput {
+        pipeline: p,
+        regions: &[],
+        policies: &[],
+        observed_topics: topics,
+        lag: None,
+        now: now(),
+    })
+    .unwrap_or_else(|e| panic!("plan: {e}"))
 }
 
 fn pipeline_json() -> Value {
@@ -178,6 +185,7 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         regions: &[],
         policies: &[fixtures::low_stock_policy("low", "shop", 2)],
         observed_topics: &BTreeMap::new(),
+        lag: None,
         now: now(),
     })
     .unwrap()
@@ -492,4 +500,50 @@ async fn an_alert_policy_is_validated_against_its_pipeline() {
     let (result, received) = play(verifier, script, alert_policy::reconcile(Arc::new(policy), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert_eq!(received[1].body["status"]["conditions"][0]["reason"], "Rendered");
+}
+
+#[tokio::test]
+async fn sustained_lag_scales_the_processor_up_with_an_event() {
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
+        topics: all_topics(3),
+        lag: Some(25_000),
+        ..MemoryState::default()
+    }));
+    let objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
+    let mut p = pipeline();
+    p.status = Some(crate::crd::RetailPipelineStatus {
+        replicas: Some(crate::crd::retail_pipeline::ReplicasStatus {
+            current: 1,
+            desired: 1,
+            ready: 1,
+            reason: "MinReplicas".into(),
+        }),
+        autoscaling: Some(crate::crd::retail_pipeline::AutoscalingStatus {
+            direction: "up".into(),
+            replicas: 2,
+            since: "2026-11-20T09:58:00Z".into(),
+            lag: 20_000,
+        }),
+        ..Default::default()
+    });
+    let (ctx, verifier) = context(kafka);
+    let mut script = lists();
+    script.extend(gets_of_existing(&objects));
+    script.push(Exchange::patch_answering(
+        paths::deployment(PROCESSOR),
+        Answer::EchoWithStatus(ready_deployment_status()),
+    ));
+    script.push(Exchange::post(paths::events()));
+    script.push(Exchange::post(paths::events()));
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::NOT_READY_RETRY));
+    assert_eq!(received[7].body["spec"]["replicas"], 2);
+    assert_eq!(received[8].body["note"], "applied Deployment");
+    assert_eq!(received[9].body["reason"], "Scaled");
+    assert_eq!(received[9].body["note"], "replicas 1 -> 2: LagAboveTarget, consumer lag 25000");
+    let status = &received[10].body["status"];
+    assert_eq!(status["replicas"], json!({"current": 1, "desired": 2, "ready": 1, "reason": "LagAboveTarget"}));
+    assert_eq!(status["consumerLag"], 25_000);
+    assert!(status.get("autoscaling").is_none(), "{status}");
 }

@@ -447,6 +447,9 @@ pub struct RetailPipelineStatus {
     /// AlertPolicies rendered into the processor's config.
     #[serde(default)]
     pub alert_policies: i32,
+    /// A scaling wish waiting for its stabilization window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
     /// SHA-256 of the rendered processor config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
@@ -461,6 +464,19 @@ pub struct TopicStatus {
     pub partitions: i32,
     /// Partitions the spec asks for.
     pub desired_partitions: i32,
+}
+
+/// Lag asks for `replicas` (`direction` `up` or `down`) since `since`; applied once the
+/// wish has held for the stabilization window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    pub direction: String,
+    pub replicas: i32,
+    /// RFC 3339 time the wish started.
+    pub since: String,
+    /// The lag seen last.
+    pub lag: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

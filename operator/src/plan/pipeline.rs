@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 use stockpulse_processor::config::TopicRole;
 
-use super::replicas::{ReplicaDecision, plan_replicas};
+use super::replicas::{ReplicaDecision, ReplicaInput, plan_replicas};
 use super::topics::{ObservedTopic, TopicPlan, plan_topics};
 use crate::build::config_map::{config_map, config_text, sha256_hex};
 use crate::build::deployment::deployment;
@@ -29,6 +29,8 @@ pub struct PipelineInput<'a> {
     pub regions: &'a [StoreRegion],
     pub policies: &'a [AlertPolicy],
     pub observed_topics: &'a BTreeMap<String, ObservedTopic>,
+    /// Consumer lag over the input topics, when it could be read.
+    pub lag: Option<i64>,
     pub now: DateTime<Utc>,
 }
 
@@ -104,8 +106,17 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
                 .unwrap_or(1)
         })
         .unwrap_or(1);
+    let status = pipeline.status.as_ref();
+    let previous = status.and_then(|s| s.replicas.as_ref());
+    let replica_input = ReplicaInput {
+        input_partitions,
+        lag: input.lag,
+        previous_desired: previous.map(|r| r.desired),
+        previous_reason: previous.map(|r| r.reason.as_str()),
+        pending: status.and_then(|s| s.autoscaling.as_ref()),
+    };
     let replicas =
-        plan_replicas(&pipeline.spec.processor, input_partitions, input.now).map_err(|p| problems.extend(p.0)).ok();
+        plan_replicas(&pipeline.spec.processor, &replica_input, input.now).map_err(|p| problems.extend(p.0)).ok();
     let (Some(topics), Some(config), Some(replicas)) = (topics, config, replicas) else {
         return Err(SpecProblems(problems));
     };
@@ -134,7 +145,15 @@ mod tests {
 
     fn plan(p: &RetailPipeline, regions: &[StoreRegion], policies: &[AlertPolicy]) -> PipelinePlan {
         let topics = BTreeMap::new();
-        plan_pipeline(&PipelineInput { pipeline: p, regions, policies, observed_topics: &topics, now: now() }).unwrap()
+        plan_pipeline(&PipelineInput {
+            pipeline: p,
+            regions,
+            policies,
+            observed_topics: &topics,
+            lag: None,
+            now: now(),
+        })
+        .unwrap()
     }
 
     #[test]

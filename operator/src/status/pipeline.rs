@@ -111,6 +111,7 @@ pub fn pipeline_status(
         stores: plan.stores,
         regions: i32::try_from(plan.regions.len()).unwrap_or(i32::MAX),
         alert_policies: i32::try_from(plan.config.alert_policies.len()).unwrap_or(i32::MAX),
+        autoscaling: plan.replicas.pending.clone(),
         config_hash: Some(plan.config_hash.clone()),
     }
 }
