@@ -5,6 +5,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -19,11 +20,19 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabels {
+    pub namespace: String,
+    pub pipeline: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     pub reconciles: Family<KindLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Family<KindLabels, Histogram>,
+    pub consumer_lag: Family<PipelineLabels, Gauge>,
+    pub desired_replicas: Family<PipelineLabels, Gauge>,
     pub registry: Registry,
 }
 
@@ -40,7 +49,11 @@ impl Default for Metrics {
         registry.register("reconciles", "Reconciliations by kind", reconciles.clone());
         registry.register("reconcile_errors", "Failed reconciliations by kind and error", errors.clone());
         registry.register("reconcile_duration_seconds", "Duration of reconciliations by kind", duration.clone());
-        Metrics { reconciles, errors, duration, registry }
+        let consumer_lag = Family::<PipelineLabels, Gauge>::default();
+        let desired_replicas = Family::<PipelineLabels, Gauge>::default();
+        registry.register("consumer_lag", "Consumer-group lag over a pipeline's input topics", consumer_lag.clone());
+        registry.register("desired_replicas", "Processor replicas the operator asks for", desired_replicas.clone());
+        Metrics { reconciles, errors, duration, consumer_lag, desired_replicas, registry }
     }
 }
 
@@ -53,6 +66,15 @@ impl Metrics {
 
     pub fn error(&self, kind: &str, error: &str) {
         self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), error: error.to_string() }).inc();
+    }
+
+    /// Records a pipeline's lag (when known) and desired replicas.
+    pub fn pipeline(&self, namespace: &str, pipeline: &str, lag: Option<i64>, desired_replicas: i32) {
+        let labels = PipelineLabels { namespace: namespace.to_string(), pipeline: pipeline.to_string() };
+        if let Some(lag) = lag {
+            self.consumer_lag.get_or_create(&labels).set(lag);
+        }
+        self.desired_replicas.get_or_create(&labels).set(i64::from(desired_replicas));
     }
 
     /// The text exposition format.
@@ -90,6 +112,7 @@ mod tests {
         drop(metrics.start("RetailPipeline"));
         drop(metrics.start("RetailPipeline"));
         metrics.error("StoreRegion", "kafka");
+        metrics.pipeline("acme", "shop", Some(4200), 3);
         let text = metrics.encode();
         assert!(text.contains("stockpulse_operator_reconciles_total{kind=\"RetailPipeline\"} 2"), "{text}");
         assert!(
@@ -98,6 +121,11 @@ mod tests {
         );
         assert!(
             text.contains("stockpulse_operator_reconcile_duration_seconds_count{kind=\"RetailPipeline\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("stockpulse_operator_consumer_lag{namespace=\"acme\",pipeline=\"shop\"} 4200"), "{text}");
+        assert!(
+            text.contains("stockpulse_operator_desired_replicas{namespace=\"acme\",pipeline=\"shop\"} 3"),
             "{text}"
         );
     }

@@ -228,6 +228,7 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     {
         ctx.event(&reference, true, &c.reason, "ReconcileTopics", c.message.clone()).await;
     }
+    ctx.metrics.pipeline(&namespace, &name, lag, plan.replicas.desired);
     let previous_desired = pipeline.status.as_ref().and_then(|s| s.replicas.as_ref()).map(|r| r.desired);
     if let Some(before) = previous_desired
         && before != plan.replicas.desired
