@@ -60,6 +60,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         duplicate_share: 0.01,
         late_share: 0.0,
         malformed_share: 0.0,
+        // Every position exists from the start, so the key space is the same at 1M and 10M.
+        opening_stocktake: true,
         ..Default::default()
     };
     let stores = brand::stores();
@@ -95,6 +97,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         catalog.len(),
         args.partitions,
         args.batch
+    );
+    println!(
+        "  traffic     opening stocktake of all {} positions, then Black Friday trading",
+        stores.len() * catalog.len()
     );
     println!("  disorder    2% out of order (within 25s), 1% duplicates");
     println!("  windows     {}", windows.join("; "));

@@ -69,6 +69,9 @@ pub struct TrafficArgs {
     /// Share of events corrupted (bad JSON, fields, types or values).
     #[arg(long, default_value_t = 0.002, value_parser = parse_share)]
     malformed_share: f64,
+    /// Begin with a stock count of every SKU in every store (the whole key space at once).
+    #[arg(long)]
+    opening_stocktake: bool,
 }
 
 impl TrafficArgs {
@@ -82,6 +85,7 @@ impl TrafficArgs {
             late_share: self.late_share,
             duplicate_share: self.duplicate_share,
             malformed_share: self.malformed_share,
+            opening_stocktake: self.opening_stocktake,
             ..Default::default()
         }
     }

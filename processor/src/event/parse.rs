@@ -169,12 +169,18 @@ fn parse_price(text: &str) -> Result<Decimal, InvalidEvent> {
         || InvalidEvent::new("invalid_unit_price", format!("unit_price {text:?} is not a non-negative decimal"));
     // Plain decimal notation only (`^[0-9]+(\.[0-9]+)?$`): no sign, no exponent.
     let (whole, fraction) = match text.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (text, None),
+        Some((whole, fraction)) if !fraction.is_empty() => (whole, fraction),
+        Some(_) => return Err(invalid()),
+        None => (text, ""),
     };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !fraction.is_none_or(digits) {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
         return Err(invalid());
+    }
+    // Prices have few digits: build the decimal from an integer mantissa and a scale.
+    if whole.len() + fraction.len() <= 18 {
+        let mantissa = whole.bytes().chain(fraction.bytes()).fold(0i64, |m, d| m * 10 + i64::from(d - b'0'));
+        return Ok(Decimal::new(mantissa, fraction.len() as u32));
     }
     Decimal::from_str(text).map_err(|_| invalid())
 }
@@ -344,6 +350,14 @@ mod tests {
             v["event_type"] = kind.into();
             v["quantity_delta"] = delta.into();
             assert_eq!(parse_event(v.to_string().as_bytes()).is_ok(), ok, "{kind} {delta}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The integer fast path reads prices exactly as rust_decimal's parser does.
+        #[test]
+        fn price_matches_decimal_parsing(text in "[0-9]{1,20}(\\.[0-9]{1,8})?") {
+            proptest::prop_assert_eq!(parse_price(&text).ok(), Decimal::from_str(&text).ok());
         }
     }
 

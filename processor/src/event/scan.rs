@@ -12,13 +12,7 @@ use super::parse::{Text, WireEvent};
 
 const MAX_DEPTH: u32 = 32;
 
-struct Scanner<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    at: usize,
-}
-
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
     EventId,
     EventType,
@@ -33,194 +27,29 @@ enum Field {
 }
 
 #[inline(always)]
-fn field(key: &str) -> Option<Field> {
+fn field(key: &[u8]) -> Option<Field> {
     Some(match key {
-        "event_id" => Field::EventId,
-        "event_type" => Field::EventType,
-        "event_time" => Field::EventTime,
-        "store_id" => Field::StoreId,
-        "sku_id" => Field::SkuId,
-        "quantity_delta" => Field::QuantityDelta,
-        "unit_price" => Field::UnitPrice,
-        "currency" => Field::Currency,
-        "channel" => Field::Channel,
-        "schema_version" => Field::SchemaVersion,
+        b"event_id" => Field::EventId,
+        b"event_type" => Field::EventType,
+        b"event_time" => Field::EventTime,
+        b"store_id" => Field::StoreId,
+        b"sku_id" => Field::SkuId,
+        b"quantity_delta" => Field::QuantityDelta,
+        b"unit_price" => Field::UnitPrice,
+        b"currency" => Field::Currency,
+        b"channel" => Field::Channel,
+        b"schema_version" => Field::SchemaVersion,
         _ => return None,
     })
 }
 
-impl<'a> Scanner<'a> {
-    #[inline(always)]
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+/// The index of the first non-whitespace byte at or after `i`.
+#[inline(always)]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
+        i += 1;
     }
-
-    #[inline(always)]
-    fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    #[inline(always)]
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        self.skip_ws();
-        (self.peek()? == byte).then(|| self.at += 1)
-    }
-
-    /// A string without escapes or control characters (the quotes excluded).
-    #[inline(always)]
-    fn raw_string(&mut self) -> Option<&'a str> {
-        self.skip_ws();
-        if self.peek()? != b'"' {
-            return None;
-        }
-        let start = self.at + 1;
-        let i = start + find_string_end(self.bytes.get(start..)?)?;
-        if self.bytes[i] != b'"' {
-            return None;
-        }
-        self.at = i + 1;
-        // Quotes are ASCII, so both ends are character boundaries.
-        self.text.get(start..i)
-    }
-
-    #[inline(always)]
-    fn text(&mut self) -> Option<Text<'a>> {
-        self.raw_string().map(|s| Text(Cow::Borrowed(s)))
-    }
-
-    /// `null` (-> None) or a string.
-    #[inline(always)]
-    fn optional_text(&mut self) -> Option<Option<Text<'a>>> {
-        self.skip_ws();
-        if self.bytes[self.at..].starts_with(b"null") {
-            self.at += 4;
-            return Some(None);
-        }
-        self.text().map(Some)
-    }
-
-    /// The extent of a JSON number at the cursor, strictly by the grammar; whether it is an
-    /// integer (no fraction, no exponent).
-    fn number(&mut self) -> Option<(&'a str, bool)> {
-        self.skip_ws();
-        let start = self.at;
-        let digits = |s: &mut Self| {
-            let from = s.at;
-            while s.peek().is_some_and(|b| b.is_ascii_digit()) {
-                s.at += 1;
-            }
-            s.at > from
-        };
-        if self.peek() == Some(b'-') {
-            self.at += 1;
-        }
-        match self.peek()? {
-            b'0' => self.at += 1,
-            b'1'..=b'9' => {
-                digits(self);
-            }
-            _ => return None,
-        }
-        let mut integer = true;
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if !digits(self) {
-                return None;
-            }
-            integer = false;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            if !digits(self) {
-                return None;
-            }
-            integer = false;
-        }
-        Some((self.text.get(start..self.at)?, integer))
-    }
-
-    /// `null` (-> None) or an integer that fits `T`.
-    fn optional_integer<T: std::str::FromStr>(&mut self) -> Option<Option<T>> {
-        self.skip_ws();
-        if self.bytes[self.at..].starts_with(b"null") {
-            self.at += 4;
-            return Some(None);
-        }
-        let (raw, integer) = self.number()?;
-        if !integer {
-            return None;
-        }
-        raw.parse().ok().map(Some)
-    }
-
-    /// Skips any JSON value, validating its grammar.
-    fn skip_value(&mut self, depth: u32) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.skip_ws();
-        match self.peek()? {
-            b'"' => self.raw_string().map(|_| ()),
-            b'{' => {
-                self.at += 1;
-                if self.eat(b'}').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.raw_string()?;
-                    self.eat(b':')?;
-                    self.skip_value(depth + 1)?;
-                    self.skip_ws();
-                    match self.peek()? {
-                        b',' => self.at += 1,
-                        b'}' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                self.at += 1;
-                if self.eat(b']').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.skip_value(depth + 1)?;
-                    self.skip_ws();
-                    match self.peek()? {
-                        b',' => self.at += 1,
-                        b']' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b't' | b'f' | b'n' => {
-                let rest = &self.bytes[self.at..];
-                let word: &[u8] = if rest.starts_with(b"true") {
-                    b"true"
-                } else if rest.starts_with(b"false") {
-                    b"false"
-                } else if rest.starts_with(b"null") {
-                    b"null"
-                } else {
-                    return None;
-                };
-                self.at += word.len();
-                Some(())
-            }
-            _ => self.number().map(|_| ()),
-        }
-    }
+    i
 }
 
 /// The index of the first `"`, `\\` or control character, eight bytes at a time (SWAR: the
@@ -247,54 +76,193 @@ fn find_string_end(bytes: &[u8]) -> Option<usize> {
     chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| offset + p)
 }
 
+/// A string whose opening quote is at `i`, without escapes or control characters: the
+/// (start, end) of its contents, `end` at the closing quote.
+#[inline(always)]
+fn string_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
+    if *b.get(i)? != b'"' {
+        return None;
+    }
+    let start = i + 1;
+    let end = start + find_string_end(b.get(start..)?)?;
+    (b[end] == b'"').then_some((start, end))
+}
+
+/// The end of a JSON number at `i`, strictly by the grammar, and whether it is an integer.
+fn number_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let digits = |mut i: usize| {
+        let from = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i > from).then_some(i)
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match *b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i)?,
+        _ => return None,
+    };
+    let mut integer = true;
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1)?;
+        integer = false;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        i = digits(i)?;
+        integer = false;
+    }
+    Some((i, integer))
+}
+
+/// An integer at `i` that fits an `i64`, and the index after it.
+#[inline(always)]
+fn integer_at(b: &[u8], i: usize) -> Option<(i64, usize)> {
+    let (end, integer) = number_end(b, i)?;
+    if !integer {
+        return None;
+    }
+    let (negative, digits) = match b[i] {
+        b'-' => (true, &b[i + 1..end]),
+        _ => (false, &b[i..end]),
+    };
+    let mut value: i64 = 0;
+    for &d in digits {
+        let d = i64::from(d - b'0');
+        value = value.checked_mul(10)?;
+        value = if negative { value.checked_sub(d)? } else { value.checked_add(d)? };
+    }
+    Some((value, end))
+}
+
+/// Skips any JSON value at `i`, validating its grammar; the index after it.
+fn skip_value(b: &[u8], i: usize, depth: u32) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match *b.get(i)? {
+        b'"' => string_at(b, i).map(|(_, end)| end + 1),
+        open @ (b'{' | b'[') => {
+            let close = if open == b'{' { b'}' } else { b']' };
+            let mut i = ws(b, i + 1);
+            if *b.get(i)? == close {
+                return Some(i + 1);
+            }
+            loop {
+                if open == b'{' {
+                    let (_, end) = string_at(b, i)?;
+                    i = ws(b, end + 1);
+                    if *b.get(i)? != b':' {
+                        return None;
+                    }
+                    i = ws(b, i + 1);
+                }
+                i = ws(b, skip_value(b, i, depth + 1)?);
+                match *b.get(i)? {
+                    b',' => i = ws(b, i + 1),
+                    c if c == close => return Some(i + 1),
+                    _ => return None,
+                }
+            }
+        }
+        b't' if b[i..].starts_with(b"true") => Some(i + 4),
+        b'f' if b[i..].starts_with(b"false") => Some(i + 5),
+        b'n' if b[i..].starts_with(b"null") => Some(i + 4),
+        _ => number_end(b, i).map(|(end, _)| end),
+    }
+}
+
 /// Reads a flat event object in one pass, or declines with `None`.
 pub(super) fn scan(bytes: &[u8]) -> Option<WireEvent<'_>> {
     // serde_json refuses invalid UTF-8 in keys and in the strings it reads; declining on any
     // keeps the two paths equal, and makes every slice below a valid `str`.
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut s = Scanner { text, bytes, at: 0 };
+    let b = bytes;
     let mut wire = WireEvent::default();
     let mut seen: u16 = 0;
-    s.eat(b'{')?;
-    if s.eat(b'}').is_none() {
+    let mut i = ws(b, 0);
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    i = ws(b, i + 1);
+    if *b.get(i)? == b'}' {
+        i += 1;
+    } else {
         loop {
-            let key = s.raw_string()?;
-            s.eat(b':')?;
-            match field(key) {
-                None => s.skip_value(1)?,
+            let (key_start, key_end) = string_at(b, i)?;
+            i = ws(b, key_end + 1);
+            if *b.get(i)? != b':' {
+                return None;
+            }
+            i = ws(b, i + 1);
+            match field(&b[key_start..key_end]) {
+                None => i = skip_value(b, i, 1)?,
                 Some(f) => {
                     let bit = 1u16 << (f as u16);
                     if seen & bit != 0 {
                         return None; // serde reports the duplicate
                     }
                     seen |= bit;
+                    let is_null = b[i..].starts_with(b"null");
                     match f {
-                        Field::EventId => wire.event_id = s.optional_text()?,
-                        Field::EventType => wire.event_type = s.optional_text()?,
-                        Field::EventTime => wire.event_time = s.optional_text()?,
-                        Field::StoreId => wire.store_id = s.optional_text()?,
-                        Field::SkuId => wire.sku_id = s.optional_text()?,
-                        Field::UnitPrice => wire.unit_price = s.optional_text()?,
-                        Field::Currency => wire.currency = s.optional_text()?,
-                        Field::Channel => wire.channel = s.optional_text()?,
-                        Field::QuantityDelta => wire.quantity_delta = s.optional_integer()?,
-                        Field::SchemaVersion => wire.schema_version = s.optional_integer()?,
+                        Field::QuantityDelta | Field::SchemaVersion => {
+                            let value = if is_null {
+                                i += 4;
+                                None
+                            } else {
+                                let (value, end) = integer_at(b, i)?;
+                                i = end;
+                                Some(value)
+                            };
+                            if f == Field::QuantityDelta {
+                                wire.quantity_delta = value;
+                            } else {
+                                wire.schema_version = value.map(u32::try_from).transpose().ok()?;
+                            }
+                        }
+                        _ => {
+                            let value = if is_null {
+                                i += 4;
+                                None
+                            } else {
+                                let (start, end) = string_at(b, i)?;
+                                i = end + 1;
+                                // Quotes are ASCII, so both ends are character boundaries.
+                                Some(Text(Cow::Borrowed(text.get(start..end)?)))
+                            };
+                            let slot = match f {
+                                Field::EventId => &mut wire.event_id,
+                                Field::EventType => &mut wire.event_type,
+                                Field::EventTime => &mut wire.event_time,
+                                Field::StoreId => &mut wire.store_id,
+                                Field::SkuId => &mut wire.sku_id,
+                                Field::UnitPrice => &mut wire.unit_price,
+                                Field::Currency => &mut wire.currency,
+                                _ => &mut wire.channel,
+                            };
+                            *slot = value;
+                        }
                     }
                 }
             }
-            s.skip_ws();
-            match s.peek()? {
-                b',' => s.at += 1,
+            i = ws(b, i);
+            match *b.get(i)? {
+                b',' => i = ws(b, i + 1),
                 b'}' => {
-                    s.at += 1;
+                    i += 1;
                     break;
                 }
                 _ => return None,
             }
         }
     }
-    s.skip_ws();
-    (s.at == bytes.len()).then_some(wire)
+    (ws(b, i) == b.len()).then_some(wire)
 }
 
 #[cfg(test)]

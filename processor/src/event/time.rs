@@ -12,8 +12,11 @@ pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
         .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis()))
 }
 
-fn digits(bytes: &[u8]) -> Option<i64> {
-    bytes.iter().try_fold(0i64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0')))
+/// Two ASCII digits at `at` as a number.
+#[inline(always)]
+fn two_digits(b: &[u8], at: usize) -> Option<i64> {
+    let (hi, lo) = (b[at].wrapping_sub(b'0'), b[at + 1].wrapping_sub(b'0'));
+    (hi < 10 && lo < 10).then_some(i64::from(hi) * 10 + i64::from(lo))
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -41,8 +44,9 @@ fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let year = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
+    let (month, day) = (two_digits(b, 5)?, two_digits(b, 8)?);
+    let (hour, minute, second) = (two_digits(b, 11)?, two_digits(b, 14)?, two_digits(b, 17)?);
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
@@ -59,18 +63,16 @@ fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
         if !(1..=9).contains(&count) {
             return None;
         }
-        let fraction = &rest[1..1 + count];
-        millis = fraction
-            .iter()
-            .chain(std::iter::repeat(&b'0'))
-            .take(3)
-            .try_fold(0i64, |acc, &c| Some(acc * 10 + i64::from(c - b'0')))?;
+        for position in 1..=3 {
+            let digit = if position <= count { i64::from(rest[position] - b'0') } else { 0 };
+            millis = millis * 10 + digit;
+        }
         rest = &rest[1 + count..];
     }
     let offset_minutes = match rest {
         [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let (h, m) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (two_digits(rest, 1)?, two_digits(rest, 4)?);
             if h > 23 || m > 59 {
                 return None;
             }

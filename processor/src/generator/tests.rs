@@ -122,3 +122,18 @@ fn popularity_is_skewed() {
     let top_1_percent: u64 = counts.iter().take(24).sum();
     assert!(top_1_percent * 100 / total >= 15, "top 24 SKUs sell {top_1_percent} of {total}");
 }
+
+#[test]
+fn opening_stocktake_counts_every_position_first() {
+    let stores = brand::stores().len();
+    let skus = brand::catalog().len();
+    let options = TrafficOptions { opening_stocktake: true, ..clean() };
+    let mut positions = std::collections::HashSet::new();
+    for e in traffic(options).take(stores * skus) {
+        let event = parse_event(&e.payload).unwrap();
+        assert_eq!(event.event_type, EventType::Adjustment);
+        assert!(event.quantity_delta > 0);
+        positions.insert((event.store_id.to_string(), event.sku_id.to_string()));
+    }
+    assert_eq!(positions.len(), stores * skus);
+}

@@ -46,6 +46,9 @@ pub struct TrafficOptions {
     pub duplicate_share: f64,
     /// Share of events corrupted on the way (bad JSON, fields, types or values).
     pub malformed_share: f64,
+    /// Start with a stock count (ADJUSTMENT) of every SKU in every store, so the whole key
+    /// space exists from the first minute; otherwise a store counts a SKU when it first sells it.
+    pub opening_stocktake: bool,
 }
 
 impl Default for TrafficOptions {
@@ -62,6 +65,7 @@ impl Default for TrafficOptions {
             late_max_ms: 1_800_000,
             duplicate_share: 0.01,
             malformed_share: 0.002,
+            opening_stocktake: false,
         }
     }
 }
@@ -186,7 +190,8 @@ impl Traffic {
         let popularity =
             Zipf::new(catalog.len().max(1) as f64, 1.07).unwrap_or_else(|_| Zipf::new(1.0, 1.0).expect("valid"));
         let start = options.start;
-        Traffic {
+        let stocktake = options.opening_stocktake;
+        let mut traffic = Traffic {
             rng,
             stores: sim_stores,
             skus: catalog.iter().map(|p| p.sku_id.clone()).collect(),
@@ -204,6 +209,25 @@ impl Traffic {
             recent: VecDeque::with_capacity(256),
             next_duplicate: None,
             options,
+        };
+        if stocktake {
+            traffic.schedule_stocktake();
+        }
+        traffic
+    }
+
+    /// A stock count of every SKU in every store, at the start, before any trading.
+    fn schedule_stocktake(&mut self) {
+        for store in 0..self.stores.len() {
+            for sku in 0..self.skus.len() {
+                let count = match self.stores[store].record.channel {
+                    Channel::Physical => self.rng.random_range(6..=30),
+                    Channel::Warehouse => self.rng.random_range(200..=600),
+                    _ => self.rng.random_range(20..=120),
+                };
+                let at = self.clock;
+                self.schedule(at, Pending { store, sku, kind: EventType::Adjustment, delta: count, price: None });
+            }
         }
     }
 
@@ -359,7 +383,7 @@ impl Traffic {
         let units = self.rng.random_range(12..=40);
         let ship = self.clock + self.rng.random_range(15 * MINUTE..=90 * MINUTE);
         let arrive = ship + self.rng.random_range(60 * MINUTE..=180 * MINUTE);
-        if !self.stock.contains_key(&(warehouse, sku)) {
+        if !self.options.opening_stocktake && !self.stock.contains_key(&(warehouse, sku)) {
             let count = self.rng.random_range(200..=600);
             self.stock.insert((warehouse, sku), 0);
             self.schedule(
