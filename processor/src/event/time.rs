@@ -63,8 +63,8 @@ fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
         if !(1..=9).contains(&count) {
             return None;
         }
-        for position in 1..=3 {
-            let digit = if position <= count { i64::from(rest[position] - b'0') } else { 0 };
+        // Milliseconds: the first three fraction digits, padded with zeros.
+        for digit in rest[1..=count].iter().map(|d| i64::from(d - b'0')).chain([0, 0]).take(3) {
             millis = millis * 10 + digit;
         }
         rest = &rest[1 + count..];
