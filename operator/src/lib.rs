@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod render;
+pub mod replicator;
 pub mod status;
 pub mod telemetry;
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use futures::future::{BoxFuture, FutureExt};
 
-use super::{KafkaAccess, KafkaError, KafkaTarget};
+use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
 
@@ -25,6 +25,8 @@ pub struct MemoryState {
     pub no_create_partitions: bool,
     /// What `consumer_lag` answers.
     pub lag: Option<i64>,
+    /// What `group_progress` answers.
+    pub progress: Option<GroupProgress>,
 }
 
 impl MemoryKafka {
@@ -100,6 +102,15 @@ impl KafkaAccess for MemoryKafka {
         _topics: &'a [String],
     ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>> {
         futures::future::ready(Ok(self.lock().lag)).boxed()
+    }
+
+    fn group_progress<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        _group: &'a str,
+        _topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<GroupProgress>, KafkaError>> {
+        futures::future::ready(Ok(self.lock().progress.clone())).boxed()
     }
 
     fn produce<'a>(

@@ -47,6 +47,15 @@ impl KafkaError {
     }
 }
 
+/// How far a consumer group is behind, and when it last committed (if it says).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupProgress {
+    pub lag: i64,
+    /// Sum of the committed offsets: records consumed (and, for the replicator, copied).
+    pub committed: i64,
+    pub last_checkpoint: Option<String>,
+}
+
 /// Topics and records on a Kafka cluster.
 pub trait KafkaAccess: Send + Sync {
     /// The topics among `names` that exist, with partitions and configs.
@@ -68,6 +77,15 @@ pub trait KafkaAccess: Send + Sync {
         group: &'a str,
         topics: &'a [String],
     ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>>;
+
+    /// Lag of `group` over `topics` and the latest time it checkpointed (the newest offset
+    /// commit metadata, as the replicator writes it). `None` when nothing is committed.
+    fn group_progress<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        group: &'a str,
+        topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<GroupProgress>, KafkaError>>;
 
     /// Produces records (a `None` value is a tombstone) and waits for their acknowledgement.
     fn produce<'a>(

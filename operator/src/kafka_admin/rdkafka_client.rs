@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::incremental_alter_configs::set_topic_configs;
-use super::{KafkaAccess, KafkaError, KafkaTarget};
+use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
 
@@ -172,6 +172,15 @@ impl RdKafkaAccess {
     }
 
     async fn lag(&self, target: &KafkaTarget, group: &str, topics: &[String]) -> Result<Option<i64>, KafkaError> {
+        Ok(self.progress(target, group, topics).await?.map(|p| p.lag))
+    }
+
+    async fn progress(
+        &self,
+        target: &KafkaTarget,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Option<GroupProgress>, KafkaError> {
         let consumer: BaseConsumer = client_config(target)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -192,7 +201,9 @@ impl RdKafkaAccess {
             }
             let committed = consumer.committed_offsets(partitions, timeout).map_err(|e| failed("OffsetFetch", e))?;
             let mut lag = 0i64;
+            let mut total = 0i64;
             let mut any_committed = false;
+            let mut last_checkpoint: Option<String> = None;
             for element in committed.elements() {
                 let (low, high) = consumer
                     .fetch_watermarks(element.topic(), element.partition(), timeout)
@@ -200,12 +211,18 @@ impl RdKafkaAccess {
                 lag += match element.offset() {
                     Offset::Offset(at) => {
                         any_committed = true;
+                        total += at;
+                        let metadata = element.metadata();
+                        // RFC 3339 UTC times compare as text.
+                        if !metadata.is_empty() && last_checkpoint.as_deref().is_none_or(|t| t < metadata) {
+                            last_checkpoint = Some(metadata.to_string());
+                        }
                         (high - at).max(0)
                     }
                     _ => (high - low).max(0),
                 };
             }
-            Ok(any_committed.then_some(lag))
+            Ok(any_committed.then_some(GroupProgress { lag, committed: total, last_checkpoint }))
         })
         .await
         .map_err(|e| failed("OffsetFetch", e))?
@@ -271,6 +288,15 @@ impl KafkaAccess for RdKafkaAccess {
         topics: &'a [String],
     ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>> {
         self.lag(target, group, topics).boxed()
+    }
+
+    fn group_progress<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        group: &'a str,
+        topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<GroupProgress>, KafkaError>> {
+        self.progress(target, group, topics).boxed()
     }
 
     fn produce<'a>(
