@@ -58,25 +58,27 @@ pub struct ReferenceError {
 impl ReferenceUpdate {
     /// Decodes a record of the `stores` topic: key = store id, empty value = tombstone.
     pub fn store_from_record(key: &[u8], value: Option<&[u8]>) -> Result<Self, ReferenceError> {
-        let key_text = String::from_utf8_lossy(key).into_owned();
-        match value {
-            None | Some([]) => Ok(ReferenceUpdate::StoreRemoved(key_text)),
-            Some(bytes) => serde_json::from_slice(bytes).map(ReferenceUpdate::Store).map_err(|e| ReferenceError {
-                kind: "store",
-                key: key_text,
-                message: e.to_string(),
-            }),
-        }
+        Self::decode("store", key, value, ReferenceUpdate::Store, ReferenceUpdate::StoreRemoved)
     }
 
     /// Decodes a record of the `catalog` topic: key = SKU id, empty value = tombstone.
     pub fn product_from_record(key: &[u8], value: Option<&[u8]>) -> Result<Self, ReferenceError> {
-        let key_text = String::from_utf8_lossy(key).into_owned();
+        Self::decode("product", key, value, ReferenceUpdate::Product, ReferenceUpdate::ProductRemoved)
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(
+        kind: &'static str,
+        key: &[u8],
+        value: Option<&[u8]>,
+        upsert: fn(T) -> Self,
+        removed: fn(String) -> Self,
+    ) -> Result<Self, ReferenceError> {
+        let key = String::from_utf8_lossy(key).into_owned();
         match value {
-            None | Some([]) => Ok(ReferenceUpdate::ProductRemoved(key_text)),
-            Some(bytes) => serde_json::from_slice(bytes).map(ReferenceUpdate::Product).map_err(|e| ReferenceError {
-                kind: "product",
-                key: key_text,
+            None | Some([]) => Ok(removed(key)),
+            Some(bytes) => serde_json::from_slice(bytes).map(upsert).map_err(|e| ReferenceError {
+                kind,
+                key,
                 message: e.to_string(),
             }),
         }

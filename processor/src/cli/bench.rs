@@ -201,17 +201,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             (last.1 as f64 / first.1 as f64 - 1.0) * 100.0
         );
     }
-    println!(
-        "engine      {} applied, {} duplicates, {} late, {} dead-lettered, {} window results ({} corrections), {} inventory records, {} alerts",
-        stats.events_applied,
-        stats.duplicates,
-        stats.late_events,
-        stats.dead_lettered,
-        stats.window_results,
-        stats.corrections,
-        stats.inventory_records,
-        stats.alerts
-    );
+    println!("engine      {stats}");
     println!(
         "event time  {} of simulated traffic",
         crate::config::Duration::from_millis((traffic.clock() - TrafficOptions::default().start).max(0) as u64)

@@ -71,6 +71,25 @@ pub struct EngineStats {
     pub dedupe_evicted_early: u64,
 }
 
+impl std::fmt::Display for EngineStats {
+    /// One line: what came in and where it went.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} events: {} applied, {} duplicates dropped, {} late, {} dead-lettered; {} window results ({} corrections), {} inventory records, {} alerts",
+            self.events_in,
+            self.events_applied,
+            self.duplicates,
+            self.late_events,
+            self.dead_lettered,
+            self.window_results,
+            self.corrections,
+            self.inventory_records,
+            self.alerts
+        )
+    }
+}
+
 /// Sizes of the engine's state, for metrics and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StateSize {
