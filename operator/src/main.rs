@@ -18,6 +18,19 @@ struct Cli {
 enum Command {
     /// Run the controllers (kubeconfig or in-cluster config), with leader election.
     Run(stockpulse_operator::controller::RunOptions),
+    /// Copy a region's topics from its regional cluster (SOURCE_* variables) to the
+    /// pipeline's cluster (TARGET_* variables), checkpointing in the source; runs until
+    /// SIGTERM. The StoreRegion controller runs it as a Deployment.
+    Replicate {
+        /// Consumer group in the source cluster (holds the checkpoints).
+        #[arg(long)]
+        group: String,
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// Seconds between checkpoints.
+        #[arg(long, default_value_t = 5)]
+        checkpoint_seconds: u64,
+    },
     /// Write crds/*.yaml, their copies in manifests/ and the Helm chart, and docs/crd-reference.md.
     Crdgen {
         /// Repository root to write under.
@@ -41,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(options) => stockpulse_operator::controller::run_blocking(options),
+        Command::Replicate { group, topics, checkpoint_seconds } => replicate(group, topics, checkpoint_seconds),
         Command::Crdgen { root, check } => crdgen(&root, check),
         Command::Render { files, only } => render_files(&files, only),
     };
@@ -51,6 +65,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn replicate(group: String, topics: Vec<String>, checkpoint_seconds: u64) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use stockpulse_operator::replicator::{Replication, replicate, target_from_env};
+
+    stockpulse_operator::telemetry::init();
+    let env = |name: &str| std::env::var(name).ok();
+    let replication = Replication {
+        source: target_from_env("SOURCE", env).map_err(anyhow::Error::msg)?,
+        target: target_from_env("TARGET", env).map_err(anyhow::Error::msg)?,
+        topics,
+        group,
+        checkpoint_every: std::time::Duration::from_secs(checkpoint_seconds.max(1)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            on_signal.store(true, Ordering::Relaxed);
+        });
+        tracing::info!(group = %replication.group, topics = ?replication.topics, "replicating");
+        let copied = replicate(&replication, |_| !stop.load(Ordering::Relaxed)).await?;
+        tracing::info!(copied, "stopped");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn crdgen(root: &std::path::Path, check: bool) -> anyhow::Result<ExitCode> {

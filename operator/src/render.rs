@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::build::pipeline_config::{alert_policy_config, base_config, policies_of};
+use crate::build::replicator::replicator_deployment;
 use crate::build::topics::DesiredTopic;
+use crate::controller::DEFAULT_OPERATOR_IMAGE;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::plan::pipeline::{PipelineInput, plan_pipeline, selects};
 
@@ -128,9 +130,14 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
             topics: plan.topics,
         });
     }
+    let image = std::env::var("STOCKPULSE_OPERATOR_IMAGE").unwrap_or_else(|_| DEFAULT_OPERATOR_IMAGE.to_string());
     for region in &resources.regions {
-        let fed = resources.pipelines.iter().any(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
-        if !fed {
+        let fed_by =
+            resources.pipelines.iter().find(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
+        if let (Some(pipeline), Some(regional)) = (fed_by, &region.spec.kafka) {
+            out.objects.push(serde_json::to_value(replicator_deployment(region, regional, pipeline, &image))?);
+        }
+        if fed_by.is_none() {
             out.warnings.push(format!(
                 "StoreRegion {}: no RetailPipeline given selects it (pipelineRef {})",
                 region.name_any(),
@@ -204,6 +211,13 @@ mod tests {
             ]
         );
         assert_eq!(rendered.objects.len(), 5);
+        let mut regional = crate::fixtures::region("eu-central", "shop", &["a"]);
+        regional.spec.kafka =
+            Some(crate::crd::common::KafkaConnection { bootstrap_servers: "eu:9092".into(), tls: None, sasl: None });
+        resources.regions.push(regional);
+        let with_replicator = render(&resources, now()).unwrap();
+        assert_eq!(with_replicator.objects.len(), 6);
+        assert_eq!(with_replicator.objects[5]["metadata"]["name"], "eu-central-replicator");
         let text = to_yaml(&rendered, Only::Topics).unwrap();
         assert!(text.starts_with("---\n# Kafka topics of RetailPipeline shop\npipeline: shop\n"), "{text}");
     }

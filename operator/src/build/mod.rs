@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod labels;
 pub mod pdb;
 pub mod pipeline_config;
+pub mod replicator;
 pub mod service;
 pub mod service_account;
 pub mod store_records;

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 
 use crate::crd::RetailPipeline;
-use crate::crd::common::SaslMechanism;
+use crate::crd::common::{KafkaConnection, SaslMechanism};
 use crate::error::{Error, Result};
 use crate::kafka_admin::KafkaTarget;
 
@@ -19,13 +19,17 @@ fn key(secret: &Secret, key: &str) -> Result<String> {
 }
 
 pub async fn kafka_target(client: &Client, pipeline: &RetailPipeline) -> Result<KafkaTarget> {
-    let connection = &pipeline.spec.kafka.connection;
+    let namespace = pipeline.namespace().ok_or(Error::MissingField("RetailPipeline", "metadata.namespace"))?;
+    connection_target(client, &namespace, &pipeline.spec.kafka.connection).await
+}
+
+/// A cluster described by `connection`, its Secrets read from `namespace`.
+pub async fn connection_target(client: &Client, namespace: &str, connection: &KafkaConnection) -> Result<KafkaTarget> {
     let mut target = KafkaTarget::plain(connection.bootstrap_servers.clone());
     if connection.tls.is_none() && connection.sasl.is_none() {
         return Ok(target);
     }
-    let namespace = pipeline.namespace().ok_or(Error::MissingField("RetailPipeline", "metadata.namespace"))?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if let Some(tls) = &connection.tls {
         let secret = secrets.get(&tls.secret_ref.name).await?;
         target.ca_pem = Some(key(&secret, "ca.crt")?);

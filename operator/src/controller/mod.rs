@@ -25,12 +25,17 @@ use crate::error::{Error, Result};
 use crate::kafka_admin::KafkaAccess;
 use crate::metrics::Metrics;
 
+/// The operator image when `STOCKPULSE_OPERATOR_IMAGE` is not set (the chart sets it).
+pub const DEFAULT_OPERATOR_IMAGE: &str = "ghcr.io/stockpulse/stockpulse-operator:0.1.0";
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub kafka: Arc<dyn KafkaAccess>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// The image of replicator Deployments (the operator's own image).
+    pub replicator_image: String,
     /// The time, injected so tests are deterministic.
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     failures: Mutex<HashMap<String, u32>>,
@@ -44,6 +49,8 @@ impl Context {
             client,
             kafka,
             metrics,
+            replicator_image: std::env::var("STOCKPULSE_OPERATOR_IMAGE")
+                .unwrap_or_else(|_| DEFAULT_OPERATOR_IMAGE.to_string()),
             clock: Arc::new(Utc::now),
             failures: Mutex::new(HashMap::new()),
         }

@@ -9,8 +9,12 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use stockpulse_processor::config::TopicRole;
 
-use super::kafka_target::kafka_target;
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::apply::apply_if_changed;
+use super::kafka_target::{connection_target, kafka_target};
 use super::{Context, apply_status, object_key};
+use crate::build::replicator::{replicated_topics, replicator_deployment, replicator_name};
 use crate::build::store_records::store_records;
 use crate::build::topics::topic_name;
 use crate::build::{SpecProblem, SpecProblems};
@@ -18,9 +22,36 @@ use crate::crd::{RetailPipeline, StoreRegion, StoreRegionStatus};
 use crate::error::{Error, Result};
 use crate::plan::pipeline::selects;
 use crate::plan::stores::{plan_stores, plan_withdrawal};
+use crate::replicator::group_of;
 use crate::status::conditions::{NewCondition, READY, REPLICATION_READY, merge};
 
 pub const KIND: &str = "StoreRegion";
+/// How often a region without its pipeline, or with a replicator, is looked at again.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What is known of a region's replication.
+struct Replication {
+    lag: Option<i64>,
+    replicated: Option<i64>,
+    last_checkpoint: Option<String>,
+}
+
+fn replication_condition(deployment: &Deployment, replication: &Replication) -> NewCondition {
+    let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    if ready < 1 {
+        return NewCondition::new(
+            REPLICATION_READY,
+            false,
+            "ReplicatorStarting",
+            "the replicator pod is not ready yet",
+        );
+    }
+    let progress = match (replication.lag, replication.replicated) {
+        (Some(lag), Some(done)) => format!("{done} records replicated, {lag} behind"),
+        _ => "no checkpoint yet".to_string(),
+    };
+    NewCondition::new(REPLICATION_READY, true, "Replicating", progress)
+}
 /// The finalizer that withdraws the region's stores (tombstones) before it goes.
 pub const FINALIZER: &str = "retail.stockpulse.io/stores";
 
@@ -146,13 +177,64 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     let mut conditions = vec![ready];
-    if region.spec.kafka.is_some() {
-        conditions.push(NewCondition::new(
-            REPLICATION_READY,
-            false,
-            "ReplicatorNotAvailable",
-            "this operator release does not run a replicator from a regional cluster yet; produce to the pipeline's cluster",
-        ));
+    let mut replication = Replication {
+        lag: previous.replication_lag,
+        replicated: previous.replicated_records,
+        last_checkpoint: previous.last_checkpoint_time.clone(),
+    };
+    let replicator_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    match (&region.spec.kafka, &pipeline, target_topic.is_some()) {
+        (Some(regional), Some(p), true) => {
+            let desired = replicator_deployment(&region, regional, p, &ctx.replicator_image);
+            let (deployment, changed) = apply_if_changed(&replicator_api, &desired).await?;
+            if changed {
+                ctx.event(
+                    &reference,
+                    false,
+                    "ReplicatorApplied",
+                    "Replicate",
+                    format!("applied Deployment {}", replicator_name(&region)),
+                )
+                .await;
+            }
+            let source = connection_target(&ctx.client, &namespace, regional).await?;
+            let group = group_of(&namespace, &name);
+            match ctx.kafka.group_progress(&source, &group, &replicated_topics(p)).await {
+                Ok(Some(progress)) => {
+                    replication.last_checkpoint = match progress.last_checkpoint {
+                        Some(at) => Some(at),
+                        // Without commit metadata (tansu): the time the offsets were seen to move.
+                        None if replication.replicated != Some(progress.committed) => Some(now.clone()),
+                        None => replication.last_checkpoint,
+                    };
+                    replication.lag = Some(progress.lag);
+                    replication.replicated = Some(progress.committed);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(region = %name, error = %e, "cannot read replication progress"),
+            }
+            conditions.push(replication_condition(&deployment, &replication));
+        }
+        (Some(_), _, _) => {
+            if replicator_api.get_opt(&replicator_name(&region)).await?.is_some() {
+                replicator_api.delete(&replicator_name(&region), &Default::default()).await?;
+                ctx.event(
+                    &reference,
+                    false,
+                    "ReplicatorDeleted",
+                    "Replicate",
+                    "the region feeds no pipeline".to_string(),
+                )
+                .await;
+            }
+            conditions.push(NewCondition::new(
+                REPLICATION_READY,
+                false,
+                "NoPipeline",
+                "the region feeds no pipeline: nothing to replicate to",
+            ));
+        }
+        (None, _, _) => {}
     }
     let status = StoreRegionStatus {
         observed_generation: generation,
@@ -161,16 +243,18 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         published_topic: plan.published_topic.clone(),
         published_stores: plan.published_stores.clone(),
         published_digest: plan.published_digest.clone(),
-        replication_lag: previous.replication_lag,
-        last_checkpoint_time: previous.last_checkpoint_time.clone(),
+        replication_lag: replication.lag,
+        replicated_records: replication.replicated,
+        last_checkpoint_time: replication.last_checkpoint,
     };
     if region.status.as_ref() != Some(&status) {
         apply_status(&api, &name, &status).await?;
     }
-    Ok(if target_topic.is_some() {
-        Action::await_change()
+    Ok(if target_topic.is_none() || region.spec.kafka.is_some() {
+        // Looked at again: a missing pipeline may appear; replication lag moves.
+        Action::requeue(RECHECK)
     } else {
-        Action::requeue(std::time::Duration::from_secs(60))
+        Action::await_change()
     })
 }
 

@@ -547,3 +547,57 @@ async fn sustained_lag_scales_the_processor_up_with_an_event() {
     assert_eq!(status["consumerLag"], 25_000);
     assert!(status.get("autoscaling").is_none(), "{status}");
 }
+
+#[tokio::test]
+async fn a_region_with_its_own_cluster_gets_a_replicator() {
+    let mut region = fixtures::region("eu-central", "shop", &["de-ber-001"]);
+    region.spec.kafka = Some(crate::crd::common::KafkaConnection {
+        bootstrap_servers: "kafka.eu-central:9092".into(),
+        tls: None,
+        sasl: None,
+    });
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
+        progress: Some(crate::kafka_admin::GroupProgress { lag: 7, committed: 120, last_checkpoint: None }),
+        ..MemoryState::default()
+    }));
+    let (ctx, verifier) = context(kafka.clone());
+    let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-central-replicator";
+    let script = vec![
+        Exchange::get(paths::pipeline("shop"), pipeline_json()),
+        Exchange::post(paths::events()),
+        Exchange::get_missing(replicator),
+        Exchange::patch_answering(replicator, Answer::EchoWithStatus(json!({"replicas": 1, "readyReplicas": 1}))),
+        Exchange::post(paths::events()),
+        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
+    ];
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
+    let deployment = &received[3].body;
+    assert_server_side_apply(&received[3]);
+    assert_eq!(deployment["metadata"]["ownerReferences"][0]["kind"], "StoreRegion");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"],
+        json!([
+            "replicate",
+            "--group",
+            "stockpulse-replicator.acme.eu-central",
+            "--topic",
+            "shop.sales",
+            "--topic",
+            "shop.inventory"
+        ])
+    );
+    assert_eq!(container["env"][0], json!({"name": "SOURCE_BOOTSTRAP_SERVERS", "value": "kafka.eu-central:9092"}));
+    assert_eq!(container["env"][1], json!({"name": "TARGET_BOOTSTRAP_SERVERS", "value": "kafka:9092"}));
+    assert_eq!(received[4].body["reason"], "ReplicatorApplied");
+    let status = &received[5].body["status"];
+    assert_eq!(status["replicationLag"], 7);
+    assert_eq!(status["replicatedRecords"], 120);
+    assert_eq!(status["lastCheckpointTime"], "2026-11-20T10:00:00Z");
+    let replication_ready =
+        status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ReplicationReady").unwrap();
+    assert_eq!(replication_ready["status"], "True");
+    assert_eq!(replication_ready["reason"], "Replicating");
+    assert_eq!(replication_ready["message"], "120 records replicated, 7 behind");
+}

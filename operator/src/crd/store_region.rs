@@ -110,6 +110,10 @@ pub struct StoreRegionStatus {
     /// Records behind on the replicated topics, with a regional cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag: Option<i64>,
+    /// Records the replicator has copied (its committed offsets in the regional cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated_records: Option<i64>,
+    /// When the replicator last checkpointed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_time: Option<String>,
 }

@@ -1,0 +1,165 @@
+//! The Deployment that replicates a StoreRegion's regional cluster into its pipeline's
+//! cluster (`stockpulse-operator replicate`), with both clusters' credentials from Secrets.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use stockpulse_processor::config::TopicRole;
+
+use super::deployment::RUN_AS_USER;
+use super::labels::FIELD_MANAGER;
+use super::topics::topic_name;
+use crate::crd::common::{KafkaConnection, SaslMechanism};
+use crate::crd::{RetailPipeline, StoreRegion};
+use crate::replicator::group_of;
+
+/// Name of a region's replicator Deployment.
+pub fn replicator_name(region: &StoreRegion) -> String {
+    format!("{}-replicator", region.name_any())
+}
+
+/// The topics a replicator copies: the pipeline's sales and inventory topics.
+pub fn replicated_topics(pipeline: &RetailPipeline) -> Vec<String> {
+    vec![topic_name(pipeline, TopicRole::Sales), topic_name(pipeline, TopicRole::Inventory)]
+}
+
+fn value(name: String, value: String) -> EnvVar {
+    EnvVar { name, value: Some(value), ..EnvVar::default() }
+}
+
+fn from_secret(name: String, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: key.to_string(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// `<PREFIX>_*` variables of a cluster, as `replicator::target_from_env` reads them.
+fn cluster_env(prefix: &str, kafka: &KafkaConnection) -> Vec<EnvVar> {
+    let mut env = vec![value(format!("{prefix}_BOOTSTRAP_SERVERS"), kafka.bootstrap_servers.clone())];
+    if let Some(tls) = &kafka.tls {
+        env.push(from_secret(format!("{prefix}_CA_PEM"), &tls.secret_ref.name, "ca.crt"));
+        if tls.client_auth {
+            env.push(from_secret(format!("{prefix}_CERT_PEM"), &tls.secret_ref.name, "tls.crt"));
+            env.push(from_secret(format!("{prefix}_KEY_PEM"), &tls.secret_ref.name, "tls.key"));
+        }
+    }
+    if let Some(sasl) = &kafka.sasl {
+        let mechanism = match sasl.mechanism {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        };
+        env.push(value(format!("{prefix}_SASL_MECHANISM"), mechanism.to_string()));
+        env.push(from_secret(format!("{prefix}_SASL_USERNAME"), &sasl.secret_ref.name, "username"));
+        env.push(from_secret(format!("{prefix}_SASL_PASSWORD"), &sasl.secret_ref.name, "password"));
+    }
+    env
+}
+
+/// The replicator of `region` (which has a regional cluster) into `pipeline`'s cluster.
+pub fn replicator_deployment(
+    region: &StoreRegion,
+    regional: &KafkaConnection,
+    pipeline: &RetailPipeline,
+    image: &str,
+) -> Deployment {
+    let selector = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "stockpulse-replicator".to_string()),
+        ("app.kubernetes.io/instance".to_string(), region.name_any()),
+    ]);
+    let mut labels = selector.clone();
+    labels.insert("app.kubernetes.io/part-of".to_string(), "stockpulse".to_string());
+    labels.insert("app.kubernetes.io/managed-by".to_string(), FIELD_MANAGER.to_string());
+    let namespace = region.namespace().unwrap_or_default();
+    let mut args = vec!["replicate".to_string(), "--group".to_string(), group_of(&namespace, &region.name_any())];
+    for topic in replicated_topics(pipeline) {
+        args.push("--topic".to_string());
+        args.push(topic);
+    }
+    let mut env = cluster_env("SOURCE", regional);
+    env.extend(cluster_env("TARGET", &pipeline.spec.kafka.connection));
+    env.push(value("RUST_LOG".to_string(), "info".to_string()));
+    let owner = OwnerReference {
+        api_version: StoreRegion::api_version(&()).to_string(),
+        kind: StoreRegion::kind(&()).to_string(),
+        name: region.name_any(),
+        uid: region.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(replicator_name(region)),
+            namespace: region.namespace(),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: DeploymentSpec {
+            // One copier per region: two would copy every record twice.
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy { type_: Some("Recreate".to_string()), ..DeploymentStrategy::default() }),
+            selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS_USER),
+                        run_as_group: Some(RUN_AS_USER),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_string(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![Container {
+                        name: "replicator".to_string(),
+                        image: Some(image.to_string()),
+                        args: Some(args),
+                        env: Some(env),
+                        resources: Some(ResourceRequirements {
+                            requests: Some(BTreeMap::from([
+                                ("cpu".to_string(), Quantity("100m".to_string())),
+                                ("memory".to_string(), Quantity("128Mi".to_string())),
+                            ])),
+                            limits: Some(BTreeMap::from([("memory".to_string(), Quantity("512Mi".to_string()))])),
+                            ..ResourceRequirements::default()
+                        }),
+                        security_context: Some(SecurityContext {
+                            run_as_non_root: Some(true),
+                            read_only_root_filesystem: Some(true),
+                            allow_privilege_escalation: Some(false),
+                            capabilities: Some(Capabilities {
+                                drop: Some(vec!["ALL".to_string()]),
+                                ..Capabilities::default()
+                            }),
+                            ..SecurityContext::default()
+                        }),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
