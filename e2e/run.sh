@@ -116,6 +116,15 @@ kubectl -n "$NS" patch sr/eu-central --type=json -p '[{"op": "remove", "path": "
 check "region counts 4 stores" eventually 60 equals sr/eu-central '{.status.stores}' 4
 check "pipeline counts 9 stores" eventually 60 equals rp/acme-sports '{.status.stores}' 9
 
+echo "==> a region with its own Kafka cluster gets a replicator"
+sed "s#TANSU_IMAGE#$TANSU_IMAGE#" e2e/tansu-eu.yaml | kubectl apply -f -
+kubectl -n "$NS" rollout status deployment/tansu-eu --timeout="$TIMEOUT"
+kubectl -n "$NS" patch sr/eu-central --type=merge -p '{"spec":{"kafka":{"bootstrapServers":"tansu-eu.acme-sports.svc:9092"}}}'
+check "replicator Deployment owned by the region" eventually 90 \
+  equals deployment/eu-central-replicator '{.metadata.ownerReferences[0].name}' eu-central
+check "ReplicationReady=True" eventually 120 \
+  equals sr/eu-central '{.status.conditions[?(@.type=="ReplicationReady")].status}' True
+
 echo "==> a partition decrease is refused with a condition"
 kubectl -n "$NS" patch rp/acme-sports --type=merge -p '{"spec":{"topics":{"sales":{"partitions":6}}}}'
 check "TopicsReady=False PartitionDecreaseRefused" eventually 60 \
