@@ -4,7 +4,8 @@
 //! topics, processor config, store records), `plan` (pure: what to change given what was
 //! observed), `status` (pure: conditions and status), `controller` (observe, apply, status
 //! through the API), `kafka_admin` (topics and store records on the broker), `render` (the
-//! offline preview), `generate` (CRDs and reference docs), `metrics`, `http`, `leader`,
+//! offline preview), `replicator` (a region's topics from its regional cluster to the
+//! pipeline's), `generate` (CRDs and reference docs), `metrics`, `http`, `leader`,
 //! `telemetry`, and `fixtures` (test builders and the mocked API server).
 
 pub mod build;
