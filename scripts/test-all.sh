@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of stockpulse, installing what the tests need (tansu, helm,
-# kubernetes-validate) into .tools/ first. Exits non-zero on any failure.
+# kubernetes-validate) into .tools/ first. Exits non-zero on any failure, and ends with one
+# line `stockpulse: N passed, N failed, N skipped` (the e2e suite counts as skipped where it
+# cannot run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 
 echo "==> installing test tools into .tools/"
 eval "$(bash scripts/install-test-tools.sh)"
@@ -14,13 +18,42 @@ echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> tests"
+set +e
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+  tests=${PIPESTATUS[0]}
   # nextest does not run doctests
-  cargo test --workspace --locked --doc
+  cargo test --workspace --locked --doc 2>&1 | tee -a "$log"
+  doctests=${PIPESTATUS[0]}
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+  tests=${PIPESTATUS[0]}
+  doctests=0
 fi
 
 echo "==> e2e (kind + helm)"
-bash e2e/run.sh
+bash e2e/run.sh 2>&1 | tee -a "$log"
+e2e=${PIPESTATUS[0]}
+set -e
+
+# Count from the runners' own summaries: nextest's "N tests run: X passed, Y failed" line,
+# cargo test's "test result: ... X passed; Y failed" lines (doctests, or every test without
+# nextest), and the e2e suite's "ok   - " / "FAIL - " lines.
+read -r passed failed < <(awk '
+  /tests run: [0-9]+ passed/ || /^test result: / {
+    for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i }
+  }
+  /^ok   - / { p++ }
+  /^FAIL - / { f++ }
+  END { print p + 0, f + 0 }' "$log")
+skipped=0
+if grep -q '^SKIPPED: e2e suite' "$log"; then
+  skipped=1
+fi
+status=0
+if [ "$tests" -ne 0 ] || [ "$doctests" -ne 0 ] || [ "$e2e" -ne 0 ]; then
+  status=1
+  [ "$failed" -gt 0 ] || failed=1
+fi
+echo "stockpulse: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
