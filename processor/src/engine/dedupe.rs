@@ -54,7 +54,11 @@ impl Dedupe {
                 vacant.insert(slice);
             }
         }
-        self.slices.entry(slice).or_default().push(id);
+        match self.slices.last_entry() {
+            // Events mostly arrive in time order: the newest slice, without a tree search.
+            Some(mut newest) if *newest.key() == slice => newest.get_mut().push(id),
+            _ => self.slices.entry(slice).or_default().push(id),
+        }
         if self.seen.len() > self.max_entries {
             self.evict_oldest();
             self.evicted_early += 1;

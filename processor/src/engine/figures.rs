@@ -42,9 +42,14 @@ impl Figures {
     pub fn add(&mut self, other: &Figures) {
         self.units_sold += other.units_sold;
         self.units_returned += other.units_returned;
-        self.gross_revenue += other.gross_revenue;
-        self.returns_revenue += other.returns_revenue;
         self.transactions += other.transactions;
+        // A sale moves no returns revenue and a return no gross revenue: skip adding zero.
+        if !other.gross_revenue.is_zero() {
+            self.gross_revenue += other.gross_revenue;
+        }
+        if !other.returns_revenue.is_zero() {
+            self.returns_revenue += other.returns_revenue;
+        }
     }
 
     pub fn net_revenue(&self) -> Decimal {

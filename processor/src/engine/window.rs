@@ -11,7 +11,7 @@
 //! with the next revision. Past that, the window has missed the event: the caller sends it
 //! to the late output. State of a pane is kept until its last window can no longer change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
@@ -31,12 +31,57 @@ pub struct WindowResult {
     pub revision: u32,
 }
 
+type Groups = FxHashMap<GroupKey, Figures>;
+
+/// The panes held in memory, ordered by index. Few (a window's worth plus the lateness) and
+/// nearly always hit at the newest end, so a sorted deque beats a tree.
+#[derive(Debug, Default)]
+struct Panes(VecDeque<(i64, Groups)>);
+
+impl Panes {
+    fn get_or_insert(&mut self, pane: i64) -> &mut Groups {
+        let at = self.0.iter().rposition(|(p, _)| *p <= pane);
+        let index = match at {
+            Some(i) if self.0[i].0 == pane => i,
+            Some(i) => {
+                self.0.insert(i + 1, (pane, Groups::default()));
+                i + 1
+            }
+            None => {
+                self.0.push_front((pane, Groups::default()));
+                0
+            }
+        };
+        &mut self.0[index].1
+    }
+
+    /// The panes with index in `from..to`.
+    fn range(&self, from: i64, to: i64) -> impl Iterator<Item = &Groups> {
+        let start = self.0.partition_point(|(p, _)| *p < from);
+        self.0.range(start..).take_while(move |(p, _)| *p < to).map(|(_, g)| g)
+    }
+
+    fn first(&self) -> Option<i64> {
+        self.0.front().map(|(p, _)| *p)
+    }
+
+    fn last(&self) -> Option<i64> {
+        self.0.back().map(|(p, _)| *p)
+    }
+
+    /// The first pane index at or after `pane`.
+    fn next_from(&self, pane: i64) -> Option<i64> {
+        let start = self.0.partition_point(|(p, _)| *p < pane);
+        self.0.get(start).map(|(p, _)| *p)
+    }
+}
+
 #[derive(Debug)]
 pub struct WindowOperator {
     step: i64,
     panes_per_window: i64,
     lateness: i64,
-    panes: BTreeMap<i64, FxHashMap<GroupKey, Figures>>,
+    panes: Panes,
     /// Revisions emitted per fired window (by window index) and group.
     revisions: BTreeMap<i64, FxHashMap<GroupKey, u32>>,
     /// Every window ending at or before this has fired.
@@ -60,7 +105,7 @@ impl WindowOperator {
             step: step_ms,
             panes_per_window: (size_ms / step_ms).max(1),
             lateness: allowed_lateness_ms,
-            panes: BTreeMap::new(),
+            panes: Panes::default(),
             revisions: BTreeMap::new(),
             fired_through: i64::MIN,
             next_due: i64::MAX,
@@ -95,7 +140,7 @@ impl WindowOperator {
         let Some(live_from) = live_from else {
             return placement;
         };
-        self.panes.entry(pane).or_default().entry(key).or_default().add(delta);
+        self.panes.get_or_insert(pane).entry(key).or_default().add(delta);
         for k in live_from..=pane {
             if self.window_end(k) <= self.fired_through {
                 let figures = self.sum(k, &key);
@@ -115,7 +160,7 @@ impl WindowOperator {
     /// The figures of window `k` for one group.
     fn sum(&self, k: i64, key: &GroupKey) -> Figures {
         let mut total = Figures::default();
-        for (_, groups) in self.panes.range(k..k + self.panes_per_window) {
+        for groups in self.panes.range(k, k + self.panes_per_window) {
             if let Some(f) = groups.get(key) {
                 total.add(f);
             }
@@ -137,7 +182,7 @@ impl WindowOperator {
     }
 
     fn fire(&mut self, watermark: i64, results: &mut Vec<WindowResult>) {
-        let (Some(&first_pane), Some(&last_pane)) = (self.panes.keys().next(), self.panes.keys().next_back()) else {
+        let (Some(first_pane), Some(last_pane)) = (self.panes.first(), self.panes.last()) else {
             return;
         };
         let n = self.panes_per_window;
@@ -149,7 +194,7 @@ impl WindowOperator {
             }
             let mut merged: FxHashMap<GroupKey, Figures> = FxHashMap::default();
             let mut any = false;
-            for (_, groups) in self.panes.range(k..k + n) {
+            for groups in self.panes.range(k, k + n) {
                 any = true;
                 if n == 1 {
                     merged.clone_from(groups);
@@ -170,26 +215,27 @@ impl WindowOperator {
                 k += 1;
             } else {
                 // Jump over a gap with no panes (a store network asleep at night).
-                let next_pane = self.panes.range(k + n..).next().map(|(&p, _)| p).unwrap_or(i64::MAX);
+                let next_pane = self.panes.next_from(k + n).unwrap_or(i64::MAX);
                 k = (next_pane - n + 1).max(k + 1);
             }
         }
         let fired_through = watermark;
         self.next_due = self
             .panes
-            .keys()
-            .filter_map(|&p| (p - n + 1..=p).map(|w| self.window_end(w)).find(|&end| end > fired_through))
+            .0
+            .iter()
+            .filter_map(|&(p, _)| (p - n + 1..=p).map(|w| self.window_end(w)).find(|&end| end > fired_through))
             .min()
             .unwrap_or(i64::MAX);
     }
 
     fn expire(&mut self, watermark: i64) {
-        while let Some((&pane, _)) = self.panes.first_key_value() {
+        while let Some(pane) = self.panes.first() {
             // A pane lives as long as its last window (index = pane) can change.
             if !self.expired(pane, watermark) {
                 break;
             }
-            self.panes.pop_first();
+            self.panes.0.pop_front();
         }
         while let Some((&k, _)) = self.revisions.first_key_value() {
             if !self.expired(k, watermark) {
@@ -201,7 +247,7 @@ impl WindowOperator {
 
     /// Panes and fired windows held in memory (for metrics and the benchmark).
     pub fn state_size(&self) -> (usize, usize) {
-        (self.panes.values().map(|g| g.len()).sum(), self.revisions.values().map(|g| g.len()).sum())
+        (self.panes.0.iter().map(|(_, g)| g.len()).sum(), self.revisions.values().map(|g| g.len()).sum())
     }
 }
 
@@ -244,6 +290,21 @@ mod tests {
         assert_eq!(p, Placement { missed_windows: 1, corrections: 0 });
         assert!(out.is_empty());
         assert_eq!(w.state_size(), (0, 0), "all state of the expired window is gone");
+    }
+
+    #[test]
+    fn panes_stay_ordered_whatever_the_arrival() {
+        let mut panes = Panes::default();
+        for (pane, units) in [(5, 1), (3, 2), (7, 3), (4, 4), (5, 10)] {
+            panes.get_or_insert(pane).entry(K).or_default().add(&sale(units));
+        }
+        let order: Vec<(i64, i64)> = panes.0.iter().map(|(p, g)| (*p, g[&K].units_sold)).collect();
+        assert_eq!(order, vec![(3, 2), (4, 4), (5, 11), (7, 3)]);
+        assert_eq!(panes.range(4, 7).map(|g| g[&K].units_sold).collect::<Vec<_>>(), vec![4, 11]);
+        assert_eq!(
+            (panes.first(), panes.last(), panes.next_from(6), panes.next_from(8)),
+            (Some(3), Some(7), Some(7), None)
+        );
     }
 
     #[test]
