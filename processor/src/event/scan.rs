@@ -310,6 +310,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn invalid_utf8_never_makes_the_paths_differ() {
+        let bad = [0xff_u8, 0xfe];
+        // serde_json checks UTF-8 in keys and in strings it reads, not in values it skips; the
+        // fast path checks the whole input and declines, leaving such input to serde_json.
+        let cases: [(&str, &[u8], &str, bool); 4] = [
+            ("in an unknown value", br#"{"terminal_id":"T"#, r#"","store_id":"S"}"#, true),
+            ("in an unknown key", br#"{"t"#, r#"":1,"store_id":"S"}"#, false),
+            ("in a nested key", br#"{"metadata":{"k"#, r#"":1},"store_id":"S"}"#, true),
+            ("in a known value", br#"{"store_id":"S"#, r#""}"#, false),
+        ];
+        for (place, head, tail, serde_accepts) in cases {
+            let input = [head, &bad[..], tail.as_bytes()].concat();
+            assert_eq!(serde_path(&input).is_some(), serde_accepts, "{place}");
+            assert_eq!(scan(&input), None, "{place}: the fast path declines");
+        }
+    }
+
     fn mutated() -> impl Strategy<Value = Vec<u8>> {
         let base = EVENT.as_bytes().to_vec();
         let len = base.len();
