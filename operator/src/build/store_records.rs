@@ -1,25 +1,9 @@
 //! The records a StoreRegion publishes to a pipeline's `stores` topic: key the store id,
-//! value the JSON the processor reads for enrichment.
+//! value the JSON the processor reads for enrichment, written with the processor's own type.
 
-use serde::Serialize;
+pub use stockpulse_processor::reference::StoreRecord;
 
 use crate::crd::StoreRegion;
-
-/// A store as the processor reads it from the `stores` topic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StoreRecord {
-    pub store_id: String,
-    pub name: String,
-    pub region: String,
-    pub channel: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    pub country: String,
-    pub timezone: String,
-    pub currency: String,
-}
 
 /// The region's stores, sorted by id.
 pub fn store_records(region: &StoreRegion) -> Vec<StoreRecord> {
@@ -31,9 +15,9 @@ pub fn store_records(region: &StoreRegion) -> Vec<StoreRecord> {
             store_id: s.id.clone(),
             name: s.name.clone(),
             region: spec.region.clone(),
-            channel: s.channel.as_str().to_string(),
-            format: s.format.clone(),
-            city: s.city.clone(),
+            channel: s.channel.into(),
+            format: s.format.clone().unwrap_or_default(),
+            city: s.city.clone().unwrap_or_default(),
             country: s.country.clone(),
             timezone: spec.timezone.clone(),
             currency: spec.currency.clone(),

@@ -56,13 +56,14 @@ pub enum Channel {
     Marketplace,
 }
 
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Physical => "physical",
-            Channel::Online => "online",
-            Channel::Warehouse => "warehouse",
-            Channel::Marketplace => "marketplace",
+/// The CRD's channel (it carries a schema) is the processor's channel on the wire.
+impl From<Channel> for stockpulse_processor::event::Channel {
+    fn from(channel: Channel) -> Self {
+        match channel {
+            Channel::Physical => Self::Physical,
+            Channel::Online => Self::Online,
+            Channel::Warehouse => Self::Warehouse,
+            Channel::Marketplace => Self::Marketplace,
         }
     }
 }
