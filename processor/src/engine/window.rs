@@ -55,6 +55,11 @@ impl Panes {
         &mut self.0[index].1
     }
 
+    fn get(&self, pane: i64) -> Option<&Groups> {
+        let at = self.0.partition_point(|(p, _)| *p < pane);
+        self.0.get(at).filter(|(p, _)| *p == pane).map(|(_, g)| g)
+    }
+
     /// The panes with index in `from..to`.
     fn range(&self, from: i64, to: i64) -> impl Iterator<Item = &Groups> {
         let start = self.0.partition_point(|(p, _)| *p < from);
@@ -140,12 +145,18 @@ impl WindowOperator {
         let Some(live_from) = live_from else {
             return placement;
         };
+        // A fired window that gets this event emits a correction. Its revision follows the
+        // group's last one: 1 if the window fired with the group in it, none if the group is new
+        // to it. Only corrections are remembered; a window fires once, always as revision 1.
+        let corrects = self.window_end(live_from) <= self.fired_through;
+        let in_pane_before = corrects && self.panes.get(pane).is_some_and(|groups| groups.contains_key(&key));
         self.panes.get_or_insert(pane).entry(key).or_default().add(delta);
         for k in live_from..=pane {
             if self.window_end(k) <= self.fired_through {
+                let had_group = in_pane_before || self.in_other_panes(k, pane, &key);
                 let figures = self.sum(k, &key);
                 let end = self.window_end(k);
-                let revision = self.revisions.entry(k).or_default().entry(key).or_insert(0);
+                let revision = self.revisions.entry(k).or_default().entry(key).or_insert(if had_group { 1 } else { 0 });
                 *revision += 1;
                 results.push(WindowResult { start: k * self.step, end, key, figures, revision: *revision });
                 placement.corrections += 1;
@@ -155,6 +166,13 @@ impl WindowOperator {
             }
         }
         placement
+    }
+
+    /// Whether a pane of window `k` other than `pane` holds the group.
+    fn in_other_panes(&self, k: i64, pane: i64, key: &GroupKey) -> bool {
+        (k..k + self.panes_per_window)
+            .filter(|&p| p != pane)
+            .any(|p| self.panes.get(p).is_some_and(|groups| groups.contains_key(key)))
     }
 
     /// The figures of window `k` for one group.
@@ -192,26 +210,24 @@ impl WindowOperator {
                 k += 1;
                 continue;
             }
-            let mut merged: FxHashMap<GroupKey, Figures> = FxHashMap::default();
-            let mut any = false;
-            for groups in self.panes.range(k, k + n) {
-                any = true;
-                if n == 1 {
-                    merged.clone_from(groups);
-                } else {
+            let (start, end) = (k * self.step, self.window_end(k));
+            let first = |key, figures| WindowResult { start, end, key, figures, revision: 1 };
+            let mut panes = self.panes.range(k, k + n).peekable();
+            let any = panes.peek().is_some();
+            if n == 1 {
+                for groups in panes {
+                    results.extend(groups.iter().map(|(key, figures)| first(*key, *figures)));
+                }
+            } else {
+                let mut merged: FxHashMap<GroupKey, Figures> = FxHashMap::default();
+                for groups in panes {
                     for (key, f) in groups {
                         merged.entry(*key).or_default().add(f);
                     }
                 }
+                results.extend(merged.into_iter().map(|(key, figures)| first(key, figures)));
             }
             if any {
-                let (start, end) = (k * self.step, self.window_end(k));
-                let revisions = self.revisions.entry(k).or_default();
-                for (key, figures) in merged {
-                    let revision = revisions.entry(key).or_insert(0);
-                    *revision += 1;
-                    results.push(WindowResult { start, end, key, figures, revision: *revision });
-                }
                 k += 1;
             } else {
                 // Jump over a gap with no panes (a store network asleep at night).
@@ -290,6 +306,32 @@ mod tests {
         assert_eq!(p, Placement { missed_windows: 1, corrections: 0 });
         assert!(out.is_empty());
         assert_eq!(w.state_size(), (0, 0), "all state of the expired window is gone");
+    }
+
+    #[test]
+    fn a_group_new_to_a_fired_window_starts_at_revision_one() {
+        const OTHER: GroupKey = [1, 3, 0, 0, 0, 0];
+        // 10-minute windows every 5: the pane of minute 7 belongs to windows [0,10) and [5,15).
+        let mut w = WindowOperator::new(10 * MIN, 5 * MIN, 30 * MIN);
+        let mut out = Vec::new();
+        w.add(2 * MIN, K, &sale(1), i64::MIN, &mut out);
+        w.advance(16 * MIN, &mut out);
+        assert_eq!(summary(&out), vec![(-5, 5, 1, 1), (0, 10, 1, 1)]);
+        out.clear();
+        // K was in [0,10) through another pane: revision 2 there; OTHER is new everywhere.
+        w.add(7 * MIN, K, &sale(2), 16 * MIN, &mut out);
+        w.add(7 * MIN, OTHER, &sale(5), 16 * MIN, &mut out);
+        let mut revisions: Vec<_> =
+            out.iter().map(|r| (r.key[1], r.start / MIN, r.figures.units_sold, r.revision)).collect();
+        revisions.sort();
+        assert_eq!(revisions, vec![(2, 0, 3, 2), (2, 5, 2, 1), (3, 0, 5, 1), (3, 5, 5, 1)]);
+        out.clear();
+        w.add(8 * MIN, OTHER, &sale(1), 16 * MIN, &mut out);
+        assert_eq!(
+            out.iter().map(|r| (r.start / MIN, r.figures.units_sold, r.revision)).collect::<Vec<_>>(),
+            vec![(0, 6, 2), (5, 6, 2)]
+        );
+        assert_eq!(w.state_size().1, 4, "only corrected groups are remembered");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! `parse` turns raw bytes into a validated [`Event`] or an [`InvalidEvent`] with a reason;
 //! `time` holds the RFC 3339 <-> epoch-millisecond conversions used everywhere else.
 
+mod fast;
+#[cfg(test)]
+mod mutate;
 mod parse;
 mod scan;
 mod schema;

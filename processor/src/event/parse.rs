@@ -89,6 +89,14 @@ fn required<'a>(field: &'static str, value: Option<Text<'a>>) -> Result<Cow<'a, 
 
 /// Parses and validates one event. Never panics, whatever the bytes.
 pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
+    match super::fast::parse(bytes) {
+        Some(event) => Ok(event),
+        None => parse_checked(bytes),
+    }
+}
+
+/// The checked path: reads any JSON, validates field by field and names the first problem.
+pub(super) fn parse_checked(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
     let wire: WireEvent<'_> = match super::scan::scan(bytes) {
         Some(wire) => wire,
         None => serde_json::from_slice(bytes).map_err(|e| diagnose(bytes, &e))?,
@@ -164,7 +172,7 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
     Ok(Event { event_id, event_type, event_time, store_id, sku_id, quantity_delta, unit_price, currency, channel })
 }
 
-fn parse_price(text: &str) -> Result<Decimal, InvalidEvent> {
+pub(super) fn parse_price(text: &str) -> Result<Decimal, InvalidEvent> {
     let invalid =
         || InvalidEvent::new("invalid_unit_price", format!("unit_price {text:?} is not a non-negative decimal"));
     // Plain decimal notation only (`^[0-9]+(\.[0-9]+)?$`): no sign, no exponent.

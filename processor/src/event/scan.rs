@@ -142,7 +142,7 @@ fn integer_at(b: &[u8], i: usize) -> Option<(i64, usize)> {
 }
 
 /// Skips any JSON value at `i`, validating its grammar; the index after it.
-fn skip_value(b: &[u8], i: usize, depth: u32) -> Option<usize> {
+pub(super) fn skip_value(b: &[u8], i: usize, depth: u32) -> Option<usize> {
     if depth > MAX_DEPTH {
         return None;
     }
@@ -328,33 +328,11 @@ mod tests {
         }
     }
 
-    fn mutated() -> impl Strategy<Value = Vec<u8>> {
-        let base = EVENT.as_bytes().to_vec();
-        let len = base.len();
-        proptest::collection::vec((0..len, 0..4u8, any::<u8>()), 0..4).prop_map(move |edits| {
-            let mut bytes = base.clone();
-            for (pos, op, byte) in edits {
-                let pos = pos.min(bytes.len());
-                let interesting = b" \"\\,:{}[]-.0e1nul\t";
-                let b = if byte % 2 == 0 { interesting[byte as usize % interesting.len()] } else { byte };
-                match op {
-                    0 => bytes.insert(pos, b),
-                    1 if pos < bytes.len() => {
-                        bytes.remove(pos);
-                    }
-                    2 if pos < bytes.len() => bytes[pos] = b,
-                    _ => bytes.truncate(pos),
-                }
-            }
-            bytes
-        })
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
         /// Whenever the fast path accepts input, serde accepts it and reads the same event.
         #[test]
-        fn fast_path_agrees_with_serde(bytes in mutated()) {
+        fn fast_path_agrees_with_serde(bytes in super::super::mutate::mutated(&[EVENT])) {
             if let Some(fast) = scan(&bytes) {
                 prop_assert_eq!(Some(fast), serde_path(&bytes), "input {:?}", String::from_utf8_lossy(&bytes));
             }

@@ -40,7 +40,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`; `None` for anything else (chrono decides).
-fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
+pub(super) fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
