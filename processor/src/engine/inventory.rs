@@ -24,21 +24,37 @@ pub fn split_key(key: PositionKey) -> (u32, u32) {
     ((key >> 32) as u32, key as u32)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One cache line: the table touches one line per event and per flushed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(align(64))]
 pub struct Position {
     pub on_hand: i64,
     pub reserved: i64,
     pub last_event_time: i64,
-    /// Units sold per UTC day, a ring indexed by day number modulo 7; `latest_day` is the
-    /// newest day it holds.
-    sold_by_day: [i64; VELOCITY_DAYS],
+    /// The newest day `sold_by_day` holds.
     latest_day: i64,
+    /// Units sold per UTC day, a ring indexed by day number modulo 7 (saturating: a day
+    /// with more than 2^31 units of one SKU in one store stays at the maximum).
+    sold_by_day: [i32; VELOCITY_DAYS],
     dirty: bool,
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position {
+            on_hand: 0,
+            reserved: 0,
+            last_event_time: i64::MIN,
+            latest_day: 0,
+            sold_by_day: [0; VELOCITY_DAYS],
+            dirty: false,
+        }
+    }
 }
 
 impl Position {
     pub fn available(&self) -> i64 {
-        self.on_hand - self.reserved
+        self.on_hand.saturating_sub(self.reserved)
     }
 
     fn record_sale(&mut self, event_time: i64, units: i64) {
@@ -51,7 +67,8 @@ impl Position {
             self.latest_day = day;
         }
         if self.latest_day - day < VELOCITY_DAYS as i64 {
-            self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize] += units;
+            let sold = &mut self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize];
+            *sold = sold.saturating_add(i32::try_from(units).unwrap_or(i32::MAX));
         }
     }
 
@@ -62,7 +79,7 @@ impl Position {
         (0..VELOCITY_DAYS as i64)
             .map(|back| self.latest_day - back)
             .filter(|&day| last_day - day < VELOCITY_DAYS as i64)
-            .map(|day| self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize])
+            .map(|day| i64::from(self.sold_by_day[day.rem_euclid(VELOCITY_DAYS as i64) as usize]))
             .sum()
     }
 
@@ -79,7 +96,7 @@ impl Position {
     /// `available / velocity` in tenths of a day; `None` when nothing sells.
     fn days_of_inventory_tenths(&self) -> Option<i64> {
         let velocity = self.velocity_hundredths();
-        (velocity > 0).then(|| div_round_half_even(self.available().max(0) * 1_000, velocity))
+        (velocity > 0).then(|| div_round_half_even(self.available().max(0).saturating_mul(1_000), velocity))
     }
 
     /// `available / velocity_7d` in days (1 decimal); `None` when nothing sells.
@@ -100,10 +117,14 @@ fn div_round_half_even(n: i64, d: i64) -> i64 {
     if 2 * r > d || (2 * r == d && q % 2 == 1) { q + 1 } else { q }
 }
 
+/// Positions in a dense slab in the order they appeared, found through a small index;
+/// changed ones are listed by slot until the next flush.
 #[derive(Debug, Default)]
 pub struct InventoryTable {
-    positions: FxHashMap<PositionKey, Position>,
-    dirty: Vec<PositionKey>,
+    slots: FxHashMap<PositionKey, u32>,
+    keys: Vec<PositionKey>,
+    positions: Vec<Position>,
+    dirty: Vec<u32>,
 }
 
 /// Available stock before and after an event, for the alert rules.
@@ -115,37 +136,41 @@ pub struct Change {
 
 impl InventoryTable {
     pub fn apply(&mut self, key: PositionKey, event: &Event<'_>) -> Change {
-        let position =
-            self.positions.entry(key).or_insert_with(|| Position { last_event_time: i64::MIN, ..Default::default() });
+        let slot = *self.slots.entry(key).or_insert_with(|| {
+            self.keys.push(key);
+            self.positions.push(Position::default());
+            // Slots are u32: four billion positions is far beyond any one processor's memory.
+            u32::try_from(self.positions.len() - 1).unwrap_or(u32::MAX)
+        });
+        let position = &mut self.positions[slot as usize];
         let available_before = position.available();
         if event.event_type.changes_on_hand() {
-            position.on_hand += event.quantity_delta;
+            position.on_hand = position.on_hand.saturating_add(event.quantity_delta);
         } else {
-            position.reserved += event.quantity_delta;
+            position.reserved = position.reserved.saturating_add(event.quantity_delta);
         }
         if event.event_type == EventType::Sale {
-            position.record_sale(event.event_time, -event.quantity_delta);
+            position.record_sale(event.event_time, event.quantity_delta.saturating_neg());
         }
         position.last_event_time = position.last_event_time.max(event.event_time);
         if !position.dirty {
             position.dirty = true;
-            self.dirty.push(key);
+            self.dirty.push(slot);
         }
         Change { available_before, available_after: position.available() }
     }
 
     #[cfg(test)]
     pub fn get(&self, key: PositionKey) -> Option<&Position> {
-        self.positions.get(&key)
+        self.slots.get(&key).map(|&slot| &self.positions[slot as usize])
     }
 
     /// Hands out the positions changed since the last call, in the order they first changed.
     pub fn drain_dirty(&mut self, mut visit: impl FnMut(PositionKey, &Position)) {
-        for key in self.dirty.drain(..) {
-            if let Some(position) = self.positions.get_mut(&key) {
-                position.dirty = false;
-                visit(key, position);
-            }
+        for slot in self.dirty.drain(..) {
+            let position = &mut self.positions[slot as usize];
+            position.dirty = false;
+            visit(self.keys[slot as usize], position);
         }
     }
 
@@ -153,8 +178,9 @@ impl InventoryTable {
         self.positions.len()
     }
 
+    /// Every position, in the order they first appeared.
     pub fn iter(&self) -> impl Iterator<Item = (PositionKey, &Position)> {
-        self.positions.iter().map(|(k, p)| (*k, p))
+        self.keys.iter().copied().zip(&self.positions)
     }
 }
 
