@@ -117,15 +117,28 @@ fn div_round_half_even(n: i64, d: i64) -> i64 {
     if 2 * r > d || (2 * r == d && q % 2 == 1) { q + 1 } else { q }
 }
 
-/// Positions in a dense slab in the order they appeared, found through a small index;
-/// changed ones are listed by slot until the next flush.
+/// Positions in a dense slab in the order they appeared, found through an index by interned
+/// store and SKU id: per store, a vector of slots indexed by SKU id, while that vector stays
+/// at least an eighth full (a few hundred KiB for a brand's whole network, so it stays in
+/// cache); positions of stores too sparse for that go to a hash map. Changed positions are
+/// listed by slot until the next flush.
 #[derive(Debug, Default)]
 pub struct InventoryTable {
-    slots: FxHashMap<PositionKey, u32>,
+    rows: Vec<Row>,
+    sparse: FxHashMap<PositionKey, u32>,
     keys: Vec<PositionKey>,
     positions: Vec<Position>,
     dirty: Vec<u32>,
 }
+
+/// One store's slots by SKU id.
+#[derive(Debug, Default)]
+struct Row {
+    slots: Vec<u32>,
+    used: usize,
+}
+
+const VACANT: u32 = u32::MAX;
 
 /// Available stock before and after an event, for the alert rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,13 +148,49 @@ pub struct Change {
 }
 
 impl InventoryTable {
+    /// The slot of a position, if it exists.
+    fn find(&self, key: PositionKey) -> Option<u32> {
+        let (store, sku) = split_key(key);
+        let dense = self.rows.get(store as usize).and_then(|row| row.slots.get(sku as usize));
+        match dense {
+            Some(&slot) if slot != VACANT => Some(slot),
+            _ if self.sparse.is_empty() => None,
+            _ => self.sparse.get(&key).copied(),
+        }
+    }
+
+    /// The slot of a position, made (empty) if it does not exist yet.
+    fn find_or_insert(&mut self, key: PositionKey) -> u32 {
+        if let Some(slot) = self.find(key) {
+            return slot;
+        }
+        // Slots are u32: four billion positions is far beyond one processor's memory.
+        let slot = u32::try_from(self.positions.len()).unwrap_or(VACANT - 1);
+        self.keys.push(key);
+        self.positions.push(Position::default());
+        let (store, sku) = split_key(key);
+        let (store, sku) = (store as usize, sku as usize);
+        if self.rows.len() <= store {
+            self.rows.resize_with(store + 1, Row::default);
+        }
+        let row = &mut self.rows[store];
+        if sku >= row.slots.len() && sku < 8 * (row.used + 16) {
+            row.slots.resize(sku + 1, VACANT);
+        }
+        match row.slots.get_mut(sku) {
+            Some(vacant) => {
+                *vacant = slot;
+                row.used += 1;
+            }
+            None => {
+                self.sparse.insert(key, slot);
+            }
+        }
+        slot
+    }
+
     pub fn apply(&mut self, key: PositionKey, event: &Event<'_>) -> Change {
-        let slot = *self.slots.entry(key).or_insert_with(|| {
-            self.keys.push(key);
-            self.positions.push(Position::default());
-            // Slots are u32: four billion positions is far beyond any one processor's memory.
-            u32::try_from(self.positions.len() - 1).unwrap_or(u32::MAX)
-        });
+        let slot = self.find_or_insert(key);
         let position = &mut self.positions[slot as usize];
         let available_before = position.available();
         if event.event_type.changes_on_hand() {
@@ -162,7 +211,7 @@ impl InventoryTable {
 
     #[cfg(test)]
     pub fn get(&self, key: PositionKey) -> Option<&Position> {
-        self.slots.get(&key).map(|&slot| &self.positions[slot as usize])
+        self.find(key).map(|slot| &self.positions[slot as usize])
     }
 
     /// Hands out the positions changed since the last call, in the order they first changed.
@@ -257,6 +306,27 @@ mod tests {
             [2, 4, 1, 2]
         );
         assert_eq!(div_round_half_even(100, 7), 14); // 14.29 units per day
+    }
+
+    #[test]
+    fn sparse_stores_go_to_the_map_and_every_position_stays_found() {
+        let mut t = InventoryTable::default();
+        // Store 3 sees SKU 5, then SKU 1,000,000 (too sparse for its row), then fills in.
+        let keys: Vec<PositionKey> = [(3, 5), (3, 1_000_000), (0, 7), (3, 6), (3, 4_000), (3, 100)]
+            .map(|(st, sk)| position_key(st, sk))
+            .to_vec();
+        for (n, &key) in keys.iter().enumerate() {
+            t.apply(key, &event(EventType::Restock, n as i64 + 1, 0));
+        }
+        for (n, &key) in keys.iter().enumerate() {
+            t.apply(key, &event(EventType::Restock, 100, 1));
+            assert_eq!(t.get(key).map(|p| p.on_hand), Some(n as i64 + 101), "{:?}", split_key(key));
+        }
+        assert_eq!(t.count(), 6);
+        assert_eq!(t.sparse.len(), 2, "SKUs 1,000,000 and 4,000 of store 3 are sparse");
+        assert_eq!(t.rows[3].slots.len(), 101, "SKU 100 is within eight times the row's use");
+        assert_eq!(t.iter().map(|(k, _)| k).collect::<Vec<_>>(), keys, "in the order they appeared");
+        assert_eq!(t.get(position_key(3, 7)), None);
     }
 
     #[test]

@@ -44,15 +44,22 @@ impl Panes {
         let index = match at {
             Some(i) if self.0[i].0 == pane => i,
             Some(i) => {
-                self.0.insert(i + 1, (pane, Groups::default()));
+                self.0.insert(i + 1, (pane, self.sized_like_the_newest()));
                 i + 1
             }
             None => {
-                self.0.push_front((pane, Groups::default()));
+                self.0.push_front((pane, self.sized_like_the_newest()));
                 0
             }
         };
         &mut self.0[index].1
+    }
+
+    /// An empty pane with room for as many groups as the newest pane has: panes fill up
+    /// alike, so this spares growing the new one step by step.
+    fn sized_like_the_newest(&self) -> Groups {
+        let groups = self.0.back().map_or(0, |(_, g)| g.len());
+        Groups::with_capacity_and_hasher(groups, Default::default())
     }
 
     fn get(&self, pane: i64) -> Option<&Groups> {
@@ -219,7 +226,9 @@ impl WindowOperator {
                     results.extend(groups.iter().map(|(key, figures)| first(*key, *figures)));
                 }
             } else {
-                let mut merged: FxHashMap<GroupKey, Figures> = FxHashMap::default();
+                let most = self.panes.range(k, k + n).map(|g| g.len()).max().unwrap_or(0);
+                let mut merged: FxHashMap<GroupKey, Figures> =
+                    FxHashMap::with_capacity_and_hasher(most, Default::default());
                 for groups in panes {
                     for (key, f) in groups {
                         merged.entry(*key).or_default().add(f);
