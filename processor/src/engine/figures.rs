@@ -14,6 +14,16 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// `units` at `price`: the integer product of the mantissa when it fits (as exact as
+    /// `Decimal` multiplication, which gives the same value and scale), else `Decimal`'s.
+    fn revenue(price: Decimal, units: i64) -> Decimal {
+        price
+            .mantissa()
+            .checked_mul(i128::from(units))
+            .and_then(|mantissa| Decimal::try_from_i128_with_scale(mantissa, price.scale()).ok())
+            .unwrap_or_else(|| price * Decimal::from(units))
+    }
+
     /// The contribution of one SALE or RETURN; `None` for events that move no money.
     pub fn of_event(event: &Event<'_>) -> Option<Figures> {
         let price = event.unit_price?;
@@ -22,7 +32,7 @@ impl Figures {
                 let units = -event.quantity_delta;
                 Some(Figures {
                     units_sold: units,
-                    gross_revenue: price * Decimal::from(units),
+                    gross_revenue: Figures::revenue(price, units),
                     transactions: 1,
                     ..Default::default()
                 })
@@ -31,7 +41,7 @@ impl Figures {
                 let units = event.quantity_delta;
                 Some(Figures {
                     units_returned: units,
-                    returns_revenue: price * Decimal::from(units),
+                    returns_revenue: Figures::revenue(price, units),
                     ..Default::default()
                 })
             }
@@ -54,5 +64,29 @@ impl Figures {
 
     pub fn net_revenue(&self) -> Decimal {
         self.gross_revenue - self.returns_revenue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The integer product equals `Decimal` multiplication, value and scale.
+        #[test]
+        fn revenue_is_decimal_multiplication(mantissa in 0i64..1_000_000_000_000, scale in 0u32..12, units in 1i64..100_000) {
+            let price = Decimal::new(mantissa, scale);
+            let fast = Figures::revenue(price, units);
+            let slow = price * Decimal::from(units);
+            prop_assert_eq!((fast, fast.scale()), (slow, slow.scale()));
+        }
+    }
+
+    #[test]
+    fn revenue_beyond_the_integer_range_is_still_exact() {
+        let price = Decimal::MAX / Decimal::from(4);
+        assert_eq!(Figures::revenue(price, 3), price * Decimal::from(3));
     }
 }
