@@ -117,6 +117,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let topic: Arc<str> = Arc::from(config.topic(crate::config::TopicRole::Sales));
     let mut traffic = Traffic::new(options, &stores, &catalog);
     let mut chunk: Vec<GeneratedEvent> = Vec::with_capacity(args.batch);
+    let mut partitions: Vec<usize> = Vec::with_capacity(args.batch);
     let mut offsets = vec![0i64; args.partitions];
     let mut outputs = Vec::new();
     let mut processed: u64 = 0;
@@ -130,13 +131,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         chunk.clear();
         let take = (args.events - processed).min(args.batch as u64) as usize;
         chunk.extend(traffic.by_ref().take(take));
+        // Which partition a record came from is known on arrival (the producer chose it).
+        partitions.clear();
+        partitions.extend(chunk.iter().map(|e| partition_for(Some(e.key.as_bytes()), args.partitions) as usize));
         let started = Instant::now();
         // The chunk is polled when its last event has arrived: that is processing time.
         if let Some(last) = chunk.last() {
             engine.tick(last.arrival, &mut outputs);
         }
-        for event in &chunk {
-            let partition = partition_for(Some(event.key.as_bytes()), args.partitions) as usize;
+        for (event, &partition) in chunk.iter().zip(&partitions) {
             let input = InputRecord {
                 stream: partition,
                 topic: &topic,

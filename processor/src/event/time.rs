@@ -41,12 +41,18 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`; `None` for anything else (chrono decides).
 pub(super) fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    let (head, mut rest) = b.split_first_chunk::<19>()?;
+    if head[4] != b'-' || head[7] != b'-' || head[10] != b'T' || head[13] != b':' || head[16] != b':' {
         return None;
     }
-    let year = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
-    let (month, day) = (two_digits(b, 5)?, two_digits(b, 8)?);
-    let (hour, minute, second) = (two_digits(b, 11)?, two_digits(b, 14)?, two_digits(b, 17)?);
+    let digit = |at: usize| head[at].wrapping_sub(b'0');
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].map(digit);
+    if digits.iter().any(|&d| d > 9) {
+        return None;
+    }
+    let number = |from: usize, count: usize| digits[from..from + count].iter().fold(0, |n, &d| n * 10 + i64::from(d));
+    let (year, month, day) = (number(0, 4), number(4, 2), number(6, 2));
+    let (hour, minute, second) = (number(8, 2), number(10, 2), number(12, 2));
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
@@ -56,18 +62,17 @@ pub(super) fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let mut rest = &b[19..];
     let mut millis = 0;
-    if rest.first() == Some(&b'.') {
-        let count = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if let [b'.', fraction @ ..] = rest {
+        let count = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
         if !(1..=9).contains(&count) {
             return None;
         }
         // Milliseconds: the first three fraction digits, padded with zeros.
-        for digit in rest[1..=count].iter().map(|d| i64::from(d - b'0')).chain([0, 0]).take(3) {
-            millis = millis * 10 + digit;
+        for at in 0..3 {
+            millis = millis * 10 + fraction.get(at).filter(|_| at < count).map_or(0, |d| i64::from(d - b'0'));
         }
-        rest = &rest[1 + count..];
+        rest = &fraction[count..];
     }
     let offset_minutes = match rest {
         [b'Z'] => 0,
