@@ -45,14 +45,9 @@ pub(super) fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
     if head[4] != b'-' || head[7] != b'-' || head[10] != b'T' || head[13] != b':' || head[16] != b':' {
         return None;
     }
-    let digit = |at: usize| head[at].wrapping_sub(b'0');
-    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].map(digit);
-    if digits.iter().any(|&d| d > 9) {
-        return None;
-    }
-    let number = |from: usize, count: usize| digits[from..from + count].iter().fold(0, |n, &d| n * 10 + i64::from(d));
-    let (year, month, day) = (number(0, 4), number(4, 2), number(6, 2));
-    let (hour, minute, second) = (number(8, 2), number(10, 2), number(12, 2));
+    let year = two_digits(head, 0)? * 100 + two_digits(head, 2)?;
+    let (month, day) = (two_digits(head, 5)?, two_digits(head, 8)?);
+    let (hour, minute, second) = (two_digits(head, 11)?, two_digits(head, 14)?, two_digits(head, 17)?);
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
