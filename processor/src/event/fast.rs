@@ -26,15 +26,38 @@ pub(super) fn parse(b: &[u8]) -> Option<Event<'_>> {
         return None;
     }
     i = ws(b, i + 1);
+    // Producers write the members in one order: the next one expected is tried first, with
+    // two word compares instead of a search for the key's end and a match on its text.
+    let mut expected = 0;
     if *b.get(i)? != b'}' {
         loop {
-            let (key_start, key_end) = string_at(b, i)?;
-            i = ws(b, key_end + 1);
+            let bit = match NAMES.get(expected) {
+                Some(name) if name.is_at(b, i) => {
+                    i += name.len;
+                    Some(1 << expected)
+                }
+                _ => {
+                    let (key_start, key_end) = string_at(b, i)?;
+                    i = key_end + 1;
+                    field_bit(&b[key_start..key_end])
+                }
+            };
+            i = ws(b, i);
             if *b.get(i)? != b':' {
                 return None;
             }
             i = ws(b, i + 1);
-            i = fields.read(&b[key_start..key_end], b, i)?;
+            i = match bit {
+                Some(bit) => {
+                    expected = bit.trailing_zeros() as usize + 1;
+                    fields.read(bit, b, i)?
+                }
+                // Members the processor does not read (terminal_id, order_id, metadata, ...).
+                None => match *b.get(i)? {
+                    b'"' => string_at(b, i).map(|(_, end)| end + 1)?,
+                    _ => skip_value(b, i, 1)?,
+                },
+            };
             i = ws(b, i);
             match *b.get(i)? {
                 b',' => i = ws(b, i + 1),
@@ -76,29 +99,90 @@ const CHANNEL: u16 = 1 << 8;
 const SCHEMA: u16 = 1 << 9;
 const REQUIRED: u16 = EVENT_ID | EVENT_TYPE | EVENT_TIME | STORE_ID | SKU_ID | QUANTITY_DELTA;
 
-impl Fields {
-    /// Reads the value of member `key` at `i`; the index after it.
-    #[inline(always)]
-    fn read(&mut self, key: &[u8], b: &[u8], i: usize) -> Option<usize> {
-        let bit = match key {
-            b"event_id" => EVENT_ID,
-            b"event_type" => EVENT_TYPE,
-            b"event_time" => EVENT_TIME,
-            b"store_id" => STORE_ID,
-            b"sku_id" => SKU_ID,
-            b"quantity_delta" => QUANTITY_DELTA,
-            b"unit_price" => UNIT_PRICE,
-            b"currency" => CURRENCY,
-            b"channel" => CHANNEL,
-            b"schema_version" => SCHEMA,
-            // Members the processor does not read (terminal_id, order_id, metadata, ...).
-            _ => {
-                return match *b.get(i)? {
-                    b'"' => string_at(b, i).map(|(_, end)| end + 1),
-                    _ => skip_value(b, i, 1),
-                };
+/// The member a key names, as its bit; `None` for members the processor does not read.
+#[inline(always)]
+fn field_bit(key: &[u8]) -> Option<u16> {
+    Some(match key {
+        b"event_id" => EVENT_ID,
+        b"event_type" => EVENT_TYPE,
+        b"event_time" => EVENT_TIME,
+        b"store_id" => STORE_ID,
+        b"sku_id" => SKU_ID,
+        b"quantity_delta" => QUANTITY_DELTA,
+        b"unit_price" => UNIT_PRICE,
+        b"currency" => CURRENCY,
+        b"channel" => CHANNEL,
+        b"schema_version" => SCHEMA,
+        _ => return None,
+    })
+}
+
+/// A member name as it appears on the wire, both quotes included (8 to 16 bytes), as two
+/// little-endian words and the masks of its bytes in them.
+struct Name {
+    words: [u64; 2],
+    masks: [u64; 2],
+    len: usize,
+}
+
+impl Name {
+    const fn quoted(text: &[u8]) -> Name {
+        let mut bytes = [0u8; 16];
+        let mut mask = [0u8; 16];
+        let len = text.len() + 2;
+        assert!(len >= 8 && len <= 16, "a name the word compare can hold");
+        bytes[0] = b'"';
+        bytes[len - 1] = b'"';
+        let mut at = 0;
+        while at < len {
+            if at > 0 && at < len - 1 {
+                bytes[at] = text[at - 1];
             }
-        };
+            mask[at] = 0xff;
+            at += 1;
+        }
+        Name { words: [le_word(&bytes, 0), le_word(&bytes, 8)], masks: [le_word(&mask, 0), le_word(&mask, 8)], len }
+    }
+
+    /// Whether the input at `i` starts with this name (a key exactly this one: the closing
+    /// quote is part of the compare, and names hold no quote or backslash).
+    #[inline(always)]
+    fn is_at(&self, b: &[u8], i: usize) -> bool {
+        let Some(chunk) = b.get(i..i + 16) else { return false };
+        let word = |from: usize| u64::from_le_bytes(chunk[from..from + 8].try_into().unwrap_or_default());
+        (word(0) & self.masks[0]) == self.words[0] && (word(8) & self.masks[1]) == self.words[1]
+    }
+}
+
+/// Eight bytes from `from` as a little-endian word, at compile time.
+const fn le_word(bytes: &[u8; 16], from: usize) -> u64 {
+    let mut value = 0u64;
+    let mut at = 0;
+    while at < 8 {
+        value |= (bytes[from + at] as u64) << (8 * at);
+        at += 1;
+    }
+    value
+}
+
+/// The members the processor reads, in the order producers write them; entry n has bit n.
+const NAMES: [Name; 10] = [
+    Name::quoted(b"event_id"),
+    Name::quoted(b"event_type"),
+    Name::quoted(b"event_time"),
+    Name::quoted(b"store_id"),
+    Name::quoted(b"sku_id"),
+    Name::quoted(b"quantity_delta"),
+    Name::quoted(b"unit_price"),
+    Name::quoted(b"currency"),
+    Name::quoted(b"channel"),
+    Name::quoted(b"schema_version"),
+];
+
+impl Fields {
+    /// Reads the value of the member with `bit` at `i`; the index after it.
+    #[inline(always)]
+    fn read(&mut self, bit: u16, b: &[u8], i: usize) -> Option<usize> {
         if self.seen & bit != 0 {
             return None;
         }
@@ -464,6 +548,20 @@ mod tests {
             }
         }
         assert!(valid > 19_000 && invalid > 100, "{valid} valid, {invalid} invalid");
+    }
+
+    #[test]
+    fn names_follow_the_bits_and_match_only_their_key() {
+        for (n, name) in NAMES.iter().enumerate() {
+            let mut quoted = [name.words[0].to_le_bytes(), name.words[1].to_le_bytes()].concat();
+            quoted.truncate(name.len);
+            assert_eq!(field_bit(&quoted[1..name.len - 1]), Some(1 << n));
+            let tail = b":1,\"padding_for_sixteen\":1}";
+            assert!(name.is_at(&[&quoted[..], tail].concat(), 0));
+            let longer = [&quoted[..name.len - 1], b"x\"", tail].concat();
+            assert!(!name.is_at(&longer, 0), "a longer key is another member");
+            assert!(!name.is_at(&quoted[..name.len - 1], 0), "fewer than 16 bytes left: no prediction");
+        }
     }
 
     #[test]
