@@ -5,13 +5,12 @@ use kube::ResourceExt;
 use stockpulse_processor::config::{
     AlertPolicyConfig, AlertScope, AlertSinkConfig, AmountOutlierRule, DedupeConfig, Dimension, Duration,
     EnrichmentConfig, HttpConfig, KafkaConfig, LowStockRule, PipelineConfig, ProcessingConfig, SalesSpikeRule,
-    SaslConfig, SaslMechanism, StuckInventoryRule, TlsConfig, TopicNames, TopicRole, WindowConfig, WindowKind,
+    SaslConfig, StuckInventoryRule, TlsConfig, TopicNames, TopicRole, WindowConfig, WindowKind,
 };
 
 use super::topics::topic_spec;
 use super::{SpecProblem, SpecProblems};
 use crate::crd::alert_policy::AlertSink;
-use crate::crd::common::SaslMechanism as CrdSasl;
 use crate::crd::retail_pipeline::{Dimension as CrdDimension, WindowType};
 use crate::crd::{AlertPolicy, RetailPipeline};
 
@@ -113,11 +112,7 @@ pub fn base_config(pipeline: &RetailPipeline) -> Result<(PipelineConfig, Vec<Fil
             ],
         });
         SaslConfig {
-            mechanism: match sasl.mechanism {
-                CrdSasl::Plain => SaslMechanism::Plain,
-                CrdSasl::ScramSha256 => SaslMechanism::ScramSha256,
-                CrdSasl::ScramSha512 => SaslMechanism::ScramSha512,
-            },
+            mechanism: sasl.mechanism,
             username_file: format!("{dir}/username"),
             password_file: format!("{dir}/password"),
         }

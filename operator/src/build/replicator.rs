@@ -16,7 +16,7 @@ use stockpulse_processor::config::TopicRole;
 use super::deployment::RUN_AS_USER;
 use super::labels::FIELD_MANAGER;
 use super::topics::topic_name;
-use crate::crd::common::{KafkaConnection, SaslMechanism};
+use crate::crd::common::KafkaConnection;
 use crate::crd::{RetailPipeline, StoreRegion};
 use crate::replicator::group_of;
 
@@ -60,11 +60,7 @@ fn cluster_env(prefix: &str, kafka: &KafkaConnection) -> Vec<EnvVar> {
         }
     }
     if let Some(sasl) = &kafka.sasl {
-        let mechanism = match sasl.mechanism {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        };
+        let mechanism = sasl.mechanism.as_str();
         env.push(value(format!("{prefix}_SASL_MECHANISM"), mechanism.to_string()));
         env.push(from_secret(format!("{prefix}_SASL_USERNAME"), &sasl.secret_ref.name, "username"));
         env.push(from_secret(format!("{prefix}_SASL_PASSWORD"), &sasl.secret_ref.name, "password"));

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 
 use crate::crd::RetailPipeline;
-use crate::crd::common::{KafkaConnection, SaslMechanism};
+use crate::crd::common::KafkaConnection;
 use crate::error::{Error, Result};
 use crate::kafka_admin::KafkaTarget;
 
@@ -40,11 +40,7 @@ pub async fn connection_target(client: &Client, namespace: &str, connection: &Ka
     }
     if let Some(sasl) = &connection.sasl {
         let secret = secrets.get(&sasl.secret_ref.name).await?;
-        let mechanism = match sasl.mechanism {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        };
+        let mechanism = sasl.mechanism.as_str();
         target.sasl = Some((mechanism.to_string(), key(&secret, "username")?, key(&secret, "password")?));
     }
     Ok(target)

@@ -68,7 +68,9 @@ pub struct TlsConfig {
     pub key_file: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// One type for the processor's config and the operator's CRDs, so the two cannot drift.
+/// How the client authenticates, named as Kafka clients name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN")]
     Plain,
@@ -76,6 +78,17 @@ pub enum SaslMechanism {
     ScramSha256,
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The name Kafka clients take (`sasl.mechanism`), the same as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// SASL credentials as files (the operator mounts the referenced Secret there).
@@ -538,6 +551,14 @@ impl PipelineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sasl_mechanisms_are_named_as_in_the_config() {
+        for mechanism in [SaslMechanism::Plain, SaslMechanism::ScramSha256, SaslMechanism::ScramSha512] {
+            assert_eq!(serde_json::to_value(mechanism).unwrap(), mechanism.as_str());
+        }
+        assert_eq!(SaslMechanism::ScramSha512.as_str(), "SCRAM-SHA-512");
+    }
 
     #[test]
     fn example_config_parses_and_validates() {
