@@ -294,7 +294,7 @@ async fn a_partition_decrease_is_refused_with_a_condition() {
     topics.insert("shop.sales".to_string(), ObservedTopic { partitions: 6, ..topics["shop.sales"].clone() });
     let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
         topics: topics.clone(),
-        lag: Some(4_200),
+        progress: Some(crate::kafka_admin::GroupProgress { lag: 4_200, committed: 0, last_checkpoint: None }),
         ..MemoryState::default()
     }));
     let objects = observed_objects(&plan_of(&pipeline(), &topics));
@@ -506,7 +506,7 @@ async fn an_alert_policy_is_validated_against_its_pipeline() {
 async fn sustained_lag_scales_the_processor_up_with_an_event() {
     let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
         topics: all_topics(3),
-        lag: Some(25_000),
+        progress: Some(crate::kafka_admin::GroupProgress { lag: 25_000, committed: 0, last_checkpoint: None }),
         ..MemoryState::default()
     }));
     let objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));

@@ -23,9 +23,7 @@ pub struct MemoryState {
     pub produced: Vec<OutgoingRecord>,
     /// Refuse partition increases as tansu does.
     pub no_create_partitions: bool,
-    /// What `consumer_lag` answers.
-    pub lag: Option<i64>,
-    /// What `group_progress` answers.
+    /// What `group_progress` answers (and so `consumer_lag`).
     pub progress: Option<GroupProgress>,
 }
 
@@ -93,15 +91,6 @@ impl KafkaAccess for MemoryKafka {
         };
         state.actions.push(action.clone());
         futures::future::ready(result).boxed()
-    }
-
-    fn consumer_lag<'a>(
-        &'a self,
-        _target: &'a KafkaTarget,
-        _group: &'a str,
-        _topics: &'a [String],
-    ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>> {
-        futures::future::ready(Ok(self.lock().lag)).boxed()
     }
 
     fn group_progress<'a>(

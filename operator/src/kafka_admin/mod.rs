@@ -8,6 +8,7 @@ pub mod rdkafka_client;
 
 use std::collections::BTreeMap;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::plan::stores::OutgoingRecord;
@@ -70,13 +71,16 @@ pub trait KafkaAccess: Send + Sync {
 
     /// Consumer-group lag over `topics`: the sum over their partitions of the end offset
     /// minus the group's committed offset (the whole partition when nothing is committed).
-    /// `None` when the group has committed nothing on them yet.
+    /// `None` when the group has committed nothing on them yet. The lag of
+    /// [`KafkaAccess::group_progress`].
     fn consumer_lag<'a>(
         &'a self,
         target: &'a KafkaTarget,
         group: &'a str,
         topics: &'a [String],
-    ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>>;
+    ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>> {
+        self.group_progress(target, group, topics).map(|progress| progress.map(|p| p.map(|p| p.lag))).boxed()
+    }
 
     /// Lag of `group` over `topics` and the latest time it checkpointed (the newest offset
     /// commit metadata, as the replicator writes it). `None` when nothing is committed.

@@ -171,10 +171,6 @@ impl RdKafkaAccess {
         }
     }
 
-    async fn lag(&self, target: &KafkaTarget, group: &str, topics: &[String]) -> Result<Option<i64>, KafkaError> {
-        Ok(self.progress(target, group, topics).await?.map(|p| p.lag))
-    }
-
     async fn progress(
         &self,
         target: &KafkaTarget,
@@ -279,15 +275,6 @@ impl KafkaAccess for RdKafkaAccess {
 
     fn apply<'a>(&'a self, target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>> {
         self.apply_action(target, action).boxed()
-    }
-
-    fn consumer_lag<'a>(
-        &'a self,
-        target: &'a KafkaTarget,
-        group: &'a str,
-        topics: &'a [String],
-    ) -> BoxFuture<'a, Result<Option<i64>, KafkaError>> {
-        self.lag(target, group, topics).boxed()
     }
 
     fn group_progress<'a>(
