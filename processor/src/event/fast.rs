@@ -7,13 +7,14 @@
 //! wrong. So the fast path decides nothing on its own: a property test holds that whenever it
 //! returns an event, the checked path returns the same one.
 //!
-//! Strings are searched 16 bytes at a time (SSE2 on x86-64, a word-at-a-time search
-//! elsewhere) for the byte that ends them; an event has about two dozen short strings.
+//! Strings are searched with the shared search of `lex` (16 bytes at a time) for the byte
+//! that ends them; an event has about two dozen short strings.
 
 use std::borrow::Cow;
 
 use rust_decimal::Decimal;
 
+use super::lex::{HIGH, ONES, ascii_string_at, ws};
 use super::scan::skip_value;
 use super::time::fast_rfc3339_millis;
 use super::{Channel, Currency, Event, EventType, SCHEMA_VERSION};
@@ -37,7 +38,7 @@ pub(super) fn parse(b: &[u8]) -> Option<Event<'_>> {
                     Some(1 << expected)
                 }
                 _ => {
-                    let (key_start, key_end) = string_at(b, i)?;
+                    let (key_start, key_end) = ascii_string_at(b, i)?;
                     i = key_end + 1;
                     field_bit(&b[key_start..key_end])
                 }
@@ -54,7 +55,7 @@ pub(super) fn parse(b: &[u8]) -> Option<Event<'_>> {
                 }
                 // Members the processor does not read (terminal_id, order_id, metadata, ...).
                 None => match *b.get(i)? {
-                    b'"' => string_at(b, i).map(|(_, end)| end + 1)?,
+                    b'"' => ascii_string_at(b, i).map(|(_, end)| end + 1)?,
                     _ => skip_value(b, i, 1)?,
                 },
             };
@@ -196,7 +197,7 @@ impl Fields {
             }
             return Some(end);
         }
-        let (start, end) = string_at(b, i)?;
+        let (start, end) = ascii_string_at(b, i)?;
         let text = &b[start..end];
         match bit {
             EVENT_ID => self.event_id = Some(uuid_hyphenated(text)?),
@@ -244,11 +245,11 @@ impl Fields {
     }
 }
 
-/// Text the fast path read: every byte of it was checked to be ASCII by [`string_at`].
+/// Text the fast path read: every byte of it was checked to be ASCII by [`ascii_string_at`].
 #[inline(always)]
 fn ascii(bytes: &[u8]) -> &str {
     debug_assert!(bytes.is_ascii());
-    // SAFETY: `string_at` returns only ranges whose every byte `find_special` passed over as
+    // SAFETY: `ascii_string_at` returns only ranges whose every byte `find_special` passed over as
     // not special, and every byte at or above 0x80 is special; ASCII is valid UTF-8.
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }
@@ -327,9 +328,6 @@ fn price(text: &[u8]) -> Option<Decimal> {
     (digits >= 1).then(|| Decimal::new(mantissa, scale as u32))
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
 /// High bit of each byte set where the (ASCII) byte is at least `low`.
 #[inline(always)]
 fn at_least(word: u64, low: u8) -> u64 {
@@ -388,110 +386,6 @@ fn small_integer_at(b: &[u8], mut i: usize) -> Option<(i64, usize)> {
         return None;
     }
     Some((if negative { -value } else { value }, i))
-}
-
-/// The index of the first non-whitespace byte at or after `i`; producers mostly write none.
-#[inline(always)]
-fn ws(b: &[u8], i: usize) -> usize {
-    match b.get(i) {
-        Some(&c) if c > b' ' => i,
-        _ => skip_ws(b, i),
-    }
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
-        i += 1;
-    }
-    i
-}
-
-/// A string whose opening quote is at `i`, printable ASCII without escapes: the (start, end)
-/// of its contents, `end` at the closing quote.
-#[inline(always)]
-fn string_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    if *b.get(i)? != b'"' {
-        return None;
-    }
-    let end = find_special(b, i + 1)?;
-    (b[end] == b'"').then_some((i + 1, end))
-}
-
-/// Whether a byte ends a plain ASCII string: a quote, a backslash, a control character or
-/// a byte outside ASCII.
-#[inline(always)]
-fn is_special(c: u8) -> bool {
-    c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c)
-}
-
-/// The special bytes of 16 as a bit mask (bit n for byte n).
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline(always)]
-fn special_mask(chunk: &[u8; 16]) -> u32 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
-    // SAFETY: SSE2 is enabled for this build (the cfg above; it is part of x86-64 itself),
-    // and the load reads exactly the 16 bytes of `chunk`, with no alignment required.
-    unsafe {
-        let v = _mm_loadu_si128(chunk.as_ptr().cast());
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        // Signed bytes: below 0x20 is a control character or (negative) a byte outside ASCII.
-        let other = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), other)) as u32
-    }
-}
-
-/// The index of the first special byte at or after `from`, 16 bytes at a time.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline(always)]
-fn find_special(b: &[u8], mut i: usize) -> Option<usize> {
-    let mask = special_mask;
-    while let Some(chunk) = b.get(i..i + 16) {
-        let found = mask(chunk.try_into().ok()?);
-        if found != 0 {
-            return Some(i + found.trailing_zeros() as usize);
-        }
-        i += 16;
-    }
-    // Fewer than 16 bytes left: look at the last 16 of the input, ignoring those before `i`.
-    if b.len() >= 16 && i < b.len() {
-        let last = b.len() - 16;
-        let found = mask(b[last..].try_into().ok()?) >> (i - last);
-        return (found != 0).then(|| i + found.trailing_zeros() as usize);
-    }
-    b.get(i..)?.iter().position(|&c| is_special(c)).map(|p| i + p)
-}
-
-/// The index of the first special byte at or after `from`.
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-#[inline(always)]
-fn find_special(b: &[u8], i: usize) -> Option<usize> {
-    find_special_by_words(b, i)
-}
-
-/// The index of the first special byte at or after `from`, eight bytes at a time (exact per
-/// byte: no borrow crosses from one byte into the next).
-#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
-#[inline(always)]
-fn find_special_by_words(b: &[u8], mut i: usize) -> Option<usize> {
-    while let Some(chunk) = b.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().ok()?);
-        let low7 = word & !HIGH;
-        // Zero after the xor means equal; bytes outside ASCII are flagged on their own.
-        let eq = |c: u8| {
-            let x = low7 ^ (ONES * u64::from(c));
-            !(((x & !HIGH) + !HIGH) | x) & HIGH
-        };
-        let below_space = !((low7 + ONES * (0x80 - 0x20)) & HIGH) & HIGH;
-        let found = eq(b'"') | eq(b'\\') | below_space | (word & HIGH);
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    b.get(i..)?.iter().position(|&c| is_special(c)).map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -594,17 +488,6 @@ mod tests {
         fn uuid_matches_the_uuid_crate(text in "[0-9a-fA-FgG/:@`-]{8}-[0-9a-fA-F@G]{4}-[0-9a-fA-F]{4}-[0-9a-f`]{4}-[0-9a-fA-F\\[]{12}") {
             let expected = uuid::Uuid::try_parse(&text).ok().map(|u| u.as_u128());
             prop_assert_eq!(uuid_hyphenated(text.as_bytes()), expected);
-        }
-
-        /// The 16-byte search finds what a byte-at-a-time search finds, from any start.
-        #[test]
-        fn special_search_matches_a_plain_search(
-            bytes in proptest::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff, 0x20u8..0x7f, 0x20u8..0x7f], 0..70),
-            from in 0usize..72,
-        ) {
-            let plain = bytes.get(from..).and_then(|rest| rest.iter().position(|&c| is_special(c)).map(|p| from + p));
-            prop_assert_eq!(find_special(&bytes, from), plain);
-            prop_assert_eq!(find_special_by_words(&bytes, from), plain);
         }
 
         /// Prices read as the checked path reads them, or are declined.

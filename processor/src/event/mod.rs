@@ -4,6 +4,7 @@
 //! `time` holds the RFC 3339 <-> epoch-millisecond conversions used everywhere else.
 
 mod fast;
+mod lex;
 #[cfg(test)]
 mod mutate;
 mod parse;

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use super::lex::{string_at, ws};
 use super::parse::{Text, WireEvent};
 
 const MAX_DEPTH: u32 = 32;
@@ -41,51 +42,6 @@ fn field(key: &[u8]) -> Option<Field> {
         b"schema_version" => Field::SchemaVersion,
         _ => return None,
     })
-}
-
-/// The index of the first non-whitespace byte at or after `i`.
-#[inline(always)]
-fn ws(b: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
-        i += 1;
-    }
-    i
-}
-
-/// The index of the first `"`, `\\` or control character, eight bytes at a time (SWAR: the
-/// classic "has zero byte" and "has byte less than" tricks; the lowest flagged byte is exact).
-#[inline(always)]
-fn find_string_end(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in chunks.by_ref() {
-        let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        let flags = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (word.wrapping_sub(ONES * 0x20) & !word);
-        let flags = flags & HIGH;
-        if flags != 0 {
-            return Some(offset + (flags.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| offset + p)
-}
-
-/// A string whose opening quote is at `i`, without escapes or control characters: the
-/// (start, end) of its contents, `end` at the closing quote.
-#[inline(always)]
-fn string_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    if *b.get(i)? != b'"' {
-        return None;
-    }
-    let start = i + 1;
-    let end = start + find_string_end(b.get(start..)?)?;
-    (b[end] == b'"').then_some((start, end))
 }
 
 /// The end of a JSON number at `i`, strictly by the grammar, and whether it is an integer.
@@ -299,15 +255,6 @@ mod tests {
             assert!(scan(input.as_bytes()).is_none(), "{input}");
         }
         assert_eq!(scan(br#" { "a" : [ ] , "store_id" : null } "#), Some(WireEvent::default()));
-    }
-
-    proptest! {
-        /// The word-at-a-time search finds what a byte-at-a-time search finds.
-        #[test]
-        fn string_end_matches_a_plain_search(bytes in proptest::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff], 0..40)) {
-            let plain = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-            prop_assert_eq!(find_string_end(&bytes), plain);
-        }
     }
 
     #[test]
