@@ -53,6 +53,16 @@ pub struct LowStockAlert {
 pub struct AlertRules {
     low_stock: Vec<LowStock>,
     last_fired: FxHashMap<(usize, PositionKey), i64>,
+    /// Cooldowns started since the last drain, when a changelog is kept.
+    changes: Option<Vec<(usize, PositionKey)>>,
+}
+
+/// A rule's cooldown for one position, as the changelog keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CooldownEntry {
+    pub policy: Arc<str>,
+    pub key: PositionKey,
+    pub last_fired: i64,
 }
 
 impl AlertRules {
@@ -80,7 +90,28 @@ impl AlertRules {
                 })
             })
             .collect();
-        AlertRules { low_stock, last_fired: FxHashMap::default() }
+        AlertRules { low_stock, last_fired: FxHashMap::default(), changes: None }
+    }
+
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// Hands out the cooldowns started since the last call.
+    pub fn drain_changes(&mut self, mut visit: impl FnMut(CooldownEntry)) {
+        let Some(changes) = self.changes.as_mut() else { return };
+        for (index, key) in changes.drain(..) {
+            if let (Some(rule), Some(&last_fired)) = (self.low_stock.get(index), self.last_fired.get(&(index, key))) {
+                visit(CooldownEntry { policy: rule.policy.clone(), key, last_fired });
+            }
+        }
+    }
+
+    /// Restores a cooldown; one of a policy that no longer has a low-stock rule is left out.
+    pub fn restore(&mut self, entry: CooldownEntry) {
+        if let Some(index) = self.low_stock.iter().position(|rule| rule.policy == entry.policy) {
+            self.last_fired.insert((index, entry.key), entry.last_fired);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,6 +135,9 @@ impl AlertRules {
                 continue;
             }
             *last = event_time;
+            if let Some(changes) = self.changes.as_mut() {
+                changes.push((index, subject.key));
+            }
             fired.push(LowStockAlert {
                 policy: rule.policy.clone(),
                 threshold: rule.threshold,

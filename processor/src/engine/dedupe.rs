@@ -18,6 +18,29 @@ fn split(id: u128) -> Id {
     ((id >> 64) as u64, id as u64)
 }
 
+fn join(id: Id) -> u128 {
+    (u128::from(id.0) << 64) | u128::from(id.1)
+}
+
+/// Ids per changelog chunk: 4,096 ids are a 128 KiB record, well under Kafka's 1 MB limit.
+pub const CHUNK_IDS: usize = 4_096;
+
+/// Ids remembered since the last drain, and how many chunks each slice has in the changelog.
+#[derive(Debug, Default)]
+struct DedupeChanges {
+    new_ids: Vec<(i64, Id)>,
+    chunks: BTreeMap<i64, u32>,
+    gone_chunks: Vec<(i64, u32)>,
+}
+
+/// One changelog entry of the dedupe state: chunk `seq` of a slice's ids; `None` = forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeChunk {
+    pub slice: i64,
+    pub seq: u32,
+    pub ids: Option<Vec<u128>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     New,
@@ -36,6 +59,7 @@ pub struct Dedupe {
     slices: BTreeMap<i64, Vec<Id>>,
     /// Slices dropped before their time because of `max_entries`.
     pub evicted_early: u64,
+    changes: Option<Box<DedupeChanges>>,
 }
 
 impl Dedupe {
@@ -47,6 +71,49 @@ impl Dedupe {
             seen: FxHashMap::default(),
             slices: BTreeMap::new(),
             evicted_early: 0,
+            changes: None,
+        }
+    }
+
+    /// Starts recording remembered and forgotten ids, for [`Dedupe::drain_changes`].
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Box::default);
+    }
+
+    /// Hands out the ids remembered since the last call, in chunks per slice, and the chunks
+    /// of slices forgotten since.
+    pub fn drain_changes(&mut self, mut visit: impl FnMut(DedupeChunk)) {
+        let Some(changes) = self.changes.as_mut() else { return };
+        // Only ids still listed under their slice: one forgotten meanwhile must stay forgotten.
+        let seen = &self.seen;
+        changes.new_ids.retain(|(slice, id)| seen.get(id) == Some(slice));
+        changes.new_ids.sort_by_key(|(slice, _)| *slice);
+        for run in changes.new_ids.chunk_by(|a, b| a.0 == b.0) {
+            let slice = run[0].0;
+            for chunk in run.chunks(CHUNK_IDS) {
+                let seq = changes.chunks.entry(slice).or_insert(0);
+                visit(DedupeChunk { slice, seq: *seq, ids: Some(chunk.iter().map(|(_, id)| join(*id)).collect()) });
+                *seq += 1;
+            }
+        }
+        changes.new_ids.clear();
+        for (slice, seq) in changes.gone_chunks.drain(..) {
+            visit(DedupeChunk { slice, seq, ids: None });
+        }
+    }
+
+    /// Restores one changelog chunk (the last value of its key).
+    pub fn restore(&mut self, chunk: DedupeChunk) {
+        let Some(ids) = chunk.ids else { return };
+        let listed = self.slices.entry(chunk.slice).or_default();
+        for id in ids {
+            let id = split(id);
+            self.seen.insert(id, chunk.slice);
+            listed.push(id);
+        }
+        if let Some(changes) = self.changes.as_mut() {
+            let count = changes.chunks.entry(chunk.slice).or_insert(0);
+            *count = (*count).max(chunk.seq.saturating_add(1));
         }
     }
 
@@ -62,6 +129,9 @@ impl Dedupe {
             Entry::Vacant(vacant) => {
                 vacant.insert(slice);
             }
+        }
+        if let Some(changes) = self.changes.as_mut() {
+            changes.new_ids.push((slice, id));
         }
         match self.slices.last_entry() {
             // Events mostly arrive in time order: the newest slice, without a tree search.
@@ -88,6 +158,10 @@ impl Dedupe {
 
     fn evict_oldest(&mut self) {
         if let Some((slice, ids)) = self.slices.pop_first() {
+            if let Some(changes) = self.changes.as_mut() {
+                let written = changes.chunks.remove(&slice).unwrap_or(0);
+                changes.gone_chunks.extend((0..written).map(|seq| (slice, seq)));
+            }
             for id in ids {
                 // One probe: the id goes unless it was listed again under a newer slice.
                 if let Entry::Occupied(listed) = self.seen.entry(id)

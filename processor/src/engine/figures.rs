@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 
 use crate::event::{Event, EventType};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Figures {
     pub units_sold: i64,
     pub units_returned: i64,

@@ -111,6 +111,28 @@ impl Position {
     }
 }
 
+/// A position as its changelog keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PositionState {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub last_event_time: i64,
+    latest_day: i64,
+    sold_by_day: [i32; VELOCITY_DAYS],
+}
+
+impl From<&Position> for PositionState {
+    fn from(p: &Position) -> Self {
+        PositionState {
+            on_hand: p.on_hand,
+            reserved: p.reserved,
+            last_event_time: p.last_event_time,
+            latest_day: p.latest_day,
+            sold_by_day: p.sold_by_day,
+        }
+    }
+}
+
 /// `n / d` for `n >= 0, d > 0`, rounded half to even: exact decimal arithmetic in integers.
 fn div_round_half_even(n: i64, d: i64) -> i64 {
     let (q, r) = (n / d, n % d);
@@ -207,6 +229,20 @@ impl InventoryTable {
             self.dirty.push(slot);
         }
         Change { available_before, available_after: position.available() }
+    }
+
+    /// Sets a position from its changelog state (not marked changed).
+    pub fn restore(&mut self, key: PositionKey, state: PositionState) {
+        let slot = self.find_or_insert(key);
+        let position = &mut self.positions[slot as usize];
+        *position = Position {
+            on_hand: state.on_hand,
+            reserved: state.reserved,
+            last_event_time: state.last_event_time,
+            latest_day: state.latest_day,
+            sold_by_day: state.sold_by_day,
+            dirty: position.dirty,
+        };
     }
 
     #[cfg(test)]

@@ -10,6 +10,7 @@ mod enrich;
 mod figures;
 mod intern;
 mod inventory;
+mod state;
 mod watermark;
 mod window;
 
@@ -33,6 +34,7 @@ pub use enrich::UNKNOWN;
 pub use figures::Figures;
 use intern::{Interner, NONE};
 use inventory::{InventoryTable, Position, position_key, split_key};
+pub use state::{RestoreError, RestoreReport, StateChange};
 use watermark::Watermarks;
 use window::{GroupKey, WindowOperator, WindowResult};
 
@@ -159,6 +161,8 @@ pub struct Engine {
     stats: EngineStats,
     window_results: Vec<WindowResult>,
     fired_alerts: Vec<LowStockAlert>,
+    /// State changed since the last drain, when a changelog is kept ([`Engine::track_changes`]).
+    state_changes: Option<Vec<StateChange>>,
 }
 
 impl Engine {
@@ -191,6 +195,7 @@ impl Engine {
             stats: EngineStats::default(),
             window_results: Vec::new(),
             fired_alerts: Vec::new(),
+            state_changes: None,
         }
     }
 
@@ -266,12 +271,20 @@ impl Engine {
     /// Emits the inventory positions changed since the last flush (call at commit points).
     pub fn flush(&mut self, out: &mut Vec<Output>) {
         let (stores, skus) = (&self.stores, &self.skus);
+        let tracking = self.state_changes.is_some();
+        let mut changed = Vec::new();
         let mut emitted = 0;
         self.inventory.drain_dirty(|key, position| {
             out.push(Output::Inventory(inventory_record(stores, skus, key, position)));
+            if tracking {
+                changed.push((key, inventory::PositionState::from(position)));
+            }
             emitted += 1;
         });
         self.stats.inventory_records += emitted;
+        for (key, state) in changed {
+            self.record_position(key, state);
+        }
     }
 
     /// Every inventory position, as records (the read API and the demo's view).

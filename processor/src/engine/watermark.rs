@@ -7,11 +7,18 @@
 //! closed store does not freeze every window. When every partition is idle, the overall
 //! watermark follows the most advanced one.
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct PartitionClock {
     max_event_time: i64,
     last_active: i64,
     idle: bool,
+}
+
+/// The watermarks' state as a changelog keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WatermarkState {
+    partitions: Vec<Option<PartitionClock>>,
+    current: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +89,17 @@ impl Watermarks {
             }
         }
         changed && self.recompute()
+    }
+
+    /// Where each partition stands and the overall watermark, for a changelog.
+    pub fn state(&self) -> WatermarkState {
+        WatermarkState { partitions: self.partitions.clone(), current: self.current }
+    }
+
+    /// Restores what [`Watermarks::state`] gave.
+    pub fn restore(&mut self, state: WatermarkState) {
+        self.partitions = state.partitions;
+        self.current = state.current;
     }
 
     /// End of input: every window may fire.

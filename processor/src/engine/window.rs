@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::figures::Figures;
 
@@ -100,6 +100,33 @@ pub struct WindowOperator {
     fired_through: i64,
     /// The end of the earliest unfired window that holds data (i64::MAX when none).
     next_due: i64,
+    /// What changed since the last [`WindowOperator::drain_changes`], when a changelog is kept.
+    changes: Option<Box<WindowChanges>>,
+}
+
+/// Pane groups and revisions changed or dropped since the last drain.
+#[derive(Debug, Default)]
+struct WindowChanges {
+    panes: FxHashSet<(i64, GroupKey)>,
+    revisions: FxHashSet<(i64, GroupKey)>,
+    gone_panes: Vec<(i64, GroupKey)>,
+    gone_revisions: Vec<(i64, GroupKey)>,
+}
+
+/// One changed piece of a window operator's state, for the changelog; `None` = dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowEntry {
+    Pane { pane: i64, key: GroupKey, figures: Option<Figures> },
+    Revision { window: i64, key: GroupKey, revision: Option<u32> },
+}
+
+/// Where firing stands: restored with the panes so that nothing fires twice or never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WindowProgress {
+    pub step: i64,
+    pub panes_per_window: i64,
+    pub fired_through: i64,
+    pub next_due: i64,
 }
 
 /// What happened to one event in one window operator.
@@ -121,7 +148,67 @@ impl WindowOperator {
             revisions: BTreeMap::new(),
             fired_through: i64::MIN,
             next_due: i64::MAX,
+            changes: None,
         }
+    }
+
+    /// Starts recording what changes, for [`WindowOperator::drain_changes`].
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Box::default);
+    }
+
+    /// Hands out every pane group and revision changed or dropped since the last call.
+    pub fn drain_changes(&mut self, mut visit: impl FnMut(WindowEntry)) {
+        let Some(changes) = self.changes.as_mut() else { return };
+        for (pane, key) in changes.panes.drain() {
+            if let Some(figures) = self.panes.get(pane).and_then(|groups| groups.get(&key)) {
+                visit(WindowEntry::Pane { pane, key, figures: Some(*figures) });
+            }
+        }
+        for (window, key) in changes.revisions.drain() {
+            if let Some(revision) = self.revisions.get(&window).and_then(|groups| groups.get(&key)) {
+                visit(WindowEntry::Revision { window, key, revision: Some(*revision) });
+            }
+        }
+        for (pane, key) in changes.gone_panes.drain(..) {
+            visit(WindowEntry::Pane { pane, key, figures: None });
+        }
+        for (window, key) in changes.gone_revisions.drain(..) {
+            visit(WindowEntry::Revision { window, key, revision: None });
+        }
+    }
+
+    pub fn progress(&self) -> WindowProgress {
+        WindowProgress {
+            step: self.step,
+            panes_per_window: self.panes_per_window,
+            fired_through: self.fired_through,
+            next_due: self.next_due,
+        }
+    }
+
+    /// Restores one changelog entry (the last one of its key).
+    pub fn restore(&mut self, entry: WindowEntry) {
+        match entry {
+            WindowEntry::Pane { pane, key, figures: Some(figures) } => {
+                self.panes.get_or_insert(pane).insert(key, figures);
+            }
+            WindowEntry::Revision { window, key, revision: Some(revision) } => {
+                self.revisions.entry(window).or_default().insert(key, revision);
+            }
+            WindowEntry::Pane { figures: None, .. } | WindowEntry::Revision { revision: None, .. } => {}
+        }
+    }
+
+    /// Restores where firing stood; `false` (and nothing restored) when the window's size or
+    /// step differs from the one the changelog was written with.
+    pub fn restore_progress(&mut self, progress: WindowProgress) -> bool {
+        if progress.step != self.step || progress.panes_per_window != self.panes_per_window {
+            return false;
+        }
+        self.fired_through = progress.fired_through;
+        self.next_due = progress.next_due;
+        true
     }
 
     fn window_end(&self, k: i64) -> i64 {
@@ -158,6 +245,9 @@ impl WindowOperator {
         let corrects = self.window_end(live_from) <= self.fired_through;
         let in_pane_before = corrects && self.panes.get(pane).is_some_and(|groups| groups.contains_key(&key));
         self.panes.get_or_insert(pane).entry(key).or_default().add(delta);
+        if let Some(changes) = self.changes.as_mut() {
+            changes.panes.insert((pane, key));
+        }
         for k in live_from..=pane {
             if self.window_end(k) <= self.fired_through {
                 let had_group = in_pane_before || self.in_other_panes(k, pane, &key);
@@ -165,6 +255,9 @@ impl WindowOperator {
                 let end = self.window_end(k);
                 let revision = self.revisions.entry(k).or_default().entry(key).or_insert(if had_group { 1 } else { 0 });
                 *revision += 1;
+                if let Some(changes) = self.changes.as_mut() {
+                    changes.revisions.insert((k, key));
+                }
                 results.push(WindowResult { start: k * self.step, end, key, figures, revision: *revision });
                 placement.corrections += 1;
             } else {
@@ -260,13 +353,17 @@ impl WindowOperator {
             if !self.expired(pane, watermark) {
                 break;
             }
-            self.panes.0.pop_front();
+            if let (Some((pane, groups)), Some(changes)) = (self.panes.0.pop_front(), self.changes.as_mut()) {
+                changes.gone_panes.extend(groups.into_keys().map(|key| (pane, key)));
+            }
         }
         while let Some((&k, _)) = self.revisions.first_key_value() {
             if !self.expired(k, watermark) {
                 break;
             }
-            self.revisions.pop_first();
+            if let (Some((k, groups)), Some(changes)) = (self.revisions.pop_first(), self.changes.as_mut()) {
+                changes.gone_revisions.extend(groups.into_keys().map(|key| (k, key)));
+            }
         }
     }
 
