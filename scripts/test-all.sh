@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of stockpulse, installing what the tests need (tansu, helm,
-# kubernetes-validate) into .tools/ first. Exits non-zero on any failure, and ends with one
+# Runs every check and test of stockpulse, installing what the tests need (Apache Kafka,
+# tansu, helm, kubernetes-validate; see scripts/install-test-tools.sh) first. Exits non-zero on any failure, and ends with one
 # line `stockpulse: N passed, N failed, N skipped` (the e2e suite counts as skipped where it
 # cannot run).
 set -euo pipefail
@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-echo "==> installing test tools into .tools/"
-eval "$(bash scripts/install-test-tools.sh)"
+started=$SECONDS
+echo "==> installing test tools (cached in ~/.cache/stockpulse-tools)"
+bash scripts/install-test-tools.sh
+# shellcheck source=/dev/null
+source .tools/env.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -55,5 +58,6 @@ if [ "$tests" -ne 0 ] || [ "$doctests" -ne 0 ] || [ "$e2e" -ne 0 ]; then
   status=1
   [ "$failed" -gt 0 ] || failed=1
 fi
+echo "test-all: $((SECONDS - started))s in all"
 echo "stockpulse: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

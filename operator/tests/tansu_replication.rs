@@ -15,7 +15,7 @@ use stockpulse_operator::kafka_admin::{KafkaAccess, KafkaTarget};
 use stockpulse_operator::plan::stores::OutgoingRecord;
 use stockpulse_operator::plan::topics::TopicAction;
 use stockpulse_operator::replicator::{Replication, replicate};
-use support::tansu::Tansu;
+use stockpulse_testkit::tansu::Tansu;
 
 const TOPIC: &str = "shop.sales";
 

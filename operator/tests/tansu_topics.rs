@@ -17,7 +17,7 @@ use stockpulse_operator::kafka_admin::rdkafka_client::RdKafkaAccess;
 use stockpulse_operator::kafka_admin::{KafkaAccess, KafkaError, KafkaTarget};
 use stockpulse_operator::plan::stores::OutgoingRecord;
 use stockpulse_operator::plan::topics::{TopicAction, plan_topics};
-use support::tansu::Tansu;
+use stockpulse_testkit::tansu::Tansu;
 
 /// Every broker test is bounded: a hung broker call fails the test instead of hanging it.
 async fn bounded(test: impl std::future::Future<Output = ()>) {

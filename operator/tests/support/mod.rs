@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod schema;
-pub mod tansu;
 
 use std::path::PathBuf;
 
@@ -12,15 +11,8 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The path of a test tool from its environment variable, or a panic that says how to get it.
-pub fn tool(var: &str) -> PathBuf {
-    match std::env::var_os(var) {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => panic!(
-            "{var} is not set: run `eval \"$(bash scripts/install-test-tools.sh)\"` first (this test never skips silently)"
-        ),
-    }
-}
+#[allow(unused_imports)]
+pub use stockpulse_testkit::tool;
 
 /// The sample custom resources of `manifests/samples/`, sorted by file name.
 pub fn sample_files() -> Vec<PathBuf> {

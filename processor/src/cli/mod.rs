@@ -5,6 +5,7 @@ mod dashboard;
 mod demo;
 mod generate;
 mod replay;
+mod run;
 mod schema;
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write realistic, seeded store traffic as NDJSON events (and the reference data it assumes).
     Generate(generate::GenerateArgs),
+    /// The processor on Kafka: consume, process and produce exactly once, with state in a
+    /// changelog; `/metrics`, `/healthz` and `/readyz` on the HTTP port.
+    Run(run::RunArgs),
     /// Reprocess recorded NDJSON events into NDJSON outputs (backfill, audit, what-if).
     Replay(replay::ReplayArgs),
     /// The engine benchmark: events per second on one core and memory, on generated traffic.
@@ -126,6 +130,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Run(args) => run::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Schema => schema::run(),

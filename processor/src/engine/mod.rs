@@ -73,6 +73,26 @@ pub struct EngineStats {
     pub dedupe_evicted_early: u64,
 }
 
+impl EngineStats {
+    /// Adds another engine's counters (several partitions' engines, one summary).
+    pub fn add(&mut self, other: &EngineStats) {
+        self.events_in += other.events_in;
+        self.events_applied += other.events_applied;
+        self.dead_lettered += other.dead_lettered;
+        for (reason, count) in &other.dead_letter_reasons {
+            *self.dead_letter_reasons.entry(reason).or_insert(0) += count;
+        }
+        self.duplicates += other.duplicates;
+        self.late_events += other.late_events;
+        self.beyond_dedupe_horizon += other.beyond_dedupe_horizon;
+        self.window_results += other.window_results;
+        self.corrections += other.corrections;
+        self.alerts += other.alerts;
+        self.inventory_records += other.inventory_records;
+        self.dedupe_evicted_early += other.dedupe_evicted_early;
+    }
+}
+
 impl std::fmt::Display for EngineStats {
     /// One line: what came in and where it went.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

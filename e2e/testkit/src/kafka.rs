@@ -1,0 +1,185 @@
+//! Apache Kafka, KRaft mode, one node (broker and controller) on free loopback ports, with
+//! its data in a temporary folder; from the jars in `STOCKPULSE_KAFKA_LIBS`.
+//!
+//! The JVM runs under a small shell guard that reads the test's end of a pipe: when the test
+//! process ends, however it ends, the pipe closes and the guard kills the broker, so a broker
+//! shared by the tests of one binary ([`Kafka::shared`]) never outlives it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::{free_port, tool, wait_for_port};
+
+/// How long a broker may take to listen (a cold JVM on a loaded 2-core machine).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Kafka {
+    /// `host:port` of the PLAINTEXT listener.
+    pub bootstrap: String,
+    port: u16,
+    controller_port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Kafka {
+    /// A new broker of its own, stopped when dropped.
+    pub fn start() -> Kafka {
+        let dir = tempfile::Builder::new().prefix("stockpulse-kafka-").tempdir().expect("temporary folder for Kafka");
+        let (port, controller_port) = (free_port(), free_port());
+        let mut kafka = Kafka { bootstrap: format!("127.0.0.1:{port}"), port, controller_port, dir, child: None };
+        kafka.write_config();
+        kafka.format();
+        kafka.launch();
+        kafka
+    }
+
+    /// One broker for all the tests of this test binary (tests name their own topics and
+    /// groups); it ends with the binary.
+    pub fn shared() -> &'static Kafka {
+        static SHARED: OnceLock<Kafka> = OnceLock::new();
+        SHARED.get_or_init(Kafka::start)
+    }
+
+    /// Kills the broker (SIGKILL) and keeps its data: [`Kafka::resume`] starts it again on
+    /// the same ports.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take()); // the guard kills the JVM
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed broker again on its ports and data.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "the broker at {} is running", self.bootstrap);
+        self.launch();
+    }
+
+    /// The broker's log (warnings and errors), for a failing test's message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("server.properties")
+    }
+
+    fn write_config(&self) {
+        let data = self.dir.path().join("data");
+        let config = format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.bootstrap.servers=127.0.0.1:{cp}\n\
+             listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{cp}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{p}\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             log.dirs={data}\n\
+             num.partitions=1\n\
+             auto.create.topics.enable=false\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=4\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=4\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\n\
+             log.cleaner.backoff.ms=1000\n",
+            p = self.port,
+            cp = self.controller_port,
+            data = data.display()
+        );
+        std::fs::write(self.config_path(), config).expect("write Kafka's server.properties");
+    }
+
+    fn java(&self) -> Command {
+        let libs = tool("STOCKPULSE_KAFKA_LIBS");
+        let mut java = Command::new("java");
+        java.args(["-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]);
+        if let Some(log4j) = std::env::var_os("STOCKPULSE_KAFKA_LOG4J") {
+            java.arg(format!("-Dlog4j2.configurationFile={}", Path::new(&log4j).display()));
+        }
+        java.arg("-cp").arg(format!("{}/*", libs.display()));
+        java
+    }
+
+    fn format(&self) {
+        let cluster_id = cluster_id();
+        let output = self
+            .java()
+            .args(["kafka.tools.StorageTool", "format", "--standalone", "-t", &cluster_id, "-c"])
+            .arg(self.config_path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run java for Kafka's storage tool: {e}"));
+        assert!(
+            output.status.success(),
+            "formatting Kafka's storage failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .expect("open the broker's log");
+        let java = self.java();
+        let mut args: Vec<String> = java.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        args.push("kafka.Kafka".into());
+        args.push(self.config_path().display().to_string());
+        // The guard: the JVM in the background; when stdin closes, SIGKILL it.
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(r#"java "$@" </dev/null & pid=$!; { cat >/dev/null; kill -9 "$pid" 2>/dev/null; } <&0 & wait "$pid""#)
+            .arg("kafka-guard")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start Apache Kafka: {e}"));
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = stdin.flush();
+        }
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&self.bootstrap).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("Apache Kafka exited ({status}) before listening:\n{}", self.log_tail());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                panic!(
+                    "Apache Kafka did not listen on {} within {START_TIMEOUT:?}:\n{}",
+                    self.bootstrap,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        wait_for_port(&self.bootstrap, "Apache Kafka", Duration::from_secs(1));
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A KRaft cluster id: 16 bytes (time and process), URL-safe base64 without padding.
+fn cluster_id() -> String {
+    use base64::Engine as _;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1);
+    let bytes = (nanos ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

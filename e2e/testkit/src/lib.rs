@@ -1,0 +1,50 @@
+//! Test harnesses of stockpulse: real services on free loopback ports, started and stopped
+//! by the tests themselves.
+//!
+//! - [`kafka::Kafka`]: Apache Kafka in KRaft mode, one node (the reference broker: every
+//!   exactly-once, rebalance and lag claim is proven on it), from the jars that
+//!   `scripts/install-test-tools.sh` puts in `STOCKPULSE_KAFKA_LIBS`.
+//! - [`tansu::Tansu`]: the tansu broker, in memory, for quick protocol tests.
+//! - [`control_plane::ControlPlane`]: etcd and kube-apiserver with an admin kubeconfig and
+//!   the CRDs of `crds/` installed (`STOCKPULSE_ETCD`, `STOCKPULSE_KUBE_APISERVER`); where
+//!   they are not installed its tests print `SKIPPED: control plane: ...` and return, except
+//!   in CI (env `CI` set), where that is a failure.
+//!
+//! A harness whose tool is not installed panics with the command that installs it: a test
+//! never passes, or skips silently, for want of its broker.
+
+pub mod control_plane;
+pub mod kafka;
+pub mod tansu;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// The path in an environment variable the install script sets, or a panic that says how
+/// to set it.
+pub fn tool(var: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => panic!(
+            "{var} is not set: run `bash scripts/install-test-tools.sh && source .tools/env.sh` first \
+             (this test never skips silently)"
+        ),
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+/// Waits until `addr` accepts TCP connections, or panics naming `what` after `timeout`.
+pub fn wait_for_port(addr: &str, what: &str, timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not listen on {addr} within {timeout:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,53 @@
+//! `stockpulse-processor run --config FILE`: the processor on Kafka (see `runtime`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::{Duration, PipelineConfig};
+use crate::runtime::{RunOptions, run as run_on_kafka};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The pipeline config (the ConfigMap the operator renders, or a file of your own).
+    #[arg(long)]
+    config: PathBuf,
+    /// Names this instance's transactional producer; keep it stable across restarts of one
+    /// instance (default: the HOSTNAME, which is the pod name in Kubernetes).
+    #[arg(long, env = "STOCKPULSE_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// Overrides the config's `http.port` (0 picks a free port).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Writes the HTTP port's address to this file once listening.
+    #[arg(long)]
+    address_file: Option<PathBuf>,
+    /// How often work is committed (a Kafka transaction under exactly-once).
+    #[arg(long, default_value = "100ms")]
+    commit_interval: Duration,
+    /// How long a task waits for one of its two input partitions that holds more records (to
+    /// process both in timestamp order) before it goes on with the other.
+    #[arg(long, default_value = "2s")]
+    max_task_wait: Duration,
+    /// How long reading the stores and catalog topics to their end may take at start.
+    #[arg(long, default_value = "2m")]
+    reference_timeout: Duration,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(&args.config)?;
+    let instance_id = match args.instance_id.or_else(|| std::env::var("HOSTNAME").ok()).filter(|s| !s.is_empty()) {
+        Some(id) => id,
+        None => format!("pid-{}", std::process::id()),
+    };
+    let options = RunOptions {
+        instance_id,
+        http_port: args.http_port,
+        commit_interval: std::time::Duration::from_millis(args.commit_interval.as_millis()),
+        max_task_wait: std::time::Duration::from_millis(args.max_task_wait.as_millis()),
+        reference_timeout: std::time::Duration::from_millis(args.reference_timeout.as_millis()),
+        address_file: args.address_file,
+    };
+    run_on_kafka(config, options).context("stockpulse-processor run")
+}

@@ -1,0 +1,137 @@
+//! The processor's Prometheus metrics (prometheus-client), served on `/metrics`.
+//!
+//! Counters grow by the engine's figures at each commit, so they count what was committed
+//! together with its outputs (an aborted transaction's work is counted when redone).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::EngineStats;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub events: Family<Labels, Counter>,
+    pub dead_letters: Family<Labels, Counter>,
+    pub outputs: Family<Labels, Counter>,
+    pub transactions: Family<Labels, Counter>,
+    pub watermark_delay: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub consumer_lag: Family<Labels, Gauge>,
+    pub latency: Histogram,
+    pub restore_records: Counter,
+    pub restore_seconds: Histogram,
+    pub tasks: Gauge,
+    pub reference_errors: Family<Labels, Counter>,
+    pub kafka_errors: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("stockpulse_processor");
+        let events = Family::<Labels, Counter>::default();
+        registry.register(
+            "events",
+            "Input events by outcome: in, applied, duplicate, late, dead_lettered",
+            events.clone(),
+        );
+        let dead_letters = Family::<Labels, Counter>::default();
+        registry.register("dead_letters", "Events sent to the dead-letter topic, by reason", dead_letters.clone());
+        let outputs = Family::<Labels, Counter>::default();
+        registry.register("outputs", "Output records written, by topic role", outputs.clone());
+        let transactions = Family::<Labels, Counter>::default();
+        registry.register(
+            "transactions",
+            "Kafka transactions (commits), by result: committed, aborted",
+            transactions.clone(),
+        );
+        let watermark_delay = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "watermark_delay_seconds",
+            "Processing time minus the event-time watermark, per task (input partition)",
+            watermark_delay.clone(),
+        );
+        let consumer_lag = Family::<Labels, Gauge>::default();
+        registry.register(
+            "consumer_lag_records",
+            "Records behind the end of the log (last stable offset), per input partition",
+            consumer_lag.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "end_to_end_latency_seconds",
+            "From an input record's timestamp to the commit of its outputs",
+            latency.clone(),
+        );
+        let restore_records = Counter::default();
+        registry.register("restore_records", "Changelog records read while restoring tasks", restore_records.clone());
+        let restore_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        registry.register("restore_seconds", "Time to restore a task's state", restore_seconds.clone());
+        let tasks = Gauge::default();
+        registry.register("tasks", "Tasks (input partition numbers) this instance processes", tasks.clone());
+        let reference_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "reference_errors",
+            "Reference records (stores, catalog) that could not be read, by kind",
+            reference_errors.clone(),
+        );
+        let kafka_errors = Family::<Labels, Counter>::default();
+        registry.register("kafka_errors", "Kafka errors by operation (retried unless fatal)", kafka_errors.clone());
+        Metrics {
+            registry,
+            events,
+            dead_letters,
+            outputs,
+            transactions,
+            watermark_delay,
+            consumer_lag,
+            latency,
+            restore_records,
+            restore_seconds,
+            tasks,
+            reference_errors,
+            kafka_errors,
+        }
+    }
+
+    /// Adds what the engine did between two of its statistics.
+    pub fn add_engine_delta(&self, before: &EngineStats, after: &EngineStats) {
+        for (outcome, a, b) in [
+            ("in", before.events_in, after.events_in),
+            ("applied", before.events_applied, after.events_applied),
+            ("duplicate", before.duplicates, after.duplicates),
+            ("late", before.late_events, after.late_events),
+            ("dead_lettered", before.dead_lettered, after.dead_lettered),
+        ] {
+            if b > a {
+                self.events.get_or_create(&vec![("outcome", outcome.to_string())]).inc_by(b - a);
+            }
+        }
+        for (reason, count) in &after.dead_letter_reasons {
+            let was = before.dead_letter_reasons.get(reason).copied().unwrap_or(0);
+            if *count > was {
+                self.dead_letters.get_or_create(&vec![("reason", reason.to_string())]).inc_by(count - was);
+            }
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}

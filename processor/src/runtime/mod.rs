@@ -1,0 +1,319 @@
+//! The processor on Kafka: `stockpulse-processor run --config FILE`.
+//!
+//! One consumer group over the `sales` and `inventory` topics; one task per input partition
+//! number, each with its own engine (see [`task`]); one transactional producer per instance
+//! (exactly-once: outputs, changelog and input offsets in one transaction, fenced by the
+//! group's metadata); reference data read to its end before the first event and followed
+//! live ([`references`]); `/metrics`, `/healthz` and `/readyz` on the HTTP port ([`http`]).
+//! The engine stays pure: this module is where Kafka, the clock and signals meet it.
+//!
+//! Windows grouped without `store` need their partial aggregates merged across tasks (a
+//! repartition stage, not in this version): with more than one input partition `run`
+//! refuses such a config rather than write figures that overwrite each other.
+
+mod client;
+pub mod http;
+pub mod metrics;
+mod references;
+mod task;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{Producer, ThreadedProducer};
+
+use crate::config::{Dimension, PipelineConfig, TopicRole};
+use crate::reference::{ProductRecord, ReferenceUpdate, read_ndjson};
+
+use http::Health;
+use metrics::Metrics;
+use references::References;
+use worker::{DeliveryContext, RebalanceContext, Worker};
+
+/// Why `run` stopped; each names its cause. All but a clean shutdown exit non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Kafka { what: String, source: KafkaError },
+    #[error("topic {0} does not exist (the operator creates it; check the pipeline's topics)")]
+    MissingTopic(String),
+    #[error("fenced: another instance took over this one's transactions ({0}); exiting so that it alone writes")]
+    Fenced(String),
+    #[error("{0} output record(s) were not delivered; their input offsets were not committed")]
+    Delivery(u64),
+    #[error("reference data: {0}")]
+    Reference(String),
+    #[error("restoring task {partition}: {message}")]
+    Restore { partition: i32, message: String },
+    #[error("HTTP server: {0}")]
+    Http(String),
+}
+
+impl RunError {
+    pub fn kafka(what: &str, source: KafkaError) -> Self {
+        RunError::Kafka { what: what.to_string(), source }
+    }
+}
+
+/// What `run` needs besides the config.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Names this instance's transactional producer: stable across restarts of one pod (its
+    /// name), so a restarted instance fences its own predecessor at once.
+    pub instance_id: String,
+    /// Overrides the config's HTTP port (0: any free port).
+    pub http_port: Option<u16>,
+    /// How often work is committed (Kafka Streams' exactly-once default: 100 ms).
+    pub commit_interval: Duration,
+    /// How long a task waits for one of its partitions known to hold more records, to keep
+    /// timestamp order, before it goes on with the other.
+    pub max_task_wait: Duration,
+    /// How long reference data may take to load before `run` gives up.
+    pub reference_timeout: Duration,
+    /// Written with the HTTP port's address once listening (tests read it).
+    pub address_file: Option<PathBuf>,
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Refuses a config whose figures this version cannot compute correctly on `partitions`
+/// input partitions (windows grouped without `store` across several tasks).
+pub fn check_scale_out(config: &PipelineConfig, partitions: usize) -> Result<(), RunError> {
+    if partitions <= 1 {
+        return Ok(());
+    }
+    let global: Vec<&str> = config
+        .processing
+        .windows
+        .iter()
+        .filter(|w| !config.processing.group_by_of(w).contains(&Dimension::Store))
+        .map(|w| w.name.as_str())
+        .collect();
+    if global.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Config(format!(
+            "window(s) {} group without `store`, which needs the repartition stage (not in this version) \
+             when the input has {partitions} partitions; group them by store or use one input partition",
+            global.join(", ")
+        )))
+    }
+}
+
+/// Runs until SIGTERM or SIGINT (then commits, leaves the group and returns `Ok`), or a fatal
+/// error.
+pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| RunError::Config(format!("cannot install the signal handler: {e}")))?;
+    }
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    health.beat();
+    let port = options.http_port.unwrap_or(config.http.port);
+    let address = http::serve(port, health.clone(), metrics.clone())?;
+    if let Some(file) = &options.address_file {
+        std::fs::write(file, address.to_string())
+            .map_err(|e| RunError::Config(format!("cannot write {}: {e}", file.display())))?;
+    }
+    tracing::info!(%address, "HTTP port listening");
+
+    let client = client::base_config(&config.kafka)?;
+    let topics = worker::Topics::of(&config);
+    let group = config.consumer_group().to_string();
+
+    // Reference data first: no event is processed before every store and product is known.
+    let catalog_file = config.processing.enrichment.catalog_file.clone();
+    let mut references = References::new(
+        &client,
+        &config.topic(TopicRole::Stores),
+        catalog_file.is_none().then(|| config.topic(TopicRole::Catalog)).as_deref(),
+        Duration::from_secs(30),
+    )?;
+    let mut updates: Vec<ReferenceUpdate> = Vec::new();
+    if let Some(path) = &catalog_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RunError::Config(format!("processing.enrichment.catalogFile: cannot read {path}: {e}")))?;
+        let products: Vec<ProductRecord> = read_ndjson(&text, path).map_err(RunError::Reference)?;
+        for product in products {
+            references.products.insert(product.sku_id.clone(), product);
+        }
+    }
+    references.load(options.reference_timeout, &metrics, &mut updates)?;
+    health.references_loaded.store(true, Ordering::Relaxed);
+    tracing::info!(stores = references.stores.len(), products = references.products.len(), "reference data loaded");
+
+    let producer: ThreadedProducer<DeliveryContext> = client
+        .clone()
+        .set("transactional.id", format!("{group}-{}", options.instance_id))
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("transaction.timeout.ms", "60000")
+        .create_with_context(DeliveryContext::default())
+        .map_err(|e| RunError::kafka("creating the producer", e))?;
+    let exactly_once = config.processing.exactly_once;
+    if exactly_once {
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(|e| RunError::kafka("initialising transactions", e))?;
+        producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+    }
+
+    let mut worker =
+        Worker::new(config.clone(), client.clone(), producer, metrics.clone(), health.clone(), options.max_task_wait);
+    let table: Vec<ReferenceUpdate> = references.snapshot().collect();
+    worker.apply_references(&table, table.clone().into_iter());
+    let worker = Arc::new(Mutex::new(worker));
+
+    let consumer: BaseConsumer<RebalanceContext> = client
+        .clone()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        // Range assignment puts sales p and inventory p on one instance (cooperative-sticky
+        // assigns each topic's partitions on their own, which would split a task's stores).
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "300000")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(RebalanceContext { worker: worker.clone(), metrics: metrics.clone() })
+        .map_err(|e| RunError::kafka("creating the consumer", e))?;
+    let partitions = input_partitions(&consumer, &topics.sales)?;
+    check_scale_out(&config, partitions)?;
+    consumer
+        .subscribe(&[&topics.sales, &topics.inventory])
+        .map_err(|e| RunError::kafka("subscribing to the input topics", e))?;
+
+    let result = process_loop(&consumer, &worker, &mut references, &stop, &options, &health, &metrics);
+    // Leave cleanly: the last work is committed (or, after a failure, left to be redone).
+    if result.is_ok() {
+        let commit = with_worker(&worker, |w| w.commit(&consumer));
+        consumer.unsubscribe();
+        let _ = consumer.poll(Duration::from_millis(100)); // runs the revocation
+        commit?;
+        if let Ok(worker) = worker.lock() {
+            worker.flush_producer();
+        }
+        tracing::info!("stopped: work committed, group left");
+    }
+    result
+}
+
+fn input_partitions(consumer: &BaseConsumer<RebalanceContext>, topic: &str) -> Result<usize, RunError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(|e| RunError::kafka(&format!("reading metadata of topic {topic}"), e))?;
+    match metadata.topics().first() {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+        _ => Err(RunError::MissingTopic(topic.to_string())),
+    }
+}
+
+fn with_worker<T>(worker: &Mutex<Worker>, f: impl FnOnce(&mut Worker) -> Result<T, RunError>) -> Result<T, RunError> {
+    let mut guard = worker.lock().map_err(|_| RunError::Config("worker lock poisoned".into()))?;
+    if let Some(fatal) = guard.fatal.take() {
+        return Err(fatal);
+    }
+    f(&mut guard)
+}
+
+fn process_loop(
+    consumer: &BaseConsumer<RebalanceContext>,
+    worker: &Mutex<Worker>,
+    references: &mut References,
+    stop: &AtomicBool,
+    options: &RunOptions,
+    health: &Health,
+    metrics: &Metrics,
+) -> Result<(), RunError> {
+    let mut updates = Vec::new();
+    let mut backoff = Duration::from_millis(100);
+    let mut last_tick = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        health.beat();
+        references.poll(metrics, &mut updates)?;
+        if !updates.is_empty() {
+            let table: Vec<ReferenceUpdate> = references.snapshot().collect();
+            with_worker(worker, |w| {
+                w.apply_references(&updates, table.into_iter());
+                Ok(())
+            })?;
+            updates.clear();
+        }
+        // Poll outside the worker's lock: rebalance callbacks take it.
+        let polled = consumer.poll(Duration::from_millis(50));
+        match polled {
+            None => {}
+            Some(Ok(message)) => {
+                with_worker(worker, |w| w.process(consumer, &message))?;
+                backoff = Duration::from_millis(100);
+                // Take what is already fetched without going round the whole loop.
+                for _ in 0..1_000 {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(message)) => with_worker(worker, |w| w.process(consumer, &message))?,
+                        Some(Err(e)) => {
+                            on_consumer_error(e, health, metrics)?;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                on_consumer_error(e, health, metrics)?;
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        let now = crate::runtime::now_millis();
+        with_worker(worker, |w| {
+            if last_tick.elapsed() >= Duration::from_millis(100) {
+                w.tick(consumer, now)?;
+                last_tick = Instant::now();
+            }
+            if w.commit_due(options.commit_interval) {
+                w.commit(consumer)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// A consumer error: fatal ones end the run, the rest are counted, shown in `/readyz` and
+/// retried with backoff.
+fn on_consumer_error(error: KafkaError, health: &Health, metrics: &Metrics) -> Result<(), RunError> {
+    metrics.kafka_errors.get_or_create(&vec![("operation", "consume".to_string())]).inc();
+    if let Some(code) = error.rdkafka_error_code() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        if matches!(
+            code,
+            C::Fatal
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+        ) {
+            return Err(RunError::kafka("consuming", error));
+        }
+    }
+    tracing::warn!(error = %error, "consumer error; retrying");
+    health.set_kafka_error(Some(error.to_string()));
+    Ok(())
+}

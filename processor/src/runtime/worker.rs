@@ -1,0 +1,531 @@
+//! The tasks of one instance and the one place their records are sent: outputs, changelog
+//! and input offsets, committed together (a Kafka transaction, or produce-then-commit when
+//! exactly-once is off).
+//!
+//! Rebalances (Kafka's range assignment, so sales p and inventory p land on one instance):
+//! on revocation every task's work is committed, then the revoked tasks are suspended; on
+//! assignment a suspended task whose offsets are still the committed ones resumes as it is,
+//! any other is restored from its changelog partition before its first record.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
+
+use crate::config::{PipelineConfig, TopicRole};
+use crate::engine::{Engine, InputRecord, StateChange};
+use crate::output::Output;
+use crate::reference::ReferenceUpdate;
+
+use super::http::Health;
+use super::metrics::Metrics;
+use super::task::{self, INVENTORY, OFFSETS_HEADER, SALES, Task};
+use super::{RunError, now_millis};
+
+/// Largest value written to an output topic: Kafka's default limit is 1 MB a record. The
+/// original of a larger dead-letter or late record is cut, and its size said in a header.
+const MAX_VALUE_BYTES: usize = 900_000;
+/// How long one Kafka call of the commit path may take before it counts as failed.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts failed deliveries (at-least-once mode checks them before committing offsets).
+#[derive(Default)]
+pub struct DeliveryContext {
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "output record not delivered");
+        }
+    }
+}
+
+pub struct Topics {
+    pub sales: String,
+    pub inventory: String,
+    pub changelog: String,
+    outputs: BTreeMap<TopicRole, String>,
+}
+
+impl Topics {
+    pub fn of(config: &PipelineConfig) -> Self {
+        let outputs = [
+            TopicRole::Aggregates,
+            TopicRole::InventoryState,
+            TopicRole::Alerts,
+            TopicRole::DeadLetter,
+            TopicRole::Late,
+        ]
+        .into_iter()
+        .map(|role| (role, config.topic(role)))
+        .collect();
+        Topics {
+            sales: config.topic(TopicRole::Sales),
+            inventory: config.topic(TopicRole::Inventory),
+            changelog: config.topic(TopicRole::Changelog),
+            outputs,
+        }
+    }
+
+    fn inputs(&self) -> [&str; 2] {
+        [&self.sales, &self.inventory]
+    }
+}
+
+pub struct Worker {
+    pub config: Arc<PipelineConfig>,
+    pub topics: Topics,
+    client: ClientConfig,
+    producer: ThreadedProducer<DeliveryContext>,
+    exactly_once: bool,
+    tasks: BTreeMap<i32, Task>,
+    suspended: BTreeMap<i32, Task>,
+    /// Reference data as it stands, for tasks created later.
+    references: Vec<ReferenceUpdate>,
+    outputs: Vec<Output>,
+    changes: Vec<StateChange>,
+    /// Input record timestamps of the open transaction (end-to-end latency at commit).
+    timestamps: Vec<i64>,
+    last_commit: Instant,
+    /// How long a task waits for a partition known to hold more records.
+    max_wait: Duration,
+    input_topics: [Arc<str>; 2],
+    /// A failure inside a rebalance callback, for the loop to act on.
+    pub fatal: Option<RunError>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<PipelineConfig>,
+        client: ClientConfig,
+        producer: ThreadedProducer<DeliveryContext>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        max_wait: Duration,
+    ) -> Self {
+        let topics = Topics::of(&config);
+        Worker {
+            input_topics: [Arc::from(topics.sales.as_str()), Arc::from(topics.inventory.as_str())],
+            max_wait,
+            topics,
+            exactly_once: config.processing.exactly_once,
+            config,
+            client,
+            producer,
+            tasks: BTreeMap::new(),
+            suspended: BTreeMap::new(),
+            references: Vec::new(),
+            outputs: Vec::new(),
+            changes: Vec::new(),
+            timestamps: Vec::new(),
+            last_commit: Instant::now(),
+            fatal: None,
+            metrics,
+            health,
+        }
+    }
+
+    /// Waits for records still on their way (at-least-once mode) before the process exits.
+    pub fn flush_producer(&self) {
+        if let Err(e) = self.producer.flush(KAFKA_TIMEOUT) {
+            tracing::warn!(error = %e, "flushing the producer at shutdown");
+        }
+    }
+
+    /// Applies reference updates to every task, and keeps them for tasks to come.
+    pub fn apply_references(&mut self, updates: &[ReferenceUpdate], table: impl Iterator<Item = ReferenceUpdate>) {
+        if updates.is_empty() {
+            return;
+        }
+        for task in self.tasks.values_mut().chain(self.suspended.values_mut()) {
+            for update in updates {
+                task.engine.apply_reference(update);
+            }
+        }
+        self.references = table.collect();
+    }
+
+    /// Takes one fetched input record of a task this instance holds, and processes what is
+    /// due in timestamp order.
+    pub fn process<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), RunError> {
+        let stream = if message.topic() == self.topics.sales { SALES } else { INVENTORY };
+        let Some(task) = self.tasks.get_mut(&message.partition()) else {
+            return Ok(()); // fetched before a revocation: its new owner processes it
+        };
+        let record = task::Buffered {
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis().unwrap_or(0),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            arrived: Instant::now(),
+        };
+        if task.buffer(stream, record) {
+            self.drain(consumer, message.partition())?;
+        }
+        Ok(())
+    }
+
+    /// Processes a task's buffered records in timestamp order, as far as they are due.
+    fn drain<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partition: i32) -> Result<(), RunError> {
+        let Some(task) = self.tasks.get_mut(&partition) else { return Ok(()) };
+        let inputs = [self.topics.sales.as_str(), self.topics.inventory.as_str()];
+        // A partition counts as holding more until a fetch response said where it ends.
+        let has_more = |stream: usize| {
+            let fetched = task.fetched[stream].unwrap_or(0);
+            cached_high_watermark(consumer, inputs[stream], partition).is_none_or(|high| fetched < high)
+        };
+        let mut processed = false;
+        while let Some(stream) = task.next_stream(self.max_wait, has_more) {
+            let Some(record) = task.buffers[stream].pop_front() else { break };
+            let topic = &self.input_topics[stream];
+            // One engine stream for the task: its records arrive merged in produced order.
+            let input = InputRecord { stream: 0, topic, partition, offset: record.offset, payload: &record.payload };
+            task.engine.process(&input, &mut self.outputs);
+            task.next[stream] = Some(record.offset + 1);
+            task.dirty = true;
+            self.timestamps.push(record.timestamp);
+            processed = true;
+        }
+        if processed { self.send_outputs() } else { Ok(()) }
+    }
+
+    /// Advances processing time in every task (idle partitions, windows due, records that
+    /// waited long enough for the other partition).
+    pub fn tick<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now: i64) -> Result<(), RunError> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for partition in partitions {
+            self.drain(consumer, partition)?;
+        }
+        for task in self.tasks.values_mut() {
+            let before = self.outputs.len();
+            task.engine.tick(now, &mut self.outputs);
+            task.dirty |= self.outputs.len() > before;
+            let delay = now.saturating_sub(task.engine.watermark().max(0)) as f64 / 1000.0;
+            self.metrics.watermark_delay.get_or_create(&vec![("partition", task.partition.to_string())]).set(delay);
+        }
+        self.send_outputs()
+    }
+
+    pub fn commit_due(&self, interval: Duration) -> bool {
+        self.last_commit.elapsed() >= interval
+    }
+
+    fn send_outputs(&mut self) -> Result<(), RunError> {
+        for output in std::mem::take(&mut self.outputs) {
+            let role = output.role();
+            let Some(topic) = self.topics.outputs.get(&role) else { continue };
+            let key = output.key();
+            let (mut value, mut headers) = match &output {
+                Output::DeadLetter(r) => (r.original.clone(), output.headers()),
+                Output::Late(r) => (r.original.clone(), output.headers()),
+                _ => (serde_json::to_vec(&output.to_json()).unwrap_or_default(), Vec::new()),
+            };
+            if value.len() > MAX_VALUE_BYTES {
+                headers.push(("stockpulse.original_size", value.len().to_string()));
+                headers.push(("stockpulse.truncated", "true".to_string()));
+                value.truncate(MAX_VALUE_BYTES);
+            }
+            let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, text) in &headers {
+                kafka_headers = kafka_headers.insert(Header { key: name, value: Some(text.as_bytes()) });
+            }
+            let record = BaseRecord::to(topic).key(&key).payload(&value).headers(kafka_headers);
+            send(&self.producer, record)?;
+            self.metrics.outputs.get_or_create(&vec![("topic", role.to_string())]).inc();
+        }
+        Ok(())
+    }
+
+    /// Flushes every task, writes its changelog and commits it all with the input offsets.
+    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        self.last_commit = Instant::now();
+        let mut offsets = TopicPartitionList::new();
+        let mut any = false;
+        for task in self.tasks.values_mut() {
+            if !task.dirty {
+                continue;
+            }
+            any = true;
+            task.dirty = false;
+            task.engine.flush(&mut self.outputs);
+            task.engine.drain_changes(&mut self.changes);
+            let header = task.offsets_header();
+            for change in self.changes.drain(..) {
+                let headers =
+                    OwnedHeaders::new().insert(Header { key: OFFSETS_HEADER, value: Some(header.as_bytes()) });
+                let mut record = BaseRecord::<String, String>::to(&self.topics.changelog)
+                    .partition(task.partition)
+                    .key(&change.key)
+                    .headers(headers);
+                if let Some(value) = &change.value {
+                    record = record.payload(value);
+                }
+                send(&self.producer, record)?;
+            }
+            for (stream, topic) in self.topics.inputs().into_iter().enumerate() {
+                if let Some(next) = task.next[stream] {
+                    offsets
+                        .add_partition_offset(topic, task.partition, Offset::Offset(next))
+                        .map_err(|e| RunError::kafka("listing offsets to commit", e))?;
+                }
+            }
+            self.metrics.add_engine_delta(&task.counted, task.engine.stats());
+            task.counted = task.engine.stats().clone();
+        }
+        self.send_outputs()?;
+        if !any {
+            return Ok(());
+        }
+        if self.exactly_once {
+            self.commit_transaction(consumer, &offsets)?;
+        } else {
+            self.producer.flush(KAFKA_TIMEOUT).map_err(|e| RunError::kafka("flushing outputs", e))?;
+            let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
+            if failed > 0 {
+                return Err(RunError::Delivery(failed));
+            }
+            if offsets.count() > 0 {
+                consumer
+                    .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+                    .map_err(|e| RunError::kafka("committing input offsets", e))?;
+            }
+            self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
+        }
+        let now = now_millis();
+        for ts in self.timestamps.drain(..) {
+            self.metrics.latency.observe(now.saturating_sub(ts).max(0) as f64 / 1000.0);
+        }
+        self.health.set_kafka_error(None);
+        Ok(())
+    }
+
+    fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) -> Result<(), RunError> {
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| RunError::Config("the consumer has no group metadata to commit offsets with".into()))?;
+        let result = (|| {
+            if offsets.count() > 0 {
+                self.producer.send_offsets_to_transaction(offsets, &group, KAFKA_TIMEOUT)?;
+            }
+            self.producer.commit_transaction(KAFKA_TIMEOUT)
+        })();
+        match result {
+            Ok(()) => {
+                self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
+                self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))
+            }
+            Err(e) => {
+                self.metrics.transactions.get_or_create(&vec![("result", "aborted".to_string())]).inc();
+                self.health.set_kafka_error(Some(e.to_string()));
+                if is_fatal(&e) {
+                    return Err(RunError::Fenced(e.to_string()));
+                }
+                tracing::warn!(error = %e, "transaction failed; aborting it and restoring every task");
+                self.producer
+                    .abort_transaction(KAFKA_TIMEOUT)
+                    .map_err(|e| RunError::kafka("aborting a transaction", e))?;
+                self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+                self.timestamps.clear();
+                // The engines are ahead of what was committed: rebuild them from the changelog
+                // and rewind the inputs to the committed offsets.
+                let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+                self.tasks.clear();
+                self.create_tasks(consumer, &partitions, true)
+            }
+        }
+    }
+
+    /// Creates (restoring, or resuming a suspended one) the task of each partition number.
+    fn create_tasks<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[i32],
+        rewind: bool,
+    ) -> Result<(), RunError> {
+        for &partition in partitions {
+            if self.tasks.contains_key(&partition) {
+                continue;
+            }
+            let committed = task::committed_offsets(consumer, self.topics.inputs(), partition, KAFKA_TIMEOUT)?;
+            if let Some(task) = self.suspended.remove(&partition)
+                && task.next == committed
+            {
+                self.tasks.insert(partition, task);
+                continue;
+            }
+            self.health.restoring.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let restored = self.restore_task(partition, committed);
+            self.health.restoring.fetch_sub(1, Ordering::Relaxed);
+            let task = restored?;
+            self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
+            if rewind {
+                for (stream, topic) in self.topics.inputs().into_iter().enumerate() {
+                    let offset = committed[stream].map_or(Offset::Beginning, Offset::Offset);
+                    consumer
+                        .seek(topic, partition, offset, KAFKA_TIMEOUT)
+                        .map_err(|e| RunError::kafka(&format!("rewinding {topic}/{partition}"), e))?;
+                }
+            }
+            self.tasks.insert(partition, task);
+        }
+        self.suspended.clear();
+        self.metrics.tasks.set(self.tasks.len() as i64);
+        Ok(())
+    }
+
+    fn restore_task(&mut self, partition: i32, committed: [Option<i64>; 2]) -> Result<Task, RunError> {
+        let mut engine = Engine::new(&self.config, now_millis());
+        for update in &self.references {
+            engine.apply_reference(update);
+        }
+        engine.assign(0);
+        engine.track_changes();
+        let (state, records) =
+            task::read_changelog(&self.client, &self.topics.changelog, partition, committed, Duration::from_secs(300))?;
+        self.metrics.restore_records.inc_by(records);
+        let report = task::restore(&mut engine, partition, &state)?;
+        tracing::info!(partition, records, ?report, "task restored");
+        Ok(Task::new(partition, engine, committed))
+    }
+
+    /// Rebalance: partitions assigned (callback of the consumer's poll).
+    pub fn on_assign<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, assigned: &TopicPartitionList) {
+        let mut partitions: Vec<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        if let Err(e) = self.create_tasks(consumer, &partitions, false) {
+            self.fatal.get_or_insert(e);
+        }
+    }
+
+    /// Rebalance: partitions about to be revoked. Everything is committed first, so the next
+    /// owner starts exactly where this instance stopped.
+    pub fn on_revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, revoked: &TopicPartitionList) {
+        if let Err(e) = self.commit(consumer) {
+            self.fatal.get_or_insert(e);
+            self.tasks.clear();
+            return;
+        }
+        for element in revoked.elements() {
+            if let Some(mut task) = self.tasks.remove(&element.partition()) {
+                task.clear_buffers();
+                self.suspended.insert(task.partition, task);
+            }
+        }
+        self.metrics.tasks.set(self.tasks.len() as i64);
+    }
+}
+
+/// The high watermark of a partition as the consumer last saw it in a fetch response (no
+/// request is made), or `None` before the first fetch.
+fn cached_high_watermark<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; `topic` is NUL-terminated
+    // and outlives the call; `low` and `high` are valid for writes. rdkafka does not wrap
+    // this call (it reads the consumer's cached offsets under librdkafka's own lock).
+    let error = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
+fn is_fatal(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => {
+            e.is_fatal()
+                || matches!(e.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        }
+        _ => false,
+    }
+}
+
+/// Sends a record, waiting while the producer's queue is full.
+fn send<K, P>(producer: &ThreadedProducer<DeliveryContext>, mut record: BaseRecord<'_, K, P>) -> Result<(), RunError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, _)) => return Err(RunError::kafka("producing a record", e)),
+        }
+    }
+}
+
+/// The consumer's context: rebalances go to the worker, statistics to the lag metrics.
+pub struct RebalanceContext {
+    pub worker: Arc<Mutex<Worker>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ClientContext for RebalanceContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .get_or_create(&vec![("topic", topic.clone()), ("partition", partition.to_string())])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            match self.worker.lock() {
+                Ok(mut worker) => worker.on_revoke(consumer, revoked),
+                Err(_) => tracing::error!("worker lock poisoned during revocation"),
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => match self.worker.lock() {
+                Ok(mut worker) => worker.on_assign(consumer, assigned),
+                Err(_) => tracing::error!("worker lock poisoned during assignment"),
+            },
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}

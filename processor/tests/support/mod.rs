@@ -1,0 +1,457 @@
+//! A pipeline on a real Apache Kafka broker for the processor's integration tests: topics,
+//! reference data, generated events, processor processes, and the outputs read back
+//! `read_committed`; and `replay` of the same events for comparison.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+use stockpulse_processor::generator::brand::{catalog, stores};
+use stockpulse_processor::generator::{Traffic, TrafficOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stockpulse-processor");
+
+/// Serialises the tests of one binary: each runs brokers' worth of work on two cores.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub struct Pipeline {
+    pub name: String,
+    pub bootstrap: String,
+    pub partitions: i32,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    /// Events as produced: (topic role "sales"/"inventory", partition, payload).
+    pub produced: Vec<(String, i32, Vec<u8>)>,
+}
+
+pub fn client(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
+impl Pipeline {
+    /// Topics of pipeline `name` (`partitions` input partitions), the example brand's stores
+    /// and catalog on their topics, and a config whose windows group by store.
+    pub fn create(bootstrap: &str, name: &str, partitions: i32) -> Pipeline {
+        let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().expect("admin client");
+        let compact = [("cleanup.policy", "compact")];
+        let mut topics = Vec::new();
+        let names: Vec<(String, i32, bool)> = vec![
+            (format!("{name}.sales"), partitions, false),
+            (format!("{name}.inventory"), partitions, false),
+            (format!("{name}.changelog"), partitions, true),
+            (format!("{name}.aggregates"), 2, true),
+            (format!("{name}.inventory-state"), 2, true),
+            (format!("{name}.alerts"), 1, false),
+            (format!("{name}.dead-letter"), 1, false),
+            (format!("{name}.late"), 1, false),
+            (format!("{name}.stores"), 1, true),
+            (format!("{name}.catalog"), 1, true),
+        ];
+        for (topic, parts, compacted) in &names {
+            let mut t = NewTopic::new(topic, *parts, TopicReplication::Fixed(1));
+            if *compacted {
+                t = t.set(compact[0].0, compact[0].1);
+            }
+            topics.push(t);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = runtime
+            .block_on(
+                admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))),
+            )
+            .expect("create topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+        let producer: BaseProducer = client(bootstrap).create().expect("producer");
+        for store in stores() {
+            let value = serde_json::to_vec(&store).unwrap();
+            send(&producer, &format!("{name}.stores"), None, &store.store_id, &value);
+        }
+        for product in catalog() {
+            let value = serde_json::to_vec(&product).unwrap();
+            send(&producer, &format!("{name}.catalog"), None, &product.sku_id, &value);
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush reference data");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pipeline.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "name: {name}\n\
+                 kafka:\n  bootstrapServers: {bootstrap}\n\
+                 processing:\n  groupBy: [store, sku]\n  windows:\n\
+                 \x20   - {{name: sales-5m, type: tumbling, size: 5m}}\n\
+                 \x20   - {{name: store-channel-15m, type: sliding, size: 15m, slide: 5m, groupBy: [store, channel]}}\n\
+                 \x20 maxOutOfOrderness: 30s\n  allowedLateness: 10m\n  idleTimeout: 1h\n  maxFutureSkew: 15m\n\
+                 \x20 dedupe: {{horizon: 1h}}\n  exactlyOnce: true\n\
+                 alerts:\n  - {{name: low-stock, lowStock: {{threshold: 3}}, cooldown: 1h}}\n"
+            ),
+        )
+        .unwrap();
+        let stores_file = dir.path().join("stores.ndjson");
+        let catalog_file = dir.path().join("catalog.ndjson");
+        std::fs::write(&stores_file, ndjson(&stores())).unwrap();
+        std::fs::write(&catalog_file, ndjson(&catalog())).unwrap();
+        Pipeline { name: name.into(), bootstrap: bootstrap.into(), partitions, dir, config, produced: Vec::new() }
+    }
+
+    /// Produces `count` generated events (seeded) keyed by store; sales and returns to the
+    /// sales topic, the rest to inventory. Then a RESTOCK on every input partition stamped two
+    /// hours after the last event: every window fires, in every task.
+    pub fn produce_events(&mut self, seed: u64, count: usize) {
+        let options = TrafficOptions { seed, peak_events_per_second: 20.0, ..TrafficOptions::default() };
+        let producer: BaseProducer =
+            client(&self.bootstrap).set("partitioner", "murmur2_random").set("linger.ms", "5").create().unwrap();
+        let mut last_time = options.start;
+        let events: Vec<_> = Traffic::new(options, &stores(), &catalog()).take(count).collect();
+        for event in &events {
+            let parsed: Option<Value> = serde_json::from_slice(&event.payload).ok();
+            let kind = parsed.as_ref().and_then(|v| v.get("event_type")).and_then(Value::as_str).unwrap_or("SALE");
+            if let Some(t) = parsed.as_ref().and_then(|v| v.get("event_time")).and_then(Value::as_str)
+                && let Ok(t) = chrono::DateTime::parse_from_rfc3339(t)
+            {
+                last_time = last_time.max(t.timestamp_millis());
+            }
+            let role = if matches!(kind, "SALE" | "RETURN") { "sales" } else { "inventory" };
+            send(&producer, &format!("{}.{role}", self.name), None, &event.key, &event.payload);
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush events");
+        self.produced.extend(events.iter().map(|e| ("event".to_string(), -1, e.payload.clone())));
+        let when = chrono::DateTime::from_timestamp_millis(last_time + 2 * 3_600_000).unwrap();
+        for p in 0..self.partitions {
+            for role in ["sales", "inventory"] {
+                let payload = serde_json::json!({
+                    "event_id": format!("00000000-0000-4000-8000-{:012}", p * 2 + i32::from(role == "inventory")),
+                    "event_type": "RESTOCK", "event_time": when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "store_id": format!("SENTINEL-{p}"), "sku_id": "SENTINEL", "quantity_delta": 1
+                })
+                .to_string()
+                .into_bytes();
+                send(&producer, &format!("{}.{role}", self.name), Some(p), &format!("SENTINEL-{p}"), &payload);
+                self.produced.push((role.to_string(), p, payload));
+            }
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush sentinels");
+    }
+
+    /// The produced events as one NDJSON file, in production order (the replay's input).
+    pub fn events_file(&self) -> PathBuf {
+        let path = self.dir.path().join("events.ndjson");
+        let mut text = Vec::new();
+        for (_, _, payload) in &self.produced {
+            text.extend_from_slice(payload);
+            text.push(b'\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `replay` of the produced events: its output folder.
+    pub fn replay(&self) -> PathBuf {
+        let out = self.dir.path().join("replay");
+        let status = Command::new(BIN)
+            .args(["replay", "--config"])
+            .arg(&self.config)
+            .arg("--input")
+            .arg(self.events_file())
+            .arg("--stores")
+            .arg(self.dir.path().join("stores.ndjson"))
+            .arg("--catalog")
+            .arg(self.dir.path().join("catalog.ndjson"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--partitions")
+            .arg(self.partitions.to_string())
+            .status()
+            .expect("replay runs");
+        assert!(status.success(), "replay failed");
+        out
+    }
+
+    /// Starts a processor instance.
+    pub fn start(&self, instance: &str) -> Processor {
+        let address_file = self.dir.path().join(format!("{instance}.address"));
+        let _ = std::fs::remove_file(&address_file);
+        let log = std::fs::File::create(self.dir.path().join(format!("{instance}.log"))).unwrap();
+        let child = Command::new(BIN)
+            // A generous wait for a task's other partition: the order of processing, and so
+            // lateness, stays that of production even on a loaded two-core machine.
+            .args(["run", "--http-port", "0", "--max-task-wait", "20s", "--instance-id", instance, "--config"])
+            .arg(&self.config)
+            .arg("--address-file")
+            .arg(&address_file)
+            .env("RUST_LOG", "stockpulse_processor=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the processor");
+        Processor { child: Some(child), address_file, log: self.dir.path().join(format!("{instance}.log")) }
+    }
+
+    /// The end offset of every input partition.
+    pub fn input_ends(&self) -> BTreeMap<(String, i32), i64> {
+        let consumer: BaseConsumer = client(&self.bootstrap).create().unwrap();
+        let mut ends = BTreeMap::new();
+        for role in ["sales", "inventory"] {
+            let topic = format!("{}.{role}", self.name);
+            for p in 0..self.partitions {
+                let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10)).unwrap();
+                ends.insert((topic.clone(), p), high);
+            }
+        }
+        ends
+    }
+
+    /// Waits until the group has committed every input record.
+    pub fn wait_caught_up(&self, timeout: Duration, processors: &mut [&mut Processor]) {
+        let ends = self.input_ends();
+        let consumer: BaseConsumer = client(&self.bootstrap)
+            .set("group.id", &self.name)
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in ends.keys() {
+            tpl.add_partition(topic, *p);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            for p in processors.iter_mut() {
+                p.assert_running();
+            }
+            let committed = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                Ok(committed) => committed,
+                Err(e) => {
+                    // The group coordinator may still be loading on a new broker.
+                    assert!(Instant::now() < deadline, "committed offsets of group {}: {e}", self.name);
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            let behind: Vec<String> = ends
+                .iter()
+                .filter(|((t, p), end)| {
+                    committed.find_partition(t, *p).and_then(|e| e.offset().to_raw()).is_none_or(|c| c < **end)
+                })
+                .map(|((t, p), end)| format!("{t}/{p} (end {end})"))
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not caught up within {timeout:?}: {behind:?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Every record of an output topic, `read_committed`, from the beginning to its end.
+    pub fn read_topic(&self, role: &str) -> Vec<Record> {
+        read_committed(&self.bootstrap, &format!("{}.{role}", self.name))
+    }
+}
+
+pub struct Record {
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+pub fn read_committed(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", "stockpulse-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+            open += 1;
+        }
+    }
+    let mut records = Vec::new();
+    if open == 0 {
+        return records;
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while open > 0 {
+        assert!(Instant::now() < deadline, "reading {topic} to its end took over 2 minutes");
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    records
+}
+
+/// The last value of each key (a compacted topic's meaning).
+pub fn last_values(records: &[Record]) -> BTreeMap<String, Value> {
+    let mut last = BTreeMap::new();
+    for r in records {
+        let Some(key) = &r.key else { continue };
+        match &r.value {
+            Some(v) => {
+                last.insert(key.clone(), serde_json::from_slice(v).expect("JSON output"));
+            }
+            None => {
+                last.remove(key);
+            }
+        }
+    }
+    last
+}
+
+pub struct Processor {
+    child: Option<Child>,
+    address_file: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Processor {
+    /// The HTTP address, once the instance is listening.
+    pub fn address(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.address_file)
+                && !text.is_empty()
+            {
+                return text.replace("0.0.0.0", "127.0.0.1");
+            }
+            assert!(Instant::now() < deadline, "the processor did not listen within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn assert_running(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("the processor exited ({status}):\n{}", self.log_tail());
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took.
+    pub fn terminate(&mut self, timeout: Duration) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the processor did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A GET on the processor's HTTP port: (status, body).
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the processor");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Sends a record stamped with a strictly increasing time, so that a task's timestamp merge
+/// of its two partitions gives back exactly the order of production.
+fn send(producer: &BaseProducer, topic: &str, partition: Option<i32>, key: &str, value: &[u8]) {
+    static CLOCK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_millis();
+    let next = |last: i64| Some(last.max(now - 1) + 1);
+    let last = CLOCK.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, next);
+    let stamp = last.map_or(now, |last| last.max(now - 1) + 1);
+    let mut record = BaseRecord::to(topic).key(key).payload(value).timestamp(stamp);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    let mut record = record;
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((_, back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+        }
+    }
+    producer.poll(Duration::ZERO);
+}
+
+fn ndjson<T: serde::Serialize>(items: &[T]) -> String {
+    items.iter().map(|i| serde_json::to_string(i).unwrap() + "\n").collect()
+}
+
+/// Lines of an NDJSON output file of `replay`.
+pub fn replay_lines(dir: &Path, name: &str) -> Vec<Value> {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("replay output is JSON"))
+        .collect()
+}
