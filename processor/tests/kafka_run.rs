@@ -160,3 +160,70 @@ fn sigterm_under_load_exits_cleanly_and_a_restart_finishes_the_work() {
 fn terminate(processor: &mut Processor) -> (std::process::ExitStatus, Duration) {
     processor.terminate(Duration::from_secs(20))
 }
+
+#[test]
+fn sigkill_at_five_points_loses_and_doubles_nothing() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "crash", 3);
+    pipeline.produce_events(9, 100_000);
+    // Kill points in milliseconds after start, from a fixed seed: the same run each time.
+    let mut seed: u64 = 0x5eed;
+    let mut progress = Vec::new();
+    for round in 0..5 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let after = Duration::from_millis(1_500 + seed % 2_000);
+        // The same instance id each time: a restart fences its predecessor's transaction.
+        let mut processor = pipeline.start("crash-0");
+        processor.address(Duration::from_secs(30));
+        std::thread::sleep(after);
+        processor.assert_running();
+        processor.kill();
+        let (done, total) = pipeline.committed_progress();
+        eprintln!("round {round}: killed after {after:?}, {done} of {total} input records committed");
+        progress.push((done, total));
+    }
+    // The kills fell in the middle of the work: each run committed some, none all of it.
+    assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "{progress:?}");
+    assert!(progress.iter().filter(|(done, total)| *done > 0 && done < total).count() >= 3, "{progress:?}");
+    let mut last = pipeline.start("crash-0");
+    pipeline.wait_caught_up(Duration::from_secs(240), &mut [&mut last]);
+    terminate(&mut last);
+    assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
+}
+
+#[test]
+fn one_two_and_three_instances_give_the_same_figures() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "scale", 6);
+    pipeline.produce_events(13, 60_000);
+    // Three instances share the partitions; one is stopped mid-run and the other two take
+    // its partitions over, restored from the changelog.
+    let mut a = pipeline.start("scale-a");
+    let mut b = pipeline.start("scale-b");
+    let mut c = pipeline.start("scale-c");
+    for p in [&a, &b, &c] {
+        p.address(Duration::from_secs(30));
+    }
+    // Stop the third once a tenth of the input is committed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while pipeline.committed_progress().0 * 10 < pipeline.committed_progress().1 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        c.assert_running();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = terminate(&mut c);
+    assert!(status.success());
+    let (done, total) = pipeline.committed_progress();
+    assert!(done < total, "the third instance stopped mid-run ({done} of {total})");
+    pipeline.wait_caught_up(Duration::from_secs(240), &mut [&mut a, &mut b]);
+    let address = a.address(Duration::from_secs(1));
+    let (_, metrics) = http_get(&address, "/metrics");
+    assert!(metrics.contains("stockpulse_processor_tasks "), "{metrics}");
+    terminate(&mut a);
+    terminate(&mut b);
+    assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
+}

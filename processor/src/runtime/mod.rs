@@ -181,6 +181,9 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     let consumer: BaseConsumer<RebalanceContext> = client
         .clone()
         .set("group.id", &group)
+        // Static membership: an instance restarted under its name (a container restart keeps
+        // the pod name) gets its partitions back at once, without a rebalance of the group.
+        .set("group.instance.id", &options.instance_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")

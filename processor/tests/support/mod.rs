@@ -215,6 +215,35 @@ impl Pipeline {
         ends
     }
 
+    /// Input records the group has committed, and the input's total.
+    pub fn committed_progress(&self) -> (i64, i64) {
+        let ends = self.input_ends();
+        // read_uncommitted: the last stable offsets, without waiting for a killed instance's
+        // pending transaction to be aborted.
+        let consumer: BaseConsumer = client(&self.bootstrap)
+            .set("group.id", &self.name)
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in ends.keys() {
+            tpl.add_partition(topic, *p);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let committed = loop {
+            match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                Ok(committed) => break committed,
+                Err(e) => assert!(Instant::now() < deadline, "committed offsets: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let done = ends
+            .keys()
+            .map(|(t, p)| committed.find_partition(t, *p).and_then(|e| e.offset().to_raw()).unwrap_or(0).max(0))
+            .sum();
+        (done, ends.values().sum())
+    }
+
     /// Waits until the group has committed every input record.
     pub fn wait_caught_up(&self, timeout: Duration, processors: &mut [&mut Processor]) {
         let ends = self.input_ends();
