@@ -195,6 +195,22 @@ mod tests {
     }
 
     #[test]
+    fn inputs_and_changelog_that_are_not_co_partitioned_are_refused() {
+        let mut resources = Resources::default();
+        let yaml = pipeline_yaml().replace(
+            "    sales:\n",
+            "    inventory:\n      partitions: 4\n    changelog:\n      partitions: 1\n    sales:\n",
+        );
+        read_resources(&yaml, "p.yaml", &mut resources).unwrap();
+        let err = render(&resources, now()).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.topics.inventory.partitions: must equal the sales topic's")
+                && err.contains("spec.topics.changelog.partitions: must be at least the sales topic's"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn orphan_regions_and_invalid_policies_are_warnings() {
         let mut resources = Resources::default();
         read_resources(pipeline_yaml(), "p.yaml", &mut resources).unwrap();

@@ -86,7 +86,32 @@ pub fn desired_topics(pipeline: &RetailPipeline) -> Result<Vec<DesiredTopic>, Sp
             deletion_policy: spec.deletion_policy.unwrap_or(topics.deletion_policy),
         });
     }
+    co_partitioning(&out, &mut problems);
     if problems.is_empty() { Ok(out) } else { Err(SpecProblems(problems)) }
+}
+
+/// The processor's task `p` reads sales p and inventory p together and keeps its state in
+/// changelog partition p: inventory must have the sales topic's partitions, the changelog at
+/// least as many.
+fn co_partitioning(topics: &[DesiredTopic], problems: &mut Vec<SpecProblem>) {
+    let partitions = |role: TopicRole| topics.iter().find(|t| t.role == role).map_or(0, |t| t.partitions);
+    let sales = partitions(TopicRole::Sales);
+    if partitions(TopicRole::Inventory) != sales {
+        problems.push(SpecProblem {
+            field: "spec.topics.inventory.partitions".into(),
+            message: format!(
+                "must equal the sales topic's {sales} partitions: a processor task reads sales p and inventory p together"
+            ),
+        });
+    }
+    if partitions(TopicRole::Changelog) < sales {
+        problems.push(SpecProblem {
+            field: "spec.topics.changelog.partitions".into(),
+            message: format!(
+                "must be at least the sales topic's {sales} partitions: task p keeps its state in changelog partition p"
+            ),
+        });
+    }
 }
 
 /// The camelCase field name of a role in `spec.topics`.

@@ -109,6 +109,32 @@ pub fn check_scale_out(config: &PipelineConfig, partitions: usize) -> Result<(),
     }
 }
 
+/// Task `p` reads sales p and inventory p (the same stores) and keeps its state in changelog
+/// partition p: the inventory topic needs as many partitions as the sales topic, the
+/// changelog at least as many.
+pub fn check_co_partitioning(
+    topics: &worker::Topics,
+    sales: usize,
+    inventory: usize,
+    changelog: usize,
+) -> Result<(), RunError> {
+    if inventory != sales {
+        return Err(RunError::Config(format!(
+            "topic {} has {inventory} partitions and {} has {sales}: they must be equal, since a task \
+             reads sales p and inventory p together (producers key both by store)",
+            topics.inventory, topics.sales
+        )));
+    }
+    if changelog < sales {
+        return Err(RunError::Config(format!(
+            "changelog topic {} has {changelog} partitions, fewer than the {sales} of {}: task p keeps its \
+             state in changelog partition p",
+            topics.changelog, topics.sales
+        )));
+    }
+    Ok(())
+}
+
 /// Runs until SIGTERM or SIGINT (then commits, leaves the group and returns `Ok`), or a fatal
 /// error.
 pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> {
@@ -198,6 +224,12 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
         .create_with_context(RebalanceContext { worker: worker.clone(), metrics: metrics.clone() })
         .map_err(|e| RunError::kafka("creating the consumer", e))?;
     let partitions = input_partitions(&consumer, &topics.sales)?;
+    check_co_partitioning(
+        &topics,
+        partitions,
+        input_partitions(&consumer, &topics.inventory)?,
+        input_partitions(&consumer, &topics.changelog)?,
+    )?;
     check_scale_out(&config, partitions)?;
     consumer
         .subscribe(&[&topics.sales, &topics.inventory])
@@ -319,4 +351,36 @@ fn on_consumer_error(error: KafkaError, health: &Health, metrics: &Metrics) -> R
     tracing::warn!(error = %error, "consumer error; retrying");
     health.set_kafka_error(Some(error.to_string()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_and_changelog_must_be_co_partitioned() {
+        let config = PipelineConfig::from_text("name: p\n", "test").unwrap();
+        let topics = worker::Topics::of(&config);
+        assert!(check_co_partitioning(&topics, 6, 6, 6).is_ok());
+        assert!(check_co_partitioning(&topics, 6, 6, 8).is_ok());
+        assert_eq!(
+            check_co_partitioning(&topics, 6, 4, 6).unwrap_err().to_string(),
+            "config: topic p.inventory has 4 partitions and p.sales has 6: they must be equal, since a task \
+             reads sales p and inventory p together (producers key both by store)"
+        );
+        assert!(
+            check_co_partitioning(&topics, 6, 6, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("changelog topic p.changelog has 3")
+        );
+    }
+
+    #[test]
+    fn windows_without_store_are_refused_on_several_partitions() {
+        let config = PipelineConfig::example();
+        assert!(check_scale_out(&config, 1).is_ok());
+        let err = check_scale_out(&config, 4).unwrap_err().to_string();
+        assert!(err.contains("trend-1h, channel-5m group without `store`"), "{err}");
+    }
 }
