@@ -1,18 +1,22 @@
 //! A Kubernetes control plane for tests: etcd and kube-apiserver on free loopback ports, from
 //! the binaries `scripts/install-test-tools.sh` builds (`STOCKPULSE_ETCD`,
-//! `STOCKPULSE_KUBE_APISERVER`), with everything they need generated in a temporary folder
-//! by the `openssl` command: a CA, the API server's serving certificate (127.0.0.1,
-//! localhost), an admin client certificate (group `system:masters`), the service-account
-//! signing key pair, and an admin kubeconfig (`kubeconfig`).
+//! `STOCKPULSE_KUBE_APISERVER`, `STOCKPULSE_KUBE_CONTROLLER_MANAGER`), with everything they
+//! need generated in a temporary folder by the `openssl` command: a CA, the API server's
+//! serving certificate (127.0.0.1, localhost), an admin client certificate (group
+//! `system:masters`), the service-account signing key pair, and an admin kubeconfig
+//! (`kubeconfig`).
 //!
-//! The API server runs with `--authorization-mode=RBAC`. No kube-controller-manager and no
-//! kubelet run: nothing turns Deployments into ReplicaSets or pods, and owned objects are
-//! not garbage-collected (tests assert the owner references instead).
+//! The API server runs with `--authorization-mode=RBAC`. No kubelet runs. By default
+//! ([`ControlPlane::shared`]) no kube-controller-manager runs either: nothing turns
+//! Deployments into ReplicaSets or pods, and owned objects are not garbage-collected (tests
+//! assert the owner references instead), and nothing but the test writes to the API server.
+//! [`ControlPlane::shared_with_controllers`] adds kube-controller-manager with the garbage
+//! collector and the Deployment and ReplicaSet controllers.
 //!
 //! Each process runs under a small shell guard that reads the test's end of a pipe: when the
 //! test process ends, however it ends, the pipe closes and the guard kills the process, so a
-//! control plane shared by the tests of one binary ([`ControlPlane::shared`]) never outlives
-//! it. [`Drop`] kills both at once.
+//! control plane shared by the tests of one binary never outlives it ([`Drop`] kills them
+//! too), and etcd's guard removes the temporary folder.
 //!
 //! Where the binaries are not installed, [`ControlPlane::shared`] returns `None` after
 //! writing `SKIPPED: control plane: <reason>` to stderr (uncaptured, so the line is in the
@@ -37,6 +41,14 @@ use crate::{free_port, wait_for_port};
 pub const ETCD_VAR: &str = "STOCKPULSE_ETCD";
 /// The environment variable naming the kube-apiserver binary.
 pub const APISERVER_VAR: &str = "STOCKPULSE_KUBE_APISERVER";
+/// The environment variable naming the kube-controller-manager binary (only
+/// [`ControlPlane::shared_with_controllers`] needs it).
+pub const CONTROLLER_MANAGER_VAR: &str = "STOCKPULSE_KUBE_CONTROLLER_MANAGER";
+
+/// The controllers [`ControlPlane::shared_with_controllers`] runs: garbage collection of
+/// owned objects, and Deployments turned into ReplicaSets and those into (never scheduled)
+/// pods.
+pub const CONTROLLERS: &str = "garbage-collector-controller,deployment-controller,replicaset-controller";
 
 /// How long etcd and the API server may take to serve (a cold start on a loaded 2-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -51,6 +63,8 @@ pub const HARNESS_MANAGER: &str = "stockpulse-testkit";
 pub struct Binaries {
     pub etcd: PathBuf,
     pub apiserver: PathBuf,
+    /// Where [`CONTROLLER_MANAGER_VAR`] names a file.
+    pub controller_manager: Option<PathBuf>,
 }
 
 impl Binaries {
@@ -67,7 +81,11 @@ impl Binaries {
                 }
             }
         };
-        Ok(Binaries { etcd: one(ETCD_VAR)?, apiserver: one(APISERVER_VAR)? })
+        Ok(Binaries {
+            etcd: one(ETCD_VAR)?,
+            apiserver: one(APISERVER_VAR)?,
+            controller_manager: one(CONTROLLER_MANAGER_VAR).ok(),
+        })
     }
 }
 
@@ -75,7 +93,22 @@ impl Binaries {
 /// that is a failure; elsewhere the test is skipped, loudly. Returns the binaries, or `None`
 /// after printing `SKIPPED: control plane: <reason>`.
 pub fn binaries_or_skip() -> Option<Binaries> {
-    match Binaries::from_env() {
+    skip_unless(Binaries::from_env())
+}
+
+/// The binaries including kube-controller-manager, or `None` after a printed skip (a panic
+/// in CI), as [`binaries_or_skip`].
+pub fn binaries_with_controller_manager_or_skip() -> Option<Binaries> {
+    skip_unless(Binaries::from_env().and_then(|b| match b.controller_manager {
+        Some(_) => Ok(b),
+        None => Err(format!(
+            "{CONTROLLER_MANAGER_VAR} is not set (run `bash scripts/install-test-tools.sh && source .tools/env.sh`)"
+        )),
+    }))
+}
+
+fn skip_unless(binaries: Result<Binaries, String>) -> Option<Binaries> {
+    match binaries {
         Ok(binaries) => Some(binaries),
         Err(reason) => {
             if std::env::var_os("CI").is_some() {
@@ -193,6 +226,7 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// The CA that signed the serving and client certificates.
     pub ca_cert: PathBuf,
+    controller_manager: Option<Guarded>,
     apiserver: Guarded,
     etcd: Guarded,
     /// The `--etcd-servers` URL.
@@ -212,6 +246,49 @@ impl ControlPlane {
             plane.install_crds(&crate_root_crds());
             plane
         }))
+    }
+
+    /// As [`ControlPlane::shared`], with kube-controller-manager running [`CONTROLLERS`]:
+    /// owned objects are garbage-collected, Deployments get ReplicaSets and pods.
+    pub fn shared_with_controllers() -> Option<&'static ControlPlane> {
+        static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+        let binaries = binaries_with_controller_manager_or_skip()?;
+        Some(SHARED.get_or_init(|| {
+            let mut plane = ControlPlane::start(&binaries);
+            plane.install_crds(&crate_root_crds());
+            plane.start_controller_manager(&binaries);
+            plane
+        }))
+    }
+
+    /// Starts kube-controller-manager with [`CONTROLLERS`] on the admin kubeconfig (no
+    /// leader election, no serving port).
+    pub fn start_controller_manager(&mut self, binaries: &Binaries) {
+        let binary =
+            binaries.controller_manager.as_ref().unwrap_or_else(|| panic!("{CONTROLLER_MANAGER_VAR} is not set"));
+        let args: Vec<String> = vec![
+            format!("--kubeconfig={}", self.kubeconfig.display()),
+            format!("--controllers={CONTROLLERS}"),
+            "--leader-elect=false".into(),
+            "--secure-port=0".into(),
+            "--use-service-account-credentials=false".into(),
+            "--v=1".into(),
+        ];
+        let mut process = Guarded::spawn(
+            "kube-controller-manager",
+            binary,
+            &args,
+            &[],
+            self.dir.path().join("controller-manager.log"),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        process.check_running();
+        self.controller_manager = Some(process);
+    }
+
+    /// The last lines of kube-controller-manager's log, if it runs.
+    pub fn controller_manager_log_tail(&self) -> String {
+        self.controller_manager.as_ref().map(|p| tail(&p.log, 40)).unwrap_or_default()
     }
 
     /// A new control plane of its own (no CRDs), stopped when dropped.
@@ -273,7 +350,16 @@ impl ControlPlane {
 
         let kubeconfig = d.join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_text(&server, &d)).expect("write the admin kubeconfig");
-        let mut plane = ControlPlane { server, kubeconfig, ca_cert: d.join("ca.crt"), apiserver, etcd, etcd_url, dir };
+        let mut plane = ControlPlane {
+            server,
+            kubeconfig,
+            ca_cert: d.join("ca.crt"),
+            controller_manager: None,
+            apiserver,
+            etcd,
+            etcd_url,
+            dir,
+        };
         plane.wait_ready(started);
         let _ = writeln!(
             std::io::stderr(),
@@ -424,7 +510,10 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        // The API server before its store; the folder goes after.
+        // The controllers, the API server, its store; the folder goes after.
+        if let Some(mut controller_manager) = self.controller_manager.take() {
+            controller_manager.kill();
+        }
         self.apiserver.kill();
         self.etcd.kill();
     }

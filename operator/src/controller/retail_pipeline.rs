@@ -120,17 +120,52 @@ async fn consumer_lag(
     }
 }
 
+/// What applying the topic plan did.
+struct TopicChanges {
+    done: Vec<String>,
+    failures: Vec<TopicFailure>,
+    /// The topics created.
+    created: Vec<String>,
+}
+
 /// Applies the topic plan; returns what changed and what failed.
-async fn apply_topics(ctx: &Context, target: &KafkaTarget, plan: &PipelinePlan) -> (Vec<String>, Vec<TopicFailure>) {
-    let mut done = Vec::new();
-    let mut failures = Vec::new();
+async fn apply_topics(ctx: &Context, target: &KafkaTarget, plan: &PipelinePlan) -> TopicChanges {
+    let mut changes = TopicChanges { done: Vec::new(), failures: Vec::new(), created: Vec::new() };
     for action in &plan.topic_plan.actions {
         match ctx.kafka.apply(target, action).await {
-            Ok(()) => done.push(describe_action(action)),
-            Err(e) => failures.push(failure_of(action_topic(action), &e)),
+            Ok(()) => {
+                changes.done.push(describe_action(action));
+                if let TopicAction::Create { name, .. } = action {
+                    changes.created.push(name.clone());
+                }
+            }
+            Err(e) => changes.failures.push(failure_of(action_topic(action), &e)),
         }
     }
-    (done, failures)
+    changes
+}
+
+/// How long topics just created may take to show in the broker's metadata.
+const CREATED_TOPICS_VISIBLE: Duration = Duration::from_secs(2);
+
+/// The topics after changes. Apache Kafka answers CreateTopics before a new topic's
+/// partitions have leaders, and until then its metadata leaves the topic out: describe again,
+/// briefly, until every created topic shows, so a fresh pipeline is not reported
+/// `TopicsMissing` (with a warning event) for a moment's lag.
+async fn describe_after_changes(
+    ctx: &Context,
+    target: &KafkaTarget,
+    names: &[String],
+    created: &[String],
+) -> Result<BTreeMap<String, ObservedTopic>> {
+    let deadline = tokio::time::Instant::now() + CREATED_TOPICS_VISIBLE;
+    loop {
+        let topics = ctx.kafka.describe_topics(target, names).await?;
+        if created.iter().all(|t| topics.contains_key(t)) || tokio::time::Instant::now() >= deadline {
+            return Ok(topics);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Action> {
@@ -184,9 +219,12 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     };
 
     // Apply: topics, then objects in dependency order (the Deployment last).
-    let (mut changes, failures) = apply_topics(&ctx, &target, &plan).await;
-    let topics_after: BTreeMap<String, ObservedTopic> =
-        if changes.is_empty() { observed_topics } else { ctx.kafka.describe_topics(&target, &names).await? };
+    let TopicChanges { done: mut changes, failures, created } = apply_topics(&ctx, &target, &plan).await;
+    let topics_after: BTreeMap<String, ObservedTopic> = if changes.is_empty() {
+        observed_topics
+    } else {
+        describe_after_changes(&ctx, &target, &names, &created).await?
+    };
     let o = &plan.objects;
     let (_, sa) =
         apply_if_changed(&Api::<ServiceAccount>::namespaced(client.clone(), &namespace), &o.service_account).await?;
