@@ -227,3 +227,66 @@ fn one_two_and_three_instances_give_the_same_figures() {
     terminate(&mut b);
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
+
+#[test]
+fn poison_input_is_dead_lettered_and_processing_goes_on() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "poison", 2);
+    let event = |id: u32, fields: &str| {
+        format!(
+            r#"{{"event_id":"00000000-0000-4000-8000-{id:012}","event_type":"SALE","event_time":"2026-11-27T10:00:00Z","store_id":"EUC-M01","sku_id":"SKU-000001","currency":"EUR",{fields}}}"#
+        )
+        .into_bytes()
+    };
+    let mut huge = event(1, r#""quantity_delta":-1,"unit_price":"1.00","metadata":""#);
+    huge.truncate(huge.len() - 1);
+    huge.extend(std::iter::repeat_n(b'x', 5 * 1024 * 1024));
+    huge.extend_from_slice(b"\"}");
+    let poison: Vec<(Vec<u8>, &str)> = vec![
+        (b"\x00\xff\xfe garbage".to_vec(), "not_json"),
+        (b"{\"event_id\": tru".to_vec(), "not_json"),
+        (vec![0xc3, 0x28, b'{', b'}'], "not_json"),
+        (huge, "5 MB"),
+        (event(2, r#""quantity_delta":-1,"unit_price":"50000000000000000000000000000""#), "unit_price_out_of_range"),
+        (event(3, r#""quantity_delta":-1,"unit_price":"50000000000000000000000000000""#), "unit_price_out_of_range"),
+        (event(4, r#""quantity_delta":-9223372036854775808,"unit_price":"1.00""#), "quantity_out_of_range"),
+        (event(5, r#""quantity_delta":-99999999999999999999,"unit_price":"1.00""#), "invalid_type"),
+    ];
+    for (payload, _) in &poison {
+        pipeline.produce_raw("sales", "EUC-M01", payload);
+    }
+    pipeline.produce_events(17, 2_000);
+    let mut processor = pipeline.start("poison-0");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    terminate(&mut processor);
+    let dead = pipeline.read_topic("dead-letter");
+    let poisoned: Vec<&support::Record> = dead
+        .iter()
+        .filter(|r| r.headers.get("stockpulse.source").is_some_and(|s| s.starts_with("poison.sales/")))
+        .collect();
+    let huge_record = dead
+        .iter()
+        .find(|r| r.headers.contains_key("stockpulse.truncated"))
+        .expect("the 5 MB line is dead-lettered, cut to fit a Kafka record");
+    let huge_size = poison.iter().find(|(_, e)| *e == "5 MB").map(|(p, _)| p.len()).unwrap_or_default();
+    assert_eq!(huge_record.headers["stockpulse.original_size"], huge_size.to_string());
+    assert_eq!(huge_record.headers["stockpulse.reason_code"], "event_too_large");
+    for (payload, expected) in &poison {
+        if *expected == "5 MB" {
+            continue;
+        }
+        let found = dead.iter().find(|r| r.value.as_deref() == Some(payload.as_slice()));
+        let code = found.and_then(|r| r.headers.get("stockpulse.reason_code")).map(String::as_str);
+        assert!(code.is_some_and(|c| c.starts_with(expected)), "{:?}: {code:?}", String::from_utf8_lossy(payload));
+    }
+    assert!(poisoned.len() >= poison.len(), "{} dead letters from the sales topic", poisoned.len());
+    // Everything after the poison was processed: the figures equal replay's.
+    assert_same_inventory(&from_kafka(&pipeline), &from_replay(&pipeline));
+}
+
+fn assert_same_inventory(kafka: &Figures, replay: &Figures) {
+    assert!(replay.inventory.len() > 100);
+    assert_eq!(kafka.inventory, replay.inventory);
+    assert_eq!(kafka.aggregates, replay.aggregates);
+}

@@ -21,7 +21,7 @@ impl Figures {
             .mantissa()
             .checked_mul(i128::from(units))
             .and_then(|mantissa| Decimal::try_from_i128_with_scale(mantissa, price.scale()).ok())
-            .unwrap_or_else(|| price * Decimal::from(units))
+            .unwrap_or_else(|| price.checked_mul(Decimal::from(units)).unwrap_or(Decimal::MAX))
     }
 
     /// The contribution of one SALE or RETURN; `None` for events that move no money.
@@ -29,7 +29,7 @@ impl Figures {
         let price = event.unit_price?;
         match event.event_type {
             EventType::Sale => {
-                let units = -event.quantity_delta;
+                let units = event.quantity_delta.saturating_neg();
                 Some(Figures {
                     units_sold: units,
                     gross_revenue: Figures::revenue(price, units),
@@ -49,21 +49,23 @@ impl Figures {
         }
     }
 
+    /// Sums saturate instead of overflowing: out of reach of events within the schema's
+    /// bounds, and never a panic whatever arrives.
     pub fn add(&mut self, other: &Figures) {
-        self.units_sold += other.units_sold;
-        self.units_returned += other.units_returned;
-        self.transactions += other.transactions;
+        self.units_sold = self.units_sold.saturating_add(other.units_sold);
+        self.units_returned = self.units_returned.saturating_add(other.units_returned);
+        self.transactions = self.transactions.saturating_add(other.transactions);
         // A sale moves no returns revenue and a return no gross revenue: skip adding zero.
         if !other.gross_revenue.is_zero() {
-            self.gross_revenue += other.gross_revenue;
+            self.gross_revenue = self.gross_revenue.checked_add(other.gross_revenue).unwrap_or(Decimal::MAX);
         }
         if !other.returns_revenue.is_zero() {
-            self.returns_revenue += other.returns_revenue;
+            self.returns_revenue = self.returns_revenue.checked_add(other.returns_revenue).unwrap_or(Decimal::MAX);
         }
     }
 
     pub fn net_revenue(&self) -> Decimal {
-        self.gross_revenue - self.returns_revenue
+        self.gross_revenue.checked_sub(self.returns_revenue).unwrap_or(Decimal::MIN)
     }
 }
 

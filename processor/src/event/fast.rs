@@ -375,11 +375,12 @@ fn small_integer_at(b: &[u8], mut i: usize) -> Option<(i64, usize)> {
         if d > 9 {
             break;
         }
-        value = value * 10 + i64::from(d);
-        i += 1;
-        if i - start > 18 {
+        // Eighteen digits at most, checked before the digit is added: never an overflow.
+        if i - start >= 18 {
             return None;
         }
+        value = value * 10 + i64::from(d);
+        i += 1;
     }
     // A fraction or an exponent makes it no integer: the checked path says so.
     if let Some(b'.' | b'e' | b'E') = b.get(i) {

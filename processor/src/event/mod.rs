@@ -24,6 +24,16 @@ pub use schema::event_json_schema;
 /// The schema version this processor reads; an absent `schema_version` means this one.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The largest event, in bytes: a larger record is dead-lettered unread (`event_too_large`).
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// The largest `quantity_delta`, either sign: one event moves at most a billion units. With
+/// [`MAX_UNIT_PRICE`] it keeps every line amount and every window sum far inside the range
+/// of the decimal type (7.9e28), so no input can overflow them.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+/// The largest `unit_price`: below ten billion (at most ten integer digits).
+pub const MAX_UNIT_PRICE: rust_decimal::Decimal = rust_decimal::Decimal::from_parts(1_410_065_408, 2, 0, false, 0);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EventType {

@@ -89,10 +89,37 @@ fn required<'a>(field: &'static str, value: Option<Text<'a>>) -> Result<Cow<'a, 
 
 /// Parses and validates one event. Never panics, whatever the bytes.
 pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
-    match super::fast::parse(bytes) {
-        Some(event) => Ok(event),
-        None => parse_checked(bytes),
+    if bytes.len() > super::MAX_EVENT_BYTES {
+        return Err(InvalidEvent::new(
+            "event_too_large",
+            format!("the event is {} bytes; at most {} are read", bytes.len(), super::MAX_EVENT_BYTES),
+        ));
     }
+    let event = match super::fast::parse(bytes) {
+        Some(event) => event,
+        None => parse_checked(bytes)?,
+    };
+    check_bounds(&event)?;
+    Ok(event)
+}
+
+/// The bounds of the schema that keep every sum in range (see [`super::MAX_QUANTITY`]).
+fn check_bounds(event: &Event<'_>) -> Result<(), InvalidEvent> {
+    if event.quantity_delta.unsigned_abs() > super::MAX_QUANTITY.unsigned_abs() {
+        return Err(InvalidEvent::new(
+            "quantity_out_of_range",
+            format!("quantity_delta {} is beyond ±{}", event.quantity_delta, super::MAX_QUANTITY),
+        ));
+    }
+    if let Some(price) = event.unit_price
+        && price >= super::MAX_UNIT_PRICE
+    {
+        return Err(InvalidEvent::new(
+            "unit_price_out_of_range",
+            format!("unit_price {price} is not below {}", super::MAX_UNIT_PRICE),
+        ));
+    }
+    Ok(())
 }
 
 /// The checked path: reads any JSON, validates field by field and names the first problem.

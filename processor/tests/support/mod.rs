@@ -60,7 +60,8 @@ impl Pipeline {
             (format!("{name}.catalog"), 1, true),
         ];
         for (topic, parts, compacted) in &names {
-            let mut t = NewTopic::new(topic, *parts, TopicReplication::Fixed(1));
+            // Inputs take records up to 8 MB, so that a test can send an oversized one.
+            let mut t = NewTopic::new(topic, *parts, TopicReplication::Fixed(1)).set("max.message.bytes", "8388608");
             if *compacted {
                 t = t.set(compact[0].0, compact[0].1);
             }
@@ -145,6 +146,17 @@ impl Pipeline {
             }
         }
         producer.flush(Duration::from_secs(60)).expect("flush sentinels");
+    }
+
+    /// Produces raw bytes to an input topic, keyed by `key` (any bytes, any size up to 8 MB).
+    pub fn produce_raw(&mut self, role: &str, key: &str, payload: &[u8]) {
+        let producer: BaseProducer = client(&self.bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("message.max.bytes", "10000000")
+            .create()
+            .unwrap();
+        send(&producer, &format!("{}.{role}", self.name), None, key, payload);
+        producer.flush(Duration::from_secs(30)).expect("flush");
     }
 
     /// The produced events as one NDJSON file, in production order (the replay's input).
