@@ -130,6 +130,10 @@ impl TopicRole {
         TopicRole::Changelog,
     ];
 
+    /// The roles the engine writes outputs to.
+    pub const OUTPUTS: [TopicRole; 5] =
+        [TopicRole::Aggregates, TopicRole::InventoryState, TopicRole::Alerts, TopicRole::DeadLetter, TopicRole::Late];
+
     /// The suffix of the default topic name, `<pipeline>.<suffix>`.
     pub fn default_suffix(self) -> &'static str {
         match self {

@@ -62,16 +62,7 @@ pub struct Topics {
 
 impl Topics {
     pub fn of(config: &PipelineConfig) -> Self {
-        let outputs = [
-            TopicRole::Aggregates,
-            TopicRole::InventoryState,
-            TopicRole::Alerts,
-            TopicRole::DeadLetter,
-            TopicRole::Late,
-        ]
-        .into_iter()
-        .map(|role| (role, config.topic(role)))
-        .collect();
+        let outputs = TopicRole::OUTPUTS.into_iter().map(|role| (role, config.topic(role))).collect();
         Topics {
             sales: config.topic(TopicRole::Sales),
             inventory: config.topic(TopicRole::Inventory),

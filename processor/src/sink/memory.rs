@@ -15,16 +15,7 @@ pub struct MemorySink {
 
 impl MemorySink {
     pub fn new(log: MemoryLog, config: &PipelineConfig) -> Self {
-        let topics = [
-            TopicRole::Aggregates,
-            TopicRole::InventoryState,
-            TopicRole::Alerts,
-            TopicRole::DeadLetter,
-            TopicRole::Late,
-        ]
-        .into_iter()
-        .map(|role| (role, config.topic(role)))
-        .collect();
+        let topics = TopicRole::OUTPUTS.into_iter().map(|role| (role, config.topic(role))).collect();
         MemorySink { log, group: config.consumer_group().to_string(), topics }
     }
 
