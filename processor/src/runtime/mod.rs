@@ -297,6 +297,10 @@ fn process_loop(
             None => {}
             Some(Ok(message)) => {
                 with_worker(worker, |w| w.process(consumer, &message))?;
+                if backoff > Duration::from_millis(100) {
+                    // Records flow again: the error shown in /readyz is over.
+                    health.set_kafka_error(None);
+                }
                 backoff = Duration::from_millis(100);
                 // Take what is already fetched without going round the whole loop.
                 for _ in 0..1_000 {
