@@ -636,3 +636,38 @@ fn kubeconfig_text(server: &str, dir: &Path) -> String {
         key = p("admin.key"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::Guarded;
+
+    #[test]
+    fn the_guard_keeps_the_process_until_killed_then_kills_it_and_removes_its_folder() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let folder = dir.path().join("data");
+        std::fs::create_dir(&folder).expect("create the folder");
+        let mut process = Guarded::spawn_removing(
+            "sleep",
+            Path::new("sleep"),
+            &["30".to_string()],
+            &[],
+            dir.path().join("sleep.log"),
+            Some(&folder),
+        );
+        // A guard that read /dev/null instead of the pipe would have fired by now.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(process.is_running(), "the guard killed the process early: {}", process.log_text());
+        let killed = Instant::now();
+        process.kill();
+        assert!(!process.is_running());
+        assert!(killed.elapsed() < Duration::from_secs(5), "kill took {:?}", killed.elapsed());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while folder.exists() {
+            assert!(Instant::now() < deadline, "the guard did not remove {}", folder.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
