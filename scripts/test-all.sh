@@ -13,6 +13,8 @@ echo "==> installing test tools (cached in ~/.cache/stockpulse-tools)"
 bash scripts/install-test-tools.sh
 # shellcheck source=/dev/null
 source .tools/env.sh
+# The tools are installed: a test that needs one must run, never skip (the harnesses read CI).
+export CI="${CI:-1}"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -53,6 +55,7 @@ skipped=0
 if grep -q '^SKIPPED: e2e suite' "$log"; then
   skipped=1
 fi
+skipped=$((skipped + $(grep -c '^SKIPPED: control plane' "$log" || true)))
 status=0
 if [ "$tests" -ne 0 ] || [ "$doctests" -ne 0 ] || [ "$e2e" -ne 0 ]; then
   status=1
