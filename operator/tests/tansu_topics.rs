@@ -36,6 +36,8 @@ spec:
     partitions: 2
     replicationFactor: 1
     sales: {{partitions: 4, retention: 7d}}
+    inventory: {{partitions: 4}}
+    changelog: {{partitions: 4}}
     stores: {{partitions: 1}}
 "#
     ))
