@@ -181,16 +181,17 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     health.references_loaded.store(true, Ordering::Relaxed);
     tracing::info!(stores = references.stores.len(), products = references.products.len(), "reference data loaded");
 
-    let producer: ThreadedProducer<DeliveryContext> = client
-        .clone()
-        .set("transactional.id", format!("{group}-{}", options.instance_id))
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("transaction.timeout.ms", "60000")
+    let exactly_once = config.processing.exactly_once;
+    let mut producer_config = client.clone();
+    producer_config.set("enable.idempotence", "true").set("partitioner", "murmur2_random").set("linger.ms", "5");
+    if exactly_once {
+        producer_config
+            .set("transactional.id", format!("{group}-{}", options.instance_id))
+            .set("transaction.timeout.ms", "60000");
+    }
+    let producer: ThreadedProducer<DeliveryContext> = producer_config
         .create_with_context(DeliveryContext::default())
         .map_err(|e| RunError::kafka("creating the producer", e))?;
-    let exactly_once = config.processing.exactly_once;
     if exactly_once {
         producer
             .init_transactions(Duration::from_secs(60))

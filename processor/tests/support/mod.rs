@@ -44,6 +44,11 @@ impl Pipeline {
     /// Topics of pipeline `name` (`partitions` input partitions), the example brand's stores
     /// and catalog on their topics, and a config whose windows group by store.
     pub fn create(bootstrap: &str, name: &str, partitions: i32) -> Pipeline {
+        Self::create_with(bootstrap, name, partitions, true)
+    }
+
+    /// [`Pipeline::create`], with `processing.exactlyOnce` as given.
+    pub fn create_with(bootstrap: &str, name: &str, partitions: i32, exactly_once: bool) -> Pipeline {
         let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().expect("admin client");
         let compact = [("cleanup.policy", "compact")];
         let mut topics = Vec::new();
@@ -97,7 +102,7 @@ impl Pipeline {
                  \x20   - {{name: sales-5m, type: tumbling, size: 5m}}\n\
                  \x20   - {{name: store-channel-15m, type: sliding, size: 15m, slide: 5m, groupBy: [store, channel]}}\n\
                  \x20 maxOutOfOrderness: 30s\n  allowedLateness: 10m\n  idleTimeout: 1h\n  maxFutureSkew: 15m\n\
-                 \x20 dedupe: {{horizon: 1h}}\n  exactlyOnce: true\n\
+                 \x20 dedupe: {{horizon: 1h}}\n  exactlyOnce: {exactly_once}\n\
                  alerts:\n  - {{name: low-stock, lowStock: {{threshold: 3}}, cooldown: 1h}}\n"
             ),
         )
