@@ -106,14 +106,7 @@ fn repo_root() -> std::path::PathBuf {
 
 /// The YAML files of a folder of the repository, sorted by name.
 fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = repo_root().join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
+    stockpulse_testkit::yaml_files(&repo_root().join(dir))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -521,14 +521,7 @@ impl Drop for ControlPlane {
 
 /// The CRD files of the repository's `crds/` folder, sorted.
 pub fn crate_root_crds() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
+    crate::yaml_files(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds"))
 }
 
 async fn client_from(kubeconfig: &Path) -> Result<kube::Client, String> {

@@ -16,12 +16,5 @@ pub use stockpulse_testkit::tool;
 
 /// The sample custom resources of `manifests/samples/`, sorted by file name.
 pub fn sample_files() -> Vec<PathBuf> {
-    let dir = repo_root().join("manifests/samples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
+    stockpulse_testkit::yaml_files(&repo_root().join("manifests/samples"))
 }
