@@ -75,21 +75,10 @@ fn pipeline_manifest(name: &str, namespace: &str, bootstrap: &str) -> serde_json
 
 /// The ten topic names of a pipeline named `name` (every role, default names).
 fn topic_names(name: &str) -> Vec<String> {
-    [
-        "sales",
-        "inventory",
-        "aggregates",
-        "inventory-state",
-        "alerts",
-        "dead-letter",
-        "late",
-        "stores",
-        "catalog",
-        "changelog",
-    ]
-    .iter()
-    .map(|role| format!("{name}.{role}"))
-    .collect()
+    stockpulse_processor::config::TopicRole::ALL
+        .iter()
+        .map(|role| format!("{name}.{}", role.default_suffix()))
+        .collect()
 }
 
 struct Setup {
