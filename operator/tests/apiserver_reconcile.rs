@@ -16,6 +16,7 @@
 //! Skipped, with a printed `SKIPPED: control plane: ...`, where the binaries are not
 //! installed, except in CI.
 
+use stockpulse_processor::config::TopicRole;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +74,7 @@ fn pipeline_manifest(name: &str, namespace: &str, bootstrap: &str) -> serde_json
     })
 }
 
-/// The ten topic names of a pipeline named `name` (every role, default names).
+/// The topic names of a pipeline named `name` (every role, default names).
 fn topic_names(name: &str) -> Vec<String> {
     stockpulse_processor::config::TopicRole::ALL
         .iter()
@@ -291,10 +292,10 @@ async fn a_pipeline_reconciles_by_server_side_apply_then_writes_nothing_then_rol
         let status = pipeline.status.clone().unwrap_or_else(|| panic!("no status"));
         assert_eq!(status.observed_generation, Some(1));
         assert_eq!(status.config_hash, Some(sha256_hex(&config_text)));
-        assert_eq!(status.topics.len(), 10);
+        assert_eq!(status.topics.len(), TopicRole::ALL.len());
         assert_eq!(
             condition(&pipeline, "TopicsReady"),
-            ("True".into(), "TopicsReconciled".into(), "10 topics match the spec".into())
+            ("True".into(), "TopicsReconciled".into(), format!("{} topics match the spec", TopicRole::ALL.len()))
         );
         assert_eq!(
             condition(&pipeline, "ProcessorReady"),
@@ -370,7 +371,7 @@ async fn deleting_a_pipeline_runs_its_finalizer_deleting_only_the_delete_policy_
         let kafka_access = RdKafkaAccess::default();
         let before =
             kafka_access.describe_topics(&s.target(), &topic_names("outlet")).await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(before.len(), 10);
+        assert_eq!(before.len(), TopicRole::ALL.len());
 
         // Deleting: the API server only marks it while the finalizer is there.
         s.pipelines.delete("outlet", &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete: {e}"));

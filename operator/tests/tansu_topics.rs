@@ -38,6 +38,7 @@ spec:
     sales: {{partitions: 4, retention: 7d}}
     inventory: {{partitions: 4}}
     changelog: {{partitions: 4}}
+    repartition: {{partitions: 4}}
     stores: {{partitions: 1}}
 "#
     ))
@@ -64,11 +65,11 @@ async fn topics_are_created_with_partitions_and_configs_then_realigned_after_dri
     let desired = desired_topics(&p).unwrap();
     let names: Vec<String> = desired.iter().map(|t| t.name.clone()).collect();
 
-    // Nothing exists: the plan creates all ten.
+    // Nothing exists: the plan creates every role's topic.
     let observed = access.describe_topics(&target, &names).await.unwrap();
     assert!(observed.is_empty(), "{observed:?}");
     let plan = plan_topics(&desired, &observed);
-    assert_eq!(plan.actions.len(), 10);
+    assert_eq!(plan.actions.len(), stockpulse_processor::config::TopicRole::ALL.len());
     for action in &plan.actions {
         access.apply(&target, action).await.unwrap_or_else(|e| panic!("{action:?}: {e}"));
     }
@@ -113,7 +114,7 @@ async fn topics_are_created_with_partitions_and_configs_then_realigned_after_dri
     access.apply(&target, &TopicAction::Delete { name: "shop.late".into() }).await.unwrap();
     let after = access.describe_topics(&target, &names).await.unwrap();
     assert!(!after.contains_key("shop.late"));
-    assert_eq!(after.len(), 9);
+    assert_eq!(after.len(), names.len() - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

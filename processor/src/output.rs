@@ -194,6 +194,8 @@ pub enum Output {
     Alert(AlertRecord),
     DeadLetter(DeadLetterRecord),
     Late(LateRecord),
+    /// A task's partial figures of a window merged across tasks (the repartition stage).
+    Partial(crate::engine::Partial),
 }
 
 impl Output {
@@ -205,6 +207,7 @@ impl Output {
             Output::Alert(_) => TopicRole::Alerts,
             Output::DeadLetter(_) => TopicRole::DeadLetter,
             Output::Late(_) => TopicRole::Late,
+            Output::Partial(_) => TopicRole::Repartition,
         }
     }
 
@@ -216,6 +219,7 @@ impl Output {
             Output::Alert(r) => r.key(),
             Output::DeadLetter(r) => format!("{}/{}/{}", r.source.topic, r.source.partition, r.source.offset),
             Output::Late(r) => r.event_id.clone(),
+            Output::Partial(p) => p.key(),
         }
     }
 
@@ -226,6 +230,7 @@ impl Output {
             Output::Aggregate(r) => serde_json::to_value(r),
             Output::Inventory(r) => serde_json::to_value(r),
             Output::Alert(r) => serde_json::to_value(r),
+            Output::Partial(p) => serde_json::to_value(crate::engine::RepartitionRecord::Partial(Box::new(p.clone()))),
             Output::DeadLetter(r) => {
                 let (original, base64) = original_fields(&r.original);
                 Ok(serde_json::json!({

@@ -94,6 +94,7 @@ fn final_state(arrivals: &[(usize, String)]) -> (BTreeMap<String, Value>, BTreeM
             Output::Late(l) => panic!("within the bound nothing is late: {}", l.reason),
             Output::DeadLetter(d) => panic!("generated events are valid: {}", d.reason),
             Output::Alert(_) => {}
+            Output::Partial(p) => panic!("one engine merges nothing: {}", p.key()),
         }
     }
     (aggregates, inventory)

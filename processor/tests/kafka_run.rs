@@ -95,6 +95,8 @@ fn from_kafka(pipeline: &Pipeline) -> Figures {
 fn assert_same(kafka: &Figures, replay: &Figures) {
     assert!(replay.aggregates.len() > 1_000, "a meaningful run: {} aggregates", replay.aggregates.len());
     assert!(!replay.dead_letters.is_empty() && !replay.late.is_empty() && !replay.alerts.is_empty());
+    let merged = replay.aggregates.keys().filter(|k| k.starts_with("region-channel-5m|")).count();
+    assert!(merged > 20, "windows merged across tasks are compared too: {merged}");
     for (name, a, b) in [
         ("aggregates", &kafka.aggregates, &replay.aggregates),
         ("inventory", &kafka.inventory, &replay.inventory),

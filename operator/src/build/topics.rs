@@ -36,6 +36,7 @@ pub fn topic_spec(topics: &TopicsSpec, role: TopicRole) -> &TopicSpec {
         TopicRole::Stores => &topics.stores,
         TopicRole::Catalog => &topics.catalog,
         TopicRole::Changelog => &topics.changelog,
+        TopicRole::Repartition => &topics.repartition,
     }
 }
 
@@ -90,9 +91,9 @@ pub fn desired_topics(pipeline: &RetailPipeline) -> Result<Vec<DesiredTopic>, Sp
     if problems.is_empty() { Ok(out) } else { Err(SpecProblems(problems)) }
 }
 
-/// The processor's task `p` reads sales p and inventory p together and keeps its state in
-/// changelog partition p: inventory must have the sales topic's partitions, the changelog at
-/// least as many.
+/// The processor's task `p` reads sales p and inventory p together, merges the partials of
+/// repartition partition p and keeps its state in changelog partition p: inventory and
+/// repartition must have the sales topic's partitions, the changelog at least as many.
 fn co_partitioning(topics: &[DesiredTopic], problems: &mut Vec<SpecProblem>) {
     let partitions = |role: TopicRole| topics.iter().find(|t| t.role == role).map_or(0, |t| t.partitions);
     let sales = partitions(TopicRole::Sales);
@@ -101,6 +102,14 @@ fn co_partitioning(topics: &[DesiredTopic], problems: &mut Vec<SpecProblem>) {
             field: "spec.topics.inventory.partitions".into(),
             message: format!(
                 "must equal the sales topic's {sales} partitions: a processor task reads sales p and inventory p together"
+            ),
+        });
+    }
+    if partitions(TopicRole::Repartition) != sales {
+        problems.push(SpecProblem {
+            field: "spec.topics.repartition.partitions".into(),
+            message: format!(
+                "must equal the sales topic's {sales} partitions: processor task p merges repartition partition p"
             ),
         });
     }
@@ -127,5 +136,6 @@ pub fn camel(role: TopicRole) -> &'static str {
         TopicRole::Stores => "stores",
         TopicRole::Catalog => "catalog",
         TopicRole::Changelog => "changelog",
+        TopicRole::Repartition => "repartition",
     }
 }

@@ -14,6 +14,7 @@ use crate::kafka_admin::memory::{MemoryKafka, MemoryState};
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
+use stockpulse_processor::config::TopicRole;
 
 const PROCESSOR: &str = "shop-processor";
 
@@ -147,7 +148,7 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
     let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(pipeline()), ctx)).await;
     assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::NOT_READY_RETRY));
 
-    // Topics: all ten created with the spec's partitions and configs.
+    // Topics: every role's created with the spec's partitions and configs.
     let state = kafka.state();
     let created: Vec<(String, i32)> = state
         .actions
@@ -157,19 +158,10 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    let names = [
-        "sales",
-        "inventory",
-        "aggregates",
-        "inventory-state",
-        "alerts",
-        "dead-letter",
-        "late",
-        "stores",
-        "catalog",
-        "changelog",
-    ];
-    assert_eq!(created, names.iter().map(|n| (format!("shop.{n}"), 3)).collect::<Vec<_>>());
+    let expected: Vec<(String, i32)> =
+        TopicRole::ALL.iter().map(|role| (format!("shop.{}", role.default_suffix()), 3)).collect();
+    assert_eq!(expected.len(), 11);
+    assert_eq!(created, expected);
     assert_eq!(state.topics["shop.sales"].configs.get("retention.ms").map(String::as_str), Some("86400000"));
     assert_eq!(state.topics["shop.stores"].configs.get("cleanup.policy").map(String::as_str), Some("compact"));
 
@@ -207,7 +199,7 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
             {"type": "Ready", "status": "False", "reason": "ProcessorProgressing",
              "message": "ProcessorReady: 0 of 1 replicas ready, 1 updated", "lastTransitionTime": "2026-11-20T10:00:00Z", "observedGeneration": 1},
             {"type": "TopicsReady", "status": "True", "reason": "TopicsReconciled",
-             "message": "10 topics match the spec", "lastTransitionTime": "2026-11-20T10:00:00Z", "observedGeneration": 1},
+             "message": "11 topics match the spec", "lastTransitionTime": "2026-11-20T10:00:00Z", "observedGeneration": 1},
         ])
     );
     assert_eq!(
@@ -356,7 +348,7 @@ async fn deletion_through_the_finalizer_deletes_only_delete_policy_topics() {
     let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert_eq!(kafka.state().actions, vec![TopicAction::Delete { name: "shop.sales".to_string() }]);
-    assert_eq!(kafka.state().topics.len(), 9);
+    assert_eq!(kafka.state().topics.len(), TopicRole::ALL.len() - 1);
     assert_eq!(received[0].body["reason"], "TopicsDeleted");
     assert_eq!(
         received[1].body,
@@ -378,7 +370,7 @@ async fn deletion_with_retain_policy_keeps_every_topic() {
     let (result, _) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert!(kafka.state().actions.is_empty());
-    assert_eq!(kafka.state().topics.len(), 10);
+    assert_eq!(kafka.state().topics.len(), TopicRole::ALL.len());
 }
 
 #[tokio::test]

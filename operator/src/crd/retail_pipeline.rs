@@ -114,6 +114,10 @@ pub struct TopicsSpec {
     pub catalog: TopicSpec,
     #[serde(default)]
     pub changelog: TopicSpec,
+    /// Partial figures of windows grouped without `store`, merged across the processor's
+    /// tasks; needs the sales topic's partitions.
+    #[serde(default)]
+    pub repartition: TopicSpec,
 }
 
 impl Default for TopicsSpec {
@@ -132,6 +136,7 @@ impl Default for TopicsSpec {
             stores: TopicSpec::default(),
             catalog: TopicSpec::default(),
             changelog: TopicSpec::default(),
+            repartition: TopicSpec::default(),
         }
     }
 }

@@ -88,6 +88,26 @@ fn partition_of_event(payload: &[u8], partitions: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Hands each partial among `outputs` to the task owning its repartition partition (that
+/// of its key, as `run` produces it), in place of the partial.
+fn merge_partials(engines: &mut [Engine], outputs: &mut Vec<crate::output::Output>) {
+    use crate::engine::{InputRecord, RepartitionRecord};
+    use crate::output::Output;
+    let topic: std::sync::Arc<str> = std::sync::Arc::from("repartition");
+    let mut merged = Vec::with_capacity(outputs.len());
+    for output in outputs.drain(..) {
+        let Output::Partial(partial) = output else {
+            merged.push(output);
+            continue;
+        };
+        let owner = crate::partitioner::partition_of(partial.key().as_bytes(), engines.len() as u32) as usize;
+        let payload = serde_json::to_vec(&RepartitionRecord::Partial(Box::new(partial))).unwrap_or_default();
+        let input = InputRecord { stream: 0, topic: &topic, partition: owner as i32, offset: 0, payload: &payload };
+        engines[owner].merge_input(&input, &mut merged);
+    }
+    *outputs = merged;
+}
+
 fn replay_partitioned(
     config: &crate::config::PipelineConfig,
     references: &[ReferenceUpdate],
@@ -101,8 +121,9 @@ fn replay_partitioned(
     use crate::sink::Sink;
     use crate::source::Source;
     let mut engines: Vec<Engine> = (0..partitions)
-        .map(|_| {
+        .map(|task| {
             let mut engine = Engine::new(config, now);
+            engine.scale_out(task, partitions);
             for update in references {
                 engine.apply_reference(update);
             }
@@ -125,11 +146,18 @@ fn replay_partitioned(
             };
             engines[partition].process(&input, &mut outputs);
         }
+        merge_partials(&mut engines, &mut outputs);
         sink.write(&outputs)?;
         outputs.clear();
     }
+    // Every task's windows fire first, then the merges: each merged window fires once, with
+    // every task's last partial.
     for engine in &mut engines {
-        engine.finish(&mut outputs);
+        engine.finish_inputs(&mut outputs);
+    }
+    merge_partials(&mut engines, &mut outputs);
+    for engine in &mut engines {
+        engine.finish_merge(&mut outputs);
     }
     sink.write(&outputs)?;
     sink.commit(&[])?;

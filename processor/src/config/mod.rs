@@ -114,10 +114,11 @@ pub enum TopicRole {
     Stores,
     Catalog,
     Changelog,
+    Repartition,
 }
 
 impl TopicRole {
-    pub const ALL: [TopicRole; 10] = [
+    pub const ALL: [TopicRole; 11] = [
         TopicRole::Sales,
         TopicRole::Inventory,
         TopicRole::Aggregates,
@@ -128,6 +129,7 @@ impl TopicRole {
         TopicRole::Stores,
         TopicRole::Catalog,
         TopicRole::Changelog,
+        TopicRole::Repartition,
     ];
 
     /// The roles the engine writes outputs to.
@@ -147,6 +149,7 @@ impl TopicRole {
             TopicRole::Stores => "stores",
             TopicRole::Catalog => "catalog",
             TopicRole::Changelog => "changelog",
+            TopicRole::Repartition => "repartition",
         }
     }
 
@@ -193,6 +196,8 @@ pub struct TopicNames {
     pub catalog: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changelog: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repartition: Option<String>,
 }
 
 impl TopicNames {
@@ -208,6 +213,7 @@ impl TopicNames {
             TopicRole::Stores => &self.stores,
             TopicRole::Catalog => &self.catalog,
             TopicRole::Changelog => &self.changelog,
+            TopicRole::Repartition => &self.repartition,
         };
         name.as_deref()
     }
@@ -224,6 +230,7 @@ impl TopicNames {
             TopicRole::Stores => &mut self.stores,
             TopicRole::Catalog => &mut self.catalog,
             TopicRole::Changelog => &mut self.changelog,
+            TopicRole::Repartition => &mut self.repartition,
         };
         *slot = Some(name);
     }

@@ -10,6 +10,7 @@ mod enrich;
 mod figures;
 mod intern;
 mod inventory;
+mod merge;
 mod state;
 mod watermark;
 mod window;
@@ -34,6 +35,8 @@ pub use enrich::UNKNOWN;
 pub use figures::Figures;
 use intern::{Interner, NONE};
 use inventory::{InventoryTable, Position, position_key, split_key};
+use merge::Merge;
+pub use merge::{GroupNames, MergeError, Partial, RepartitionRecord};
 pub use state::{RestoreError, RestoreReport, StateChange};
 use watermark::Watermarks;
 use window::{GroupKey, WindowOperator, WindowResult};
@@ -71,6 +74,8 @@ pub struct EngineStats {
     pub alerts: u64,
     pub inventory_records: u64,
     pub dedupe_evicted_early: u64,
+    /// Partials of other tasks that came after their merged window's state was dropped.
+    pub late_partials: u64,
 }
 
 impl EngineStats {
@@ -90,6 +95,7 @@ impl EngineStats {
         self.alerts += other.alerts;
         self.inventory_records += other.inventory_records;
         self.dedupe_evicted_early += other.dedupe_evicted_early;
+        self.late_partials += other.late_partials;
     }
 }
 
@@ -119,6 +125,8 @@ pub struct StateSize {
     pub positions: usize,
     pub pane_groups: usize,
     pub fired_groups: usize,
+    /// Groups of windows merged here from several tasks' partials.
+    pub merged_groups: usize,
 }
 
 struct WindowSpec {
@@ -126,6 +134,11 @@ struct WindowSpec {
     /// Which of the six group-key slots this window keeps (store, sku, region, category,
     /// channel; currency always).
     keep: [bool; 6],
+    /// Whether the window's groups span tasks (no `store`): with several tasks its results
+    /// are partials for the repartition stage's merge.
+    spans_tasks: bool,
+    /// Set by [`Engine::scale_out`]: results go out as partials.
+    partial: bool,
     operator: WindowOperator,
 }
 
@@ -138,6 +151,8 @@ impl WindowSpec {
         WindowSpec {
             name: Arc::from(config.name.as_str()),
             keep,
+            spans_tasks: !dims.contains(&Dimension::Store),
+            partial: false,
             operator: WindowOperator::new(config.size.as_millis_i64(), config.step().as_millis_i64(), lateness),
         }
     }
@@ -183,6 +198,12 @@ pub struct Engine {
     fired_alerts: Vec<LowStockAlert>,
     /// State changed since the last drain, when a changelog is kept ([`Engine::track_changes`]).
     state_changes: Option<Vec<StateChange>>,
+    lateness: i64,
+    /// This engine's task number when windows' partials are merged across tasks.
+    task: Option<u32>,
+    /// The merge of other tasks' partials that this task owns ([`Engine::scale_out`]).
+    merge: Option<Merge>,
+    merged: Vec<AggregateRecord>,
 }
 
 impl Engine {
@@ -216,6 +237,65 @@ impl Engine {
             window_results: Vec::new(),
             fired_alerts: Vec::new(),
             state_changes: None,
+            lateness,
+            task: None,
+            merge: None,
+            merged: Vec::new(),
+        }
+    }
+
+    /// Makes this engine task `task` of `tasks` (input partitions): windows grouped without
+    /// `store` then emit partials ([`Output::Partial`]) for the repartition topic, and this
+    /// engine merges the partials that the repartition partition of the same number brings
+    /// ([`Engine::merge_input`]). Nothing changes with one task, or when every window groups
+    /// by store. Call it before restoring or processing anything.
+    pub fn scale_out(&mut self, task: u32, tasks: u32) {
+        if tasks <= 1 || !self.windows.iter().any(|w| w.spans_tasks) {
+            return;
+        }
+        for spec in &mut self.windows {
+            spec.partial = spec.spans_tasks;
+        }
+        self.task = Some(task);
+        let mut merge = Merge::new(tasks, self.lateness);
+        if self.state_changes.is_some() {
+            merge.track_changes();
+        }
+        self.merge = Some(merge);
+    }
+
+    /// Whether this engine takes part in a repartition stage ([`Engine::scale_out`]).
+    pub fn repartitions(&self) -> bool {
+        self.merge.is_some()
+    }
+
+    /// This task's watermark and whether its inputs are idle, as other tasks' merges need it.
+    pub fn watermark_report(&self) -> (i64, bool) {
+        (self.watermarks.current(), self.watermarks.all_idle())
+    }
+
+    /// Takes one record of the repartition topic (another task's partial or watermark):
+    /// merged aggregates go to `out`; a record that is not a valid repartition record goes
+    /// to the dead-letter output with its reason.
+    pub fn merge_input(&mut self, input: &InputRecord<'_>, out: &mut Vec<Output>) {
+        let Some(merge) = self.merge.as_mut() else {
+            let reason = "repartition_record_unexpected: this pipeline has no window merged across tasks".to_string();
+            self.dead_letter(input, "repartition_record_unexpected", reason, out);
+            return;
+        };
+        let applied = serde_json::from_slice::<RepartitionRecord>(input.payload)
+            .map_err(|e| format!("not a repartition record: {e}"))
+            .and_then(|record| merge.apply(record, &mut self.merged).map_err(|e| e.to_string()));
+        self.stats.late_partials = merge.late_partials;
+        match applied {
+            Ok(()) => {
+                self.stats.window_results += self.merged.len() as u64;
+                out.extend(self.merged.drain(..).map(Output::Aggregate));
+            }
+            Err(message) => {
+                let reason = format!("repartition_record_invalid: {message}");
+                self.dead_letter(input, "repartition_record_invalid", reason, out);
+            }
         }
     }
 
@@ -234,7 +314,13 @@ impl Engine {
     pub fn state_size(&self) -> StateSize {
         let (pane_groups, fired_groups) =
             self.windows.iter().map(|w| w.operator.state_size()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        StateSize { dedupe_ids: self.dedupe.remembered(), positions: self.inventory.count(), pane_groups, fired_groups }
+        StateSize {
+            dedupe_ids: self.dedupe.remembered(),
+            positions: self.inventory.count(),
+            pane_groups,
+            fired_groups,
+            merged_groups: self.merge.as_ref().map_or(0, Merge::groups),
+        }
     }
 
     /// Starts tracking an input partition; it holds the watermark back until it has data or
@@ -283,9 +369,24 @@ impl Engine {
 
     /// End of input: the watermark goes to infinity, every window fires, inventory flushes.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
+        self.finish_inputs(out);
+        self.finish_merge(out);
+    }
+
+    /// End of this task's input: its own windows fire (partials included), inventory flushes.
+    pub fn finish_inputs(&mut self, out: &mut Vec<Output>) {
         self.watermarks.finish();
         self.on_watermark(out);
         self.flush(out);
+    }
+
+    /// End of the repartition input: every merged window fires with the partials it has.
+    pub fn finish_merge(&mut self, out: &mut Vec<Output>) {
+        if let Some(merge) = self.merge.as_mut() {
+            merge.finish(&mut self.merged);
+            self.stats.window_results += self.merged.len() as u64;
+            out.extend(self.merged.drain(..).map(Output::Aggregate));
+        }
     }
 
     /// Emits the inventory positions changed since the last flush (call at commit points).
@@ -448,6 +549,20 @@ impl Engine {
             return;
         }
         let name = &self.windows[index].name;
+        if let (true, Some(task)) = (self.windows[index].partial, self.task) {
+            for r in self.window_results.drain(..) {
+                out.push(Output::Partial(Partial {
+                    task,
+                    window: name.to_string(),
+                    start: r.start,
+                    end: r.end,
+                    group: state::group_names(&r.key, &self.stores, &self.skus, &self.labels),
+                    figures: r.figures,
+                    revision: r.revision,
+                }));
+            }
+            return;
+        }
         let label = |id: u32, interner: &Interner| (id != NONE).then(|| interner.name(id).clone());
         for r in self.window_results.drain(..) {
             self.stats.window_results += 1;

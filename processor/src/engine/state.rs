@@ -18,6 +18,9 @@
 //! | `["rev", window, window_index, group]` | the last revision a corrected group emitted |
 //! | `["dd", slice, seq]` | a chunk of remembered event ids of a dedupe slice (hex) |
 //! | `["cool", policy, store, sku]` | when a low-stock rule last fired for a position |
+//! | `["mp", window, start, end, group, task]` | a task's partial of a window merged here |
+//! | `["mwm", task]` | a task's watermark, as the merge last heard it |
+//! | `["merge"]` | the merged watermark |
 //! | `["meta"]` | processing time, watermarks, where each window's firing stands |
 //!
 //! A dropped key (an expired pane, a forgotten slice) is a tombstone: `value` is `None`.
@@ -59,6 +62,8 @@ pub struct RestoreReport {
     pub revisions: usize,
     pub dedupe_ids: usize,
     pub cooldowns: usize,
+    /// Other tasks' partials of windows merged here.
+    pub merged_partials: usize,
     /// Entries of windows whose size or step changed since they were written: left out.
     pub skipped: usize,
 }
@@ -71,8 +76,7 @@ struct Meta {
     dedupe_evicted_early: u64,
 }
 
-/// A group key by names: `None` where the window does not group by that dimension.
-type GroupNames = [Option<String>; 6];
+use super::merge::GroupNames;
 
 fn json<T: Serialize>(value: &T) -> String {
     // Plain data of strings and integers: serialization cannot fail.
@@ -88,6 +92,9 @@ impl Engine {
         }
         self.dedupe.track_changes();
         self.alerts.track_changes();
+        if let Some(merge) = self.merge.as_mut() {
+            merge.track_changes();
+        }
     }
 
     /// Hands out the state changed since the last call; call it right after
@@ -132,6 +139,9 @@ impl Engine {
                 value: Some(json(&entry.last_fired)),
             });
         });
+        if let Some(merge) = self.merge.as_mut() {
+            merge.drain_changes(out);
+        }
         let meta = Meta {
             now: self.now,
             watermarks: self.watermarks.state(),
@@ -244,6 +254,15 @@ impl Engine {
                     self.alerts.restore(CooldownEntry { policy: policy.into(), key, last_fired });
                     report.cooldowns += 1;
                 }
+                "merge" | "mwm" | "mp" => {
+                    let Some(merge) = self.merge.as_mut() else {
+                        // Written with several tasks, read with one: the partials are not ours.
+                        report.skipped += 1;
+                        continue;
+                    };
+                    merge.restore(&parts, value).map_err(|e| fail(&e))?;
+                    report.merged_partials += usize::from(kind == "mp");
+                }
                 _ => return Err(fail("unknown kind of state")),
             }
         }
@@ -265,7 +284,7 @@ impl Engine {
     }
 }
 
-fn group_names(key: &GroupKey, stores: &Interner, skus: &Interner, labels: &Interner) -> GroupNames {
+pub(super) fn group_names(key: &GroupKey, stores: &Interner, skus: &Interner, labels: &Interner) -> GroupNames {
     std::array::from_fn(|slot| {
         let id = key[slot];
         (id != NONE).then(|| {

@@ -333,3 +333,99 @@ fn inventory_records_carry_velocity_and_sell_through() {
         )]
     );
 }
+
+/// Windows grouped without `store` on three tasks, merged through partials, give exactly the
+/// figures one engine gives for the same events, when nothing is late for any of them (the
+/// only case where one engine's watermark and three tasks' agree on what is late).
+#[test]
+fn three_tasks_merged_give_the_figures_of_one_engine() {
+    use crate::generator::brand::{catalog, stores};
+    use crate::generator::{Traffic, TrafficOptions};
+    use std::collections::BTreeMap;
+
+    let yaml = "name: t\nprocessing:\n  windows:\n\
+                \x20   - {name: region-5m, type: tumbling, size: 5m, groupBy: [region, channel]}\n\
+                \x20   - {name: category-15m, type: sliding, size: 15m, slide: 5m, groupBy: [category]}\n\
+                \x20 maxOutOfOrderness: 1h\n  allowedLateness: 1d\n  idleTimeout: 1d\n  maxFutureSkew: 1d\n\
+                \x20 dedupe: {horizon: 1d}\n";
+    let config = PipelineConfig::from_text(yaml, "test").unwrap();
+    let options = TrafficOptions { seed: 5, peak_events_per_second: 200.0, ..TrafficOptions::default() };
+    let events: Vec<_> = Traffic::new(options.clone(), &stores(), &catalog()).take(20_000).collect();
+    let engine_of = |task: u32, tasks: u32| {
+        let mut engine = Engine::new(&config, options.start);
+        engine.scale_out(task, tasks);
+        for update in stores().into_iter().map(ReferenceUpdate::Store) {
+            engine.apply_reference(&update);
+        }
+        for update in catalog().into_iter().map(ReferenceUpdate::Product) {
+            engine.apply_reference(&update);
+        }
+        engine.assign(0);
+        engine
+    };
+    let topic: Arc<str> = Arc::from("t.sales");
+    let last_values = |outputs: Vec<Output>| -> BTreeMap<String, (i64, String, u64)> {
+        outputs
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Aggregate(r) => Some((r.key(), (r.units_sold, r.net_revenue.to_string(), r.transactions))),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let mut one = engine_of(0, 1);
+    assert!(!one.repartitions());
+    let mut single = Vec::new();
+    for (offset, event) in events.iter().enumerate() {
+        let input =
+            InputRecord { stream: 0, topic: &topic, partition: 0, offset: offset as i64, payload: &event.payload };
+        one.process(&input, &mut single);
+    }
+    one.finish(&mut single);
+    assert_eq!(one.stats().late_events, 0, "the config makes nothing late");
+
+    let tasks = 3u32;
+    let mut engines: Vec<Engine> = (0..tasks).map(|t| engine_of(t, tasks)).collect();
+    assert!(engines[0].repartitions());
+    let mut outputs = Vec::new();
+    for (offset, event) in events.iter().enumerate() {
+        let task = crate::partitioner::partition_of(event.key.as_bytes(), tasks) as usize;
+        let input = InputRecord {
+            stream: 0,
+            topic: &topic,
+            partition: task as i32,
+            offset: offset as i64,
+            payload: &event.payload,
+        };
+        engines[task].process(&input, &mut outputs);
+    }
+    for engine in &mut engines {
+        engine.finish_inputs(&mut outputs);
+    }
+    let partials: Vec<Output> = outputs.iter().filter(|o| matches!(o, Output::Partial(_))).cloned().collect();
+    assert!(partials.len() > 100, "{} partials", partials.len());
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Aggregate(_))), "no task writes a merged window itself");
+    let mut merged = Vec::new();
+    let repartition: Arc<str> = Arc::from("t.repartition");
+    for (offset, partial) in partials.iter().enumerate() {
+        let Output::Partial(p) = partial else { continue };
+        let owner = crate::partitioner::partition_of(p.key().as_bytes(), tasks) as usize;
+        let payload = serde_json::to_vec(&partial.to_json()).unwrap();
+        let input = InputRecord {
+            stream: 0,
+            topic: &repartition,
+            partition: owner as i32,
+            offset: offset as i64,
+            payload: &payload,
+        };
+        engines[owner].merge_input(&input, &mut merged);
+    }
+    for engine in &mut engines {
+        engine.finish_merge(&mut merged);
+    }
+    assert!(!merged.iter().any(|o| matches!(o, Output::DeadLetter(_))), "every partial is a valid record");
+    let expected = last_values(single);
+    assert!(expected.len() > 150, "{} groups", expected.len());
+    assert_eq!(last_values(merged), expected);
+}

@@ -102,6 +102,11 @@ impl Watermarks {
         self.current = state.current;
     }
 
+    /// Whether every tracked partition is idle (or none is tracked).
+    pub fn all_idle(&self) -> bool {
+        self.partitions.iter().flatten().all(|c| c.idle)
+    }
+
     /// End of input: every window may fire.
     pub fn finish(&mut self) {
         self.current = i64::MAX;

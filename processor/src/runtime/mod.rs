@@ -7,9 +7,9 @@
 //! live ([`references`]); `/metrics`, `/healthz` and `/readyz` on the HTTP port ([`http`]).
 //! The engine stays pure: this module is where Kafka, the clock and signals meet it.
 //!
-//! Windows grouped without `store` need their partial aggregates merged across tasks (a
-//! repartition stage, not in this version): with more than one input partition `run`
-//! refuses such a config rather than write figures that overwrite each other.
+//! Windows grouped without `store` get events from every task: with more than one input
+//! partition each task sends its partial figures through the repartition topic to the task
+//! that owns the group, which merges them (see `engine::merge`).
 
 mod client;
 pub mod http;
@@ -85,28 +85,11 @@ pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Refuses a config whose figures this version cannot compute correctly on `partitions`
-/// input partitions (windows grouped without `store` across several tasks).
-pub fn check_scale_out(config: &PipelineConfig, partitions: usize) -> Result<(), RunError> {
-    if partitions <= 1 {
-        return Ok(());
-    }
-    let global: Vec<&str> = config
-        .processing
-        .windows
-        .iter()
-        .filter(|w| !config.processing.group_by_of(w).contains(&Dimension::Store))
-        .map(|w| w.name.as_str())
-        .collect();
-    if global.is_empty() {
-        Ok(())
-    } else {
-        Err(RunError::Config(format!(
-            "window(s) {} group without `store`, which needs the repartition stage (not in this version) \
-             when the input has {partitions} partitions; group them by store or use one input partition",
-            global.join(", ")
-        )))
-    }
+/// Whether the pipeline needs the repartition stage on `partitions` input partitions: a
+/// window grouped without `store` gets events from every task.
+pub fn needs_repartition(config: &PipelineConfig, partitions: usize) -> bool {
+    partitions > 1
+        && config.processing.windows.iter().any(|w| !config.processing.group_by_of(w).contains(&Dimension::Store))
 }
 
 /// Task `p` reads sales p and inventory p (the same stores) and keeps its state in changelog
@@ -117,6 +100,7 @@ pub fn check_co_partitioning(
     sales: usize,
     inventory: usize,
     changelog: usize,
+    repartition: Option<usize>,
 ) -> Result<(), RunError> {
     if inventory != sales {
         return Err(RunError::Config(format!(
@@ -130,6 +114,15 @@ pub fn check_co_partitioning(
             "changelog topic {} has {changelog} partitions, fewer than the {sales} of {}: task p keeps its \
              state in changelog partition p",
             topics.changelog, topics.sales
+        )));
+    }
+    if let (Some(name), Some(partitions)) = (&topics.repartition, repartition)
+        && partitions != sales
+    {
+        return Err(RunError::Config(format!(
+            "repartition topic {name} has {partitions} partitions and {} has {sales}: they must be equal, \
+             since task p merges the partials of repartition partition p",
+            topics.sales
         )));
     }
     Ok(())
@@ -157,7 +150,6 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     tracing::info!(%address, "HTTP port listening");
 
     let client = client::base_config(&config.kafka)?;
-    let topics = worker::Topics::of(&config);
     let group = config.consumer_group().to_string();
 
     // Reference data first: no event is processed before every store and product is known.
@@ -199,8 +191,39 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
         producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
     }
 
-    let mut worker =
-        Worker::new(config.clone(), client.clone(), producer, metrics.clone(), health.clone(), options.max_task_wait);
+    // The topics, checked before the worker exists: it subscribes to them.
+    let metadata_reader: BaseConsumer =
+        client.clone().create().map_err(|e| RunError::kafka("creating the metadata reader", e))?;
+    let mut topics = worker::Topics::of(&config);
+    let partitions = input_partitions(&metadata_reader, &topics.sales)?;
+    if needs_repartition(&config, partitions) {
+        topics = topics.with_repartition(&config);
+    }
+    let repartition = match &topics.repartition {
+        Some(name) => Some(input_partitions(&metadata_reader, name)?),
+        None => None,
+    };
+    check_co_partitioning(
+        &topics,
+        partitions,
+        input_partitions(&metadata_reader, &topics.inventory)?,
+        input_partitions(&metadata_reader, &topics.changelog)?,
+        repartition,
+    )?;
+    drop(metadata_reader);
+    let subscription: Vec<String> = topics.inputs().into_iter().map(String::from).collect();
+
+    let tasks = u32::try_from(partitions).map_err(|_| RunError::Config(format!("{partitions} partitions")))?;
+    let mut worker = Worker::new(
+        config.clone(),
+        topics,
+        tasks,
+        client.clone(),
+        producer,
+        metrics.clone(),
+        health.clone(),
+        options.max_task_wait,
+    );
     let table: Vec<ReferenceUpdate> = references.snapshot().collect();
     worker.apply_references(&table, table.clone().into_iter());
     let worker = Arc::new(Mutex::new(worker));
@@ -224,17 +247,8 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
         .set("statistics.interval.ms", "5000")
         .create_with_context(RebalanceContext { worker: worker.clone(), metrics: metrics.clone() })
         .map_err(|e| RunError::kafka("creating the consumer", e))?;
-    let partitions = input_partitions(&consumer, &topics.sales)?;
-    check_co_partitioning(
-        &topics,
-        partitions,
-        input_partitions(&consumer, &topics.inventory)?,
-        input_partitions(&consumer, &topics.changelog)?,
-    )?;
-    check_scale_out(&config, partitions)?;
-    consumer
-        .subscribe(&[&topics.sales, &topics.inventory])
-        .map_err(|e| RunError::kafka("subscribing to the input topics", e))?;
+    let subscription: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer.subscribe(&subscription).map_err(|e| RunError::kafka("subscribing to the input topics", e))?;
 
     let result = process_loop(&consumer, &worker, &mut references, &stop, &options, &health, &metrics);
     // Leave cleanly: the last work is committed (or, after a failure, left to be redone).
@@ -251,7 +265,10 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     result
 }
 
-fn input_partitions(consumer: &BaseConsumer<RebalanceContext>, topic: &str) -> Result<usize, RunError> {
+fn input_partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<usize, RunError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .map_err(|e| RunError::kafka(&format!("reading metadata of topic {topic}"), e))?;
@@ -366,26 +383,38 @@ mod tests {
     fn inputs_and_changelog_must_be_co_partitioned() {
         let config = PipelineConfig::from_text("name: p\n", "test").unwrap();
         let topics = worker::Topics::of(&config);
-        assert!(check_co_partitioning(&topics, 6, 6, 6).is_ok());
-        assert!(check_co_partitioning(&topics, 6, 6, 8).is_ok());
+        assert!(check_co_partitioning(&topics, 6, 6, 6, None).is_ok());
+        assert!(check_co_partitioning(&topics, 6, 6, 8, None).is_ok());
         assert_eq!(
-            check_co_partitioning(&topics, 6, 4, 6).unwrap_err().to_string(),
+            check_co_partitioning(&topics, 6, 4, 6, None).unwrap_err().to_string(),
             "config: topic p.inventory has 4 partitions and p.sales has 6: they must be equal, since a task \
              reads sales p and inventory p together (producers key both by store)"
         );
         assert!(
-            check_co_partitioning(&topics, 6, 6, 3)
+            check_co_partitioning(&topics, 6, 6, 3, None)
                 .unwrap_err()
                 .to_string()
                 .contains("changelog topic p.changelog has 3")
         );
+        let topics = topics.with_repartition(&config);
+        assert!(check_co_partitioning(&topics, 6, 6, 6, Some(6)).is_ok());
+        assert_eq!(
+            check_co_partitioning(&topics, 6, 6, 6, Some(3)).unwrap_err().to_string(),
+            "config: repartition topic p.repartition has 3 partitions and p.sales has 6: they must be equal, \
+             since task p merges the partials of repartition partition p"
+        );
     }
 
     #[test]
-    fn windows_without_store_are_refused_on_several_partitions() {
+    fn windows_without_store_need_the_repartition_stage_on_several_partitions() {
         let config = PipelineConfig::example();
-        assert!(check_scale_out(&config, 1).is_ok());
-        let err = check_scale_out(&config, 4).unwrap_err().to_string();
-        assert!(err.contains("trend-1h, channel-5m group without `store`"), "{err}");
+        assert!(!needs_repartition(&config, 1));
+        assert!(needs_repartition(&config, 4));
+        let by_store = PipelineConfig::from_text(
+            "name: p\nprocessing:\n  windows:\n    - {name: w, type: tumbling, size: 5m, groupBy: [store, channel]}\n",
+            "test",
+        )
+        .unwrap();
+        assert!(!needs_repartition(&by_store, 4));
     }
 }

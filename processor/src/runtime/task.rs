@@ -22,12 +22,15 @@ use crate::engine::{Engine, EngineStats, RestoreReport};
 
 use super::RunError;
 
-/// The two input streams of a task, in the engine's stream numbers.
+/// The input streams of a task: sales p and inventory p, merged by timestamp, and with a
+/// repartition stage, repartition p (other tasks' partials, taken as they come).
 pub const SALES: usize = 0;
 pub const INVENTORY: usize = 1;
+pub const REPARTITION: usize = 2;
 
 /// The header of every changelog record: the input offsets the state reflects, as
-/// `<next sales offset>,<next inventory offset>` (-1 where nothing was read yet).
+/// `<next sales offset>,<next inventory offset>,<next repartition offset>` (-1 where nothing
+/// was read yet; the third is absent in changelogs written before the repartition stage).
 pub const OFFSETS_HEADER: &str = "stockpulse.offsets";
 
 /// A record fetched and not processed yet.
@@ -41,8 +44,9 @@ pub struct Buffered {
 pub struct Task {
     pub partition: i32,
     pub engine: Engine,
-    /// Next offset to process of sales p and inventory p (`None` before the first record).
-    pub next: [Option<i64>; 2],
+    /// Next offset to process of sales p, inventory p and repartition p (`None` before the
+    /// first record).
+    pub next: [Option<i64>; 3],
     /// Fetched records of each partition, in offset order.
     pub buffers: [VecDeque<Buffered>; 2],
     /// The offset after the last buffered record of each partition.
@@ -51,19 +55,22 @@ pub struct Task {
     pub counted: EngineStats,
     /// Whether anything happened since the last commit.
     pub dirty: bool,
+    /// The watermark last sent to the repartition partitions (repartition stage only).
+    pub reported: Option<(i64, bool)>,
 }
 
 impl Task {
-    pub fn new(partition: i32, engine: Engine, next: [Option<i64>; 2]) -> Self {
+    pub fn new(partition: i32, engine: Engine, next: [Option<i64>; 3]) -> Self {
         let counted = engine.stats().clone();
         Task {
             partition,
             engine,
             next,
             buffers: [VecDeque::new(), VecDeque::new()],
-            fetched: next,
+            fetched: [next[SALES], next[INVENTORY]],
             counted,
             dirty: false,
+            reported: None,
         }
     }
 
@@ -81,7 +88,7 @@ impl Task {
     /// Forgets what is buffered (the consumer fetches it again from the committed offsets).
     pub fn clear_buffers(&mut self) {
         self.buffers = [VecDeque::new(), VecDeque::new()];
-        self.fetched = self.next;
+        self.fetched = [self.next[SALES], self.next[INVENTORY]];
     }
 
     /// The stream whose head record comes next in timestamp order, or `None` to wait.
@@ -96,23 +103,31 @@ impl Task {
     }
 
     pub fn offsets_header(&self) -> String {
-        format!("{},{}", self.next[SALES].unwrap_or(-1), self.next[INVENTORY].unwrap_or(-1))
+        let [sales, inventory, repartition] = self.next.map(|n| n.unwrap_or(-1));
+        format!("{sales},{inventory},{repartition}")
     }
 }
 
-fn parse_offsets_header(text: &[u8]) -> Option<[i64; 2]> {
+fn parse_offsets_header(text: &[u8]) -> Option<[i64; 3]> {
     let text = std::str::from_utf8(text).ok()?;
-    let (sales, inventory) = text.split_once(',')?;
-    Some([sales.parse().ok()?, inventory.parse().ok()?])
+    let mut parts = text.split(',');
+    let sales = parts.next()?.parse().ok()?;
+    let inventory = parts.next()?.parse().ok()?;
+    let repartition = match parts.next() {
+        Some(offset) => offset.parse().ok()?,
+        None => -1,
+    };
+    parts.next().is_none().then_some([sales, inventory, repartition])
 }
 
-/// The committed offsets of a task's two input partitions (`None`: nothing committed).
+/// The committed offsets of a task's input partitions, in [`SALES`], [`INVENTORY`],
+/// [`REPARTITION`] order (`None`: nothing committed, or no such topic).
 pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    topics: [&str; 2],
+    topics: &[&str],
     partition: i32,
     timeout: Duration,
-) -> Result<[Option<i64>; 2], RunError> {
+) -> Result<[Option<i64>; 3], RunError> {
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
         tpl.add_partition(topic, partition);
@@ -120,7 +135,8 @@ pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
     let committed = consumer
         .committed_offsets(tpl, timeout)
         .map_err(|e| RunError::kafka(&format!("reading the committed offsets of partition {partition}"), e))?;
-    Ok(topics.map(|topic| {
+    Ok(std::array::from_fn(|stream| {
+        let topic = topics.get(stream)?;
         committed.find_partition(topic, partition).and_then(|p| match p.offset() {
             Offset::Offset(n) => Some(n),
             _ => None,
@@ -135,7 +151,7 @@ pub fn read_changelog(
     client: &ClientConfig,
     topic: &str,
     partition: i32,
-    committed: [Option<i64>; 2],
+    committed: [Option<i64>; 3],
     timeout: Duration,
 ) -> Result<(HashMap<String, String>, u64), RunError> {
     let mut state = HashMap::new();
@@ -181,7 +197,7 @@ pub fn read_changelog(
                     .headers()
                     .and_then(|h| h.iter().find(|h| h.key == OFFSETS_HEADER).and_then(|h| h.value))
                     .and_then(parse_offsets_header);
-                if offsets.is_some_and(|o| o[0] > limit[0] || o[1] > limit[1]) {
+                if offsets.is_some_and(|o| o.iter().zip(limit).any(|(offset, limit)| *offset > limit)) {
                     continue;
                 }
                 let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
@@ -225,8 +241,10 @@ mod tests {
 
     #[test]
     fn offsets_header_round_trips() {
-        assert_eq!(parse_offsets_header(b"12,-1"), Some([12, -1]));
+        assert_eq!(parse_offsets_header(b"12,-1,7"), Some([12, -1, 7]));
+        assert_eq!(parse_offsets_header(b"12,-1"), Some([12, -1, -1]), "written before the repartition stage");
         assert_eq!(parse_offsets_header(b"12"), None);
+        assert_eq!(parse_offsets_header(b"1,2,3,4"), None);
         assert_eq!(parse_offsets_header(b"x,1"), None);
     }
 }

@@ -20,13 +20,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
 use crate::config::{PipelineConfig, TopicRole};
-use crate::engine::{Engine, InputRecord, StateChange};
+use crate::engine::{Engine, InputRecord, RepartitionRecord, StateChange};
 use crate::output::Output;
 use crate::reference::ReferenceUpdate;
 
 use super::http::Health;
 use super::metrics::Metrics;
-use super::task::{self, INVENTORY, OFFSETS_HEADER, SALES, Task};
+use super::task::{self, INVENTORY, OFFSETS_HEADER, REPARTITION, SALES, Task};
 use super::{RunError, now_millis};
 
 /// Largest value written to an output topic: Kafka's default limit is 1 MB a record. The
@@ -57,6 +57,8 @@ pub struct Topics {
     pub sales: String,
     pub inventory: String,
     pub changelog: String,
+    /// The repartition topic, when windows are merged across tasks ([`Topics::with_repartition`]).
+    pub repartition: Option<String>,
     outputs: BTreeMap<TopicRole, String>,
 }
 
@@ -67,12 +69,22 @@ impl Topics {
             sales: config.topic(TopicRole::Sales),
             inventory: config.topic(TopicRole::Inventory),
             changelog: config.topic(TopicRole::Changelog),
+            repartition: None,
             outputs,
         }
     }
 
-    fn inputs(&self) -> [&str; 2] {
-        [&self.sales, &self.inventory]
+    /// The same, reading and writing the repartition topic as well.
+    pub fn with_repartition(mut self, config: &PipelineConfig) -> Self {
+        self.repartition = Some(config.topic(TopicRole::Repartition));
+        self
+    }
+
+    /// The input topics, in task stream order.
+    pub fn inputs(&self) -> Vec<&str> {
+        let mut inputs = vec![self.sales.as_str(), self.inventory.as_str()];
+        inputs.extend(self.repartition.as_deref());
+        inputs
     }
 }
 
@@ -93,7 +105,9 @@ pub struct Worker {
     last_commit: Instant,
     /// How long a task waits for a partition known to hold more records.
     max_wait: Duration,
-    input_topics: [Arc<str>; 2],
+    /// Input partitions, which is the number of tasks of the pipeline.
+    partitions: u32,
+    input_topics: [Arc<str>; 3],
     /// A failure inside a rebalance callback, for the loop to act on.
     pub fatal: Option<RunError>,
     pub metrics: Arc<Metrics>,
@@ -101,18 +115,25 @@ pub struct Worker {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<PipelineConfig>,
+        topics: Topics,
+        partitions: u32,
         client: ClientConfig,
         producer: ThreadedProducer<DeliveryContext>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         max_wait: Duration,
     ) -> Self {
-        let topics = Topics::of(&config);
         Worker {
-            input_topics: [Arc::from(topics.sales.as_str()), Arc::from(topics.inventory.as_str())],
+            input_topics: [
+                Arc::from(topics.sales.as_str()),
+                Arc::from(topics.inventory.as_str()),
+                Arc::from(topics.repartition.as_deref().unwrap_or_default()),
+            ],
             max_wait,
+            partitions,
             topics,
             exactly_once: config.processing.exactly_once,
             config,
@@ -158,10 +179,34 @@ impl Worker {
         consumer: &BaseConsumer<C>,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), RunError> {
-        let stream = if message.topic() == self.topics.sales { SALES } else { INVENTORY };
+        let stream = if message.topic() == self.topics.sales {
+            SALES
+        } else if message.topic() == self.topics.inventory {
+            INVENTORY
+        } else {
+            REPARTITION
+        };
         let Some(task) = self.tasks.get_mut(&message.partition()) else {
             return Ok(()); // fetched before a revocation: its new owner processes it
         };
+        if stream == REPARTITION {
+            // Other tasks' partials and watermarks: merged as they come (the merged figures
+            // do not depend on their order).
+            if task.next[REPARTITION].is_some_and(|next| message.offset() < next) {
+                return Ok(()); // fetched again after a rewind
+            }
+            let input = InputRecord {
+                stream: 0,
+                topic: &self.input_topics[REPARTITION],
+                partition: message.partition(),
+                offset: message.offset(),
+                payload: message.payload().unwrap_or_default(),
+            };
+            task.engine.merge_input(&input, &mut self.outputs);
+            task.next[REPARTITION] = Some(message.offset() + 1);
+            task.dirty = true;
+            return self.send_outputs();
+        }
         let record = task::Buffered {
             offset: message.offset(),
             timestamp: message.timestamp().to_millis().unwrap_or(0),
@@ -222,8 +267,16 @@ impl Worker {
     fn send_outputs(&mut self) -> Result<(), RunError> {
         for output in std::mem::take(&mut self.outputs) {
             let role = output.role();
-            let Some(topic) = self.topics.outputs.get(&role) else { continue };
             let key = output.key();
+            if let (Output::Partial(_), Some(topic)) = (&output, &self.topics.repartition) {
+                // To the task that owns the group: the partition of its key.
+                let partition = crate::partitioner::partition_of(key.as_bytes(), self.partitions) as i32;
+                let value = serde_json::to_vec(&output.to_json()).unwrap_or_default();
+                send(&self.producer, BaseRecord::to(topic).partition(partition).key(&key).payload(&value))?;
+                self.metrics.outputs.get_or_create(&vec![("topic", role.to_string())]).inc();
+                continue;
+            }
+            let Some(topic) = self.topics.outputs.get(&role) else { continue };
             let (mut value, mut headers) = match &output {
                 Output::DeadLetter(r) => (r.original.clone(), output.headers()),
                 Output::Late(r) => (r.original.clone(), output.headers()),
@@ -251,6 +304,22 @@ impl Worker {
         let mut offsets = TopicPartitionList::new();
         let mut any = false;
         for task in self.tasks.values_mut() {
+            if let Some(topic) = &self.topics.repartition {
+                // Every merging task hears where this one's watermark stands; sent after the
+                // partials it covers, which went out as they were computed.
+                let report = task.engine.watermark_report();
+                if task.reported != Some(report) {
+                    let (watermark, idle) = report;
+                    let record = RepartitionRecord::Watermark { task: task.partition as u32, watermark, idle };
+                    let value = serde_json::to_vec(&record).unwrap_or_default();
+                    let key = format!("watermark|{}", task.partition);
+                    for partition in 0..self.partitions as i32 {
+                        send(&self.producer, BaseRecord::to(topic).partition(partition).key(&key).payload(&value))?;
+                    }
+                    task.reported = Some(report);
+                    task.dirty = true;
+                }
+            }
             if !task.dirty {
                 continue;
             }
@@ -359,7 +428,7 @@ impl Worker {
             if self.tasks.contains_key(&partition) {
                 continue;
             }
-            let committed = task::committed_offsets(consumer, self.topics.inputs(), partition, KAFKA_TIMEOUT)?;
+            let committed = task::committed_offsets(consumer, &self.topics.inputs(), partition, KAFKA_TIMEOUT)?;
             if let Some(task) = self.suspended.remove(&partition)
                 && task.next == committed
             {
@@ -387,8 +456,11 @@ impl Worker {
         Ok(())
     }
 
-    fn restore_task(&mut self, partition: i32, committed: [Option<i64>; 2]) -> Result<Task, RunError> {
+    fn restore_task(&mut self, partition: i32, committed: [Option<i64>; 3]) -> Result<Task, RunError> {
         let mut engine = Engine::new(&self.config, now_millis());
+        if self.topics.repartition.is_some() {
+            engine.scale_out(partition as u32, self.partitions);
+        }
         for update in &self.references {
             engine.apply_reference(update);
         }

@@ -14,13 +14,16 @@ use super::Position;
 pub const FILES: [&str; 5] =
     ["aggregates.ndjson", "inventory.ndjson", "alerts.ndjson", "dead-letter.ndjson", "late.ndjson"];
 
-fn file_index(output: &Output) -> usize {
+/// The file of an output; `None` for a task's partial, which the repartition stage merges
+/// before anything is written.
+fn file_index(output: &Output) -> Option<usize> {
     match output {
-        Output::Aggregate(_) => 0,
-        Output::Inventory(_) => 1,
-        Output::Alert(_) => 2,
-        Output::DeadLetter(_) => 3,
-        Output::Late(_) => 4,
+        Output::Aggregate(_) => Some(0),
+        Output::Inventory(_) => Some(1),
+        Output::Alert(_) => Some(2),
+        Output::DeadLetter(_) => Some(3),
+        Output::Late(_) => Some(4),
+        Output::Partial(_) => None,
     }
 }
 
@@ -49,7 +52,13 @@ impl NdjsonSink {
 impl super::Sink for NdjsonSink {
     fn write(&mut self, outputs: &[Output]) -> Result<(), IoError> {
         for output in outputs {
-            let (path, file) = &mut self.files[file_index(output)];
+            let Some(index) = file_index(output) else {
+                return Err(IoError::Other(format!(
+                    "partial {} reached the output files unmerged (a bug of the repartition stage)",
+                    output.key()
+                )));
+            };
+            let (path, file) = &mut self.files[index];
             serde_json::to_writer(&mut *file, &output.to_json())
                 .map_err(|e| IoError::Other(format!("output file {}: {e}", path.display())))?;
             file.write_all(b"\n")
