@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of stockpulse, installing what the tests need (Apache Kafka,
 # tansu, helm, kubernetes-validate; see scripts/install-test-tools.sh) first. Exits non-zero on any failure, and ends with one
-# line `stockpulse: N passed, N failed, N skipped` (the e2e suite counts as skipped where it
-# cannot run).
+# line `stockpulse: N passed, N failed, N skipped` (the kind e2e suite counts as skipped where
+# it cannot run; e2e/local.sh, the local end-to-end suite, runs here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -39,11 +39,15 @@ fi
 echo "==> e2e (kind + helm)"
 bash e2e/run.sh 2>&1 | tee -a "$log"
 e2e=${PIPESTATUS[0]}
+
+echo "==> e2e-local (control plane + Apache Kafka + operator + process kubelet, no Docker)"
+bash e2e/local.sh 2>&1 | tee -a "$log"
+e2e_local=${PIPESTATUS[0]}
 set -e
 
 # Count from the runners' own summaries: nextest's "N tests run: X passed, Y failed" line,
 # cargo test's "test result: ... X passed; Y failed" lines (doctests, or every test without
-# nextest), and the e2e suite's "ok   - " / "FAIL - " lines.
+# nextest), and the e2e suites' "ok   - " / "FAIL - " lines.
 read -r passed failed < <(awk '
   /tests run: [0-9]+ passed/ || /^test result: / {
     for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i }
@@ -55,9 +59,12 @@ skipped=0
 if grep -q '^SKIPPED: e2e suite' "$log"; then
   skipped=1
 fi
+if grep -q '^SKIPPED: e2e-local' "$log"; then
+  skipped=$((skipped + 1))
+fi
 skipped=$((skipped + $(grep -c '^SKIPPED: control plane' "$log" || true)))
 status=0
-if [ "$tests" -ne 0 ] || [ "$doctests" -ne 0 ] || [ "$e2e" -ne 0 ]; then
+if [ "$tests" -ne 0 ] || [ "$doctests" -ne 0 ] || [ "$e2e" -ne 0 ] || [ "$e2e_local" -ne 0 ]; then
   status=1
   [ "$failed" -gt 0 ] || failed=1
 fi

@@ -264,11 +264,18 @@ impl ControlPlane {
     /// Starts kube-controller-manager with [`CONTROLLERS`] on the admin kubeconfig (no
     /// leader election, no serving port).
     pub fn start_controller_manager(&mut self, binaries: &Binaries) {
+        self.start_controller_manager_with(binaries, CONTROLLERS);
+    }
+
+    /// Starts kube-controller-manager with only `controllers` (a `--controllers` list; the
+    /// local e2e suite runs the garbage collector alone, its process kubelet standing in for
+    /// the Deployment and ReplicaSet controllers).
+    pub fn start_controller_manager_with(&mut self, binaries: &Binaries, controllers: &str) {
         let binary =
             binaries.controller_manager.as_ref().unwrap_or_else(|| panic!("{CONTROLLER_MANAGER_VAR} is not set"));
         let args: Vec<String> = vec![
             format!("--kubeconfig={}", self.kubeconfig.display()),
-            format!("--controllers={CONTROLLERS}"),
+            format!("--controllers={controllers}"),
             "--leader-elect=false".into(),
             "--secure-port=0".into(),
             "--use-service-account-credentials=false".into(),
