@@ -16,10 +16,10 @@
 //! Skipped, with a printed `SKIPPED: control plane: ...`, where the binaries are not
 //! installed, except in CI.
 
-use stockpulse_processor::config::TopicRole;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use stockpulse_processor::config::TopicRole;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};

@@ -10,10 +10,10 @@ use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
 use crate::config::TopicRole;
-use crate::event::time::{format_date, format_rfc3339_millis};
+use crate::event::time::{DateOf, Rfc3339Millis, format_rfc3339_millis};
 
 fn rfc3339<S: Serializer>(millis: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_rfc3339_millis(*millis))
+    s.collect_str(&Rfc3339Millis(*millis))
 }
 
 fn decimal_str<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
@@ -77,7 +77,7 @@ pub struct AggregateRecord {
 
 impl AggregateRecord {
     pub fn key(&self) -> String {
-        let mut key = format!("{}|{}", self.window, format_rfc3339_millis(self.window_start));
+        let mut key = format!("{}|{}", self.window, Rfc3339Millis(self.window_start));
         for dim in [&self.store_id, &self.sku_id, &self.region, &self.category, &self.channel].into_iter().flatten() {
             key.push('|');
             key.push_str(dim);
@@ -123,7 +123,7 @@ fn optional_decimal_number<S: Serializer>(value: &Option<Decimal>, s: S) -> Resu
 
 fn optional_date<S: Serializer>(value: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match value {
-        Some(millis) => s.collect_str(&format_date(*millis)),
+        Some(millis) => s.collect_str(&DateOf(*millis)),
         None => s.serialize_none(),
     }
 }
@@ -179,6 +179,13 @@ pub struct LateRecord {
     pub source: SourceCoordinates,
 }
 
+/// A partial as the repartition topic carries it (`{"kind": "partial", ...}`), by reference.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum PartialRef<'a> {
+    Partial(&'a crate::engine::Partial),
+}
+
 fn original_fields(original: &[u8]) -> (String, bool) {
     match std::str::from_utf8(original) {
         Ok(text) => (text.to_string(), false),
@@ -223,6 +230,34 @@ impl Output {
         }
     }
 
+    /// Writes the record as one JSON document ([`Output::to_json`]'s text) to `out`,
+    /// serialized straight from the record: no `serde_json::Value` in between for the
+    /// records the hot path emits (aggregates, inventory, alerts, partials).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let written = match self {
+            Output::Aggregate(r) => serde_json::to_writer(&mut *out, r),
+            Output::Inventory(r) => serde_json::to_writer(&mut *out, r),
+            Output::Alert(r) => serde_json::to_writer(&mut *out, r),
+            Output::Partial(p) => serde_json::to_writer(&mut *out, &PartialRef::Partial(p)),
+            Output::DeadLetter(_) | Output::Late(_) => serde_json::to_writer(&mut *out, &self.to_json()),
+        };
+        // Writing plain structs into a Vec cannot fail; keep a readable record if it ever did.
+        if let Err(e) = written {
+            out.clear();
+            out.extend_from_slice(serde_json::json!({ "serialization_error": e.to_string() }).to_string().as_bytes());
+        }
+    }
+
+    /// The value of the record on Kafka: dead-letter and late records carry the original
+    /// bytes (the rest goes in headers); the others their JSON document.
+    pub fn write_value(&self, out: &mut Vec<u8>) {
+        match self {
+            Output::DeadLetter(r) => out.extend_from_slice(&r.original),
+            Output::Late(r) => out.extend_from_slice(&r.original),
+            _ => self.write_json(out),
+        }
+    }
+
     /// The record as a JSON document (for NDJSON files and the demo). On Kafka, dead-letter
     /// and late records carry the original bytes as the value and the rest in headers.
     pub fn to_json(&self) -> serde_json::Value {
@@ -230,7 +265,7 @@ impl Output {
             Output::Aggregate(r) => serde_json::to_value(r),
             Output::Inventory(r) => serde_json::to_value(r),
             Output::Alert(r) => serde_json::to_value(r),
-            Output::Partial(p) => serde_json::to_value(crate::engine::RepartitionRecord::Partial(Box::new(p.clone()))),
+            Output::Partial(p) => serde_json::to_value(PartialRef::Partial(p)),
             Output::DeadLetter(r) => {
                 let (original, base64) = original_fields(&r.original);
                 Ok(serde_json::json!({
@@ -342,5 +377,49 @@ mod tests {
         assert_eq!(binary.to_json()["original"], "/wA=");
         assert_eq!(binary.to_json()["original_base64"], true);
         assert_eq!(binary.headers()[2], ("stockpulse.source", "p.sales/3/42".to_string()));
+        let mut value = Vec::new();
+        binary.write_value(&mut value);
+        assert_eq!(value, [0xff, 0x00], "on Kafka, the original bytes untouched");
+    }
+
+    #[test]
+    fn written_json_is_the_json_document() {
+        let inventory = Output::Inventory(InventoryRecord {
+            store_id: "S1".into(),
+            sku_id: "K1".into(),
+            on_hand: 7,
+            reserved: 1,
+            available: 6,
+            last_event_time: 1_795_773_600_250,
+            velocity_7d: Decimal::new(125, 2),
+            days_of_inventory: Some(Decimal::new(48, 1)),
+            sell_through_date: Some(1_796_169_600_000),
+        });
+        let late = Output::Late(LateRecord {
+            reason_code: "beyond_allowed_lateness",
+            reason: "too late".into(),
+            event_id: "e1".into(),
+            event_time: 0,
+            original: b"{}".to_vec(),
+            source: coords(),
+        });
+        for output in [inventory, late] {
+            let mut written = Vec::new();
+            output.write_json(&mut written);
+            assert_eq!(serde_json::from_slice::<serde_json::Value>(&written).unwrap(), output.to_json());
+        }
+        let partial = crate::engine::Partial {
+            task: 1,
+            window: "region-5m".into(),
+            start: 0,
+            end: 300_000,
+            group: [None, None, Some("eu".into()), None, None, Some("EUR".into())],
+            figures: crate::engine::Figures::default(),
+            revision: 2,
+        };
+        let mut written = Vec::new();
+        Output::Partial(partial.clone()).write_json(&mut written);
+        let read: crate::engine::RepartitionRecord = serde_json::from_slice(&written).unwrap();
+        assert_eq!(read, crate::engine::RepartitionRecord::Partial(Box::new(partial)));
     }
 }

@@ -87,17 +87,100 @@ pub(super) fn fast_rfc3339_millis(b: &[u8]) -> Option<i64> {
 
 /// Formats epoch milliseconds as RFC 3339 UTC, with milliseconds only when they are not zero.
 pub fn format_rfc3339_millis(millis: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(millis) {
-        Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        None => format!("out-of-range:{millis}"),
+    Rfc3339Millis(millis).to_string()
+}
+
+/// Epoch milliseconds shown as RFC 3339 in UTC: `2026-11-27T10:00:00Z`, with `.250` when
+/// the milliseconds are not zero (chrono's `AutoSi`, which it equals; a property test holds
+/// them equal). Years 0 to 9999 are written digit by digit, without allocating: outputs
+/// carry one to three of these each, on the hot path. Others go through chrono.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339Millis(pub i64);
+
+/// Epoch milliseconds of 0000-01-01 and of 10000-01-01.
+const YEAR_0_MILLIS: i64 = -62_167_219_200_000;
+const YEAR_10000_MILLIS: i64 = 253_402_300_800_000;
+
+impl std::fmt::Display for Rfc3339Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0;
+        if !(YEAR_0_MILLIS..YEAR_10000_MILLIS).contains(&millis) {
+            return match DateTime::<Utc>::from_timestamp_millis(millis) {
+                Some(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                None => write!(f, "out-of-range:{millis}"),
+            };
+        }
+        let days = millis.div_euclid(86_400_000);
+        let in_day = millis.rem_euclid(86_400_000);
+        let (year, month, day) = civil_from_days(days);
+        let (hms, ms) = (in_day / 1000, in_day % 1000);
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        put_digits(&mut text[11..13], hms / 3600);
+        put_digits(&mut text[14..16], hms / 60 % 60);
+        put_digits(&mut text[17..19], hms % 60);
+        let end = if ms == 0 {
+            text[19] = b'Z';
+            20
+        } else {
+            put_digits(&mut text[20..23], ms);
+            24
+        };
+        // Only ASCII digits and separators were written.
+        f.write_str(std::str::from_utf8(&text[..end]).map_err(|_| std::fmt::Error)?)
     }
+}
+
+/// Writes `value` (non-negative, fitting) as decimal digits filling `out`.
+fn put_digits(out: &mut [u8], mut value: i64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// The proleptic Gregorian date of a day number (days since 1970-01-01), after Howard
+/// Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The UTC calendar date (`YYYY-MM-DD`) of epoch milliseconds.
 pub fn format_date(millis: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(millis) {
-        Some(t) => t.format("%Y-%m-%d").to_string(),
-        None => format!("out-of-range:{millis}"),
+    DateOf(millis).to_string()
+}
+
+/// The UTC calendar date (`YYYY-MM-DD`) of epoch milliseconds, written without allocating
+/// for years 0 to 9999 (chrono's `%Y-%m-%d` otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateOf(pub i64);
+
+impl std::fmt::Display for DateOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0;
+        if !(YEAR_0_MILLIS..YEAR_10000_MILLIS).contains(&millis) {
+            return match DateTime::<Utc>::from_timestamp_millis(millis) {
+                Some(t) => write!(f, "{}", t.format("%Y-%m-%d")),
+                None => write!(f, "out-of-range:{millis}"),
+            };
+        }
+        let (year, month, day) = civil_from_days(millis.div_euclid(86_400_000));
+        let mut text = *b"0000-00-00";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -126,6 +209,19 @@ mod tests {
         assert_eq!(format_date(1_795_773_600_000), "2026-11-27");
     }
 
+    #[test]
+    fn formats_the_edges_of_the_fast_path_as_chrono_does() {
+        for millis in
+            [YEAR_0_MILLIS, YEAR_0_MILLIS - 1, YEAR_10000_MILLIS - 1, YEAR_10000_MILLIS, -1, 0, 951_782_400_000]
+        {
+            let chrono = DateTime::<Utc>::from_timestamp_millis(millis)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                .unwrap_or_else(|| format!("out-of-range:{millis}"));
+            assert_eq!(format_rfc3339_millis(millis), chrono, "{millis}");
+        }
+        assert_eq!(format_rfc3339_millis(i64::MAX), format!("out-of-range:{}", i64::MAX));
+    }
+
     fn chrono_millis(text: &str) -> Option<i64> {
         DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
     }
@@ -143,6 +239,16 @@ mod tests {
                 prop_assert_eq!(Some(fast), chrono_millis(&text), "{}", text);
             }
             prop_assert_eq!(parse_rfc3339_millis(&text), chrono_millis(&text), "{}", text);
+        }
+
+        /// The allocation-free formatter writes every instant as chrono does.
+        #[test]
+        fn formatting_agrees_with_chrono(millis in -70_000_000_000_000i64..260_000_000_000_000, whole in any::<bool>()) {
+            let millis = if whole { millis - millis.rem_euclid(1000) } else { millis };
+            let chrono = DateTime::<Utc>::from_timestamp_millis(millis).unwrap().to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            prop_assert_eq!(format_rfc3339_millis(millis), chrono);
+            let date = DateTime::<Utc>::from_timestamp_millis(millis).unwrap().format("%Y-%m-%d").to_string();
+            prop_assert_eq!(format_date(millis), date);
         }
     }
 }

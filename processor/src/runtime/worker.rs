@@ -108,6 +108,9 @@ pub struct Worker {
     /// Input partitions, which is the number of tasks of the pipeline.
     partitions: u32,
     input_topics: [Arc<str>; 3],
+    /// The buffer output values are serialized into, reused.
+    value: Vec<u8>,
+    output_counters: BTreeMap<TopicRole, prometheus_client::metrics::counter::Counter>,
     /// A failure inside a rebalance callback, for the loop to act on.
     pub fatal: Option<RunError>,
     pub metrics: Arc<Metrics>,
@@ -134,6 +137,8 @@ impl Worker {
             ],
             max_wait,
             partitions,
+            value: Vec::with_capacity(1024),
+            output_counters: BTreeMap::new(),
             topics,
             exactly_once: config.processing.exactly_once,
             config,
@@ -268,34 +273,49 @@ impl Worker {
         for output in std::mem::take(&mut self.outputs) {
             let role = output.role();
             let key = output.key();
+            let mut value = std::mem::take(&mut self.value);
+            value.clear();
+            output.write_value(&mut value);
             if let (Output::Partial(_), Some(topic)) = (&output, &self.topics.repartition) {
                 // To the task that owns the group: the partition of its key.
                 let partition = crate::partitioner::partition_of(key.as_bytes(), self.partitions) as i32;
-                let value = serde_json::to_vec(&output.to_json()).unwrap_or_default();
                 send(&self.producer, BaseRecord::to(topic).partition(partition).key(&key).payload(&value))?;
-                self.metrics.outputs.get_or_create(&vec![("topic", role.to_string())]).inc();
+                self.value = value;
+                self.count_output(role);
                 continue;
             }
-            let Some(topic) = self.topics.outputs.get(&role) else { continue };
-            let (mut value, mut headers) = match &output {
-                Output::DeadLetter(r) => (r.original.clone(), output.headers()),
-                Output::Late(r) => (r.original.clone(), output.headers()),
-                _ => (serde_json::to_vec(&output.to_json()).unwrap_or_default(), Vec::new()),
+            let Some(topic) = self.topics.outputs.get(&role) else {
+                self.value = value;
+                continue;
             };
+            let mut headers = output.headers();
             if value.len() > MAX_VALUE_BYTES {
                 headers.push(("stockpulse.original_size", value.len().to_string()));
                 headers.push(("stockpulse.truncated", "true".to_string()));
                 value.truncate(MAX_VALUE_BYTES);
             }
-            let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
-            for (name, text) in &headers {
-                kafka_headers = kafka_headers.insert(Header { key: name, value: Some(text.as_bytes()) });
+            let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+            if !headers.is_empty() {
+                let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
+                for (name, text) in &headers {
+                    kafka_headers = kafka_headers.insert(Header { key: name, value: Some(text.as_bytes()) });
+                }
+                record = record.headers(kafka_headers);
             }
-            let record = BaseRecord::to(topic).key(&key).payload(&value).headers(kafka_headers);
             send(&self.producer, record)?;
-            self.metrics.outputs.get_or_create(&vec![("topic", role.to_string())]).inc();
+            self.value = value;
+            self.count_output(role);
         }
         Ok(())
+    }
+
+    /// Counts an output record (the counter of each topic looked up once, not per record).
+    fn count_output(&mut self, role: TopicRole) {
+        let metrics = &self.metrics;
+        self.output_counters
+            .entry(role)
+            .or_insert_with(|| metrics.outputs.get_or_create(&vec![("topic", role.to_string())]).clone())
+            .inc();
     }
 
     /// Flushes every task, writes its changelog and commits it all with the input offsets.

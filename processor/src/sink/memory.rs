@@ -27,12 +27,9 @@ impl MemorySink {
 impl super::Sink for MemorySink {
     fn write(&mut self, outputs: &[Output]) -> Result<(), IoError> {
         for output in outputs {
-            let value = match output {
-                // The original bytes, untouched; the reason travels in headers.
-                Output::DeadLetter(r) => r.original.clone(),
-                Output::Late(r) => r.original.clone(),
-                other => other.to_json().to_string().into_bytes(),
-            };
+            // Dead-letter and late records: the original bytes, the reason in headers.
+            let mut value = Vec::new();
+            output.write_value(&mut value);
             let headers = output.headers().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             self.log.append(
                 self.topic(output.role()),

@@ -29,6 +29,8 @@ fn file_index(output: &Output) -> Option<usize> {
 
 pub struct NdjsonSink {
     files: Vec<(PathBuf, BufWriter<File>)>,
+    /// The line being written, reused.
+    line: Vec<u8>,
 }
 
 impl NdjsonSink {
@@ -45,7 +47,7 @@ impl NdjsonSink {
                     .map_err(|source| IoError::Io { what: format!("output file {}", path.display()), source })
             })
             .collect::<Result<_, _>>()?;
-        Ok(NdjsonSink { files })
+        Ok(NdjsonSink { files, line: Vec::with_capacity(1024) })
     }
 }
 
@@ -59,9 +61,10 @@ impl super::Sink for NdjsonSink {
                 )));
             };
             let (path, file) = &mut self.files[index];
-            serde_json::to_writer(&mut *file, &output.to_json())
-                .map_err(|e| IoError::Other(format!("output file {}: {e}", path.display())))?;
-            file.write_all(b"\n")
+            self.line.clear();
+            output.write_json(&mut self.line);
+            self.line.push(b'\n');
+            file.write_all(&self.line)
                 .map_err(|source| IoError::Io { what: format!("output file {}", path.display()), source })?;
         }
         Ok(())
