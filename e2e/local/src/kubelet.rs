@@ -19,13 +19,18 @@
 //!   container's `http` port becomes a free port, given to the binary with the flag named by
 //!   `--port-flag REPOSITORY=FLAG` (the processor's `--http-port`), and probes use it.
 //! - **Replicas** follow `spec.replicas`; a changed pod template (its hash, which includes the
-//!   operator's config-hash annotation) replaces every pod, old ones stopped first (the
-//!   `Recreate` order, not a rolling update). Scale-down stops the newest pods first.
+//!   operator's config-hash annotation) replaces every pod: a rolling update within the
+//!   strategy's `maxSurge` and `maxUnavailable` (new pods started, old ones stopped once
+//!   enough are ready), or with `type: Recreate` all old pods stopped first. Scale-down stops
+//!   not-ready pods first, then the newest.
 //! - **Stopping** is SIGTERM, then SIGKILL after `terminationGracePeriodSeconds`. A process
 //!   that exits on its own is restarted with a back-off (`restartPolicy: Always`). Every
 //!   process gets SIGKILL if the kubelet dies (`PR_SET_PDEATHSIG`).
-//! - **Readiness** is the container's `readinessProbe.httpGet` (every second), or "running"
-//!   without one; liveness and startup probes are not run.
+//! - **Readiness** is the container's `readinessProbe.httpGet` with its `periodSeconds`,
+//!   `failureThreshold` and `successThreshold` (a ready pod turns unready after that many
+//!   failures a period apart), except that a pod not ready is probed every second, so it is
+//!   seen ready sooner than a kubelet would; without a probe, "running". Liveness and
+//!   startup probes are not run.
 //! - **Status**: a Pod object per process (owned by the Deployment, `nodeName` the kubelet's,
 //!   its status `Running`/`Pending`, `Ready`, restarts, exit codes) and the Deployment's
 //!   status subresource (`replicas`, `updatedReplicas`, `readyReplicas`,
@@ -130,10 +135,19 @@ struct Launch {
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    /// (path, port) of the readiness probe.
-    readiness: Option<(String, u16)>,
+    readiness: Option<ReadinessProbe>,
     image: String,
     container: String,
+}
+
+/// An HTTP readiness probe on a loopback port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ReadinessProbe {
+    path: String,
+    port: u16,
+    period: Duration,
+    failure_threshold: u32,
+    success_threshold: u32,
 }
 
 #[derive(Debug)]
@@ -151,6 +165,9 @@ struct PodProcess {
     child: Option<Child>,
     started_at: Option<String>,
     ready: bool,
+    next_probe: Option<Instant>,
+    probe_failures: u32,
+    probe_successes: u32,
     restarts: i32,
     restart_at: Option<Instant>,
     last_exit: Option<String>,
@@ -263,6 +280,7 @@ impl Kubelet {
     /// grace period).
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        self.delete_stale_pods().await;
         loop {
             if let Err(e) = self.sync().await {
                 eprintln!("process-kubelet: {e}");
@@ -293,6 +311,24 @@ impl Kubelet {
         }
         self.write_state();
         Ok(())
+    }
+
+    /// Pod objects on this kubelet's node that no process of this kubelet stands for (a
+    /// kubelet before this one ran them): deleted, as their processes died with it.
+    async fn delete_stale_pods(&self) {
+        let params = ListParams::default().fields(&format!("spec.nodeName={}", self.options.node_name));
+        for namespace in &self.options.namespaces {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            let Ok(list) = api.list(&params).await else { continue };
+            for pod in list.items {
+                let name = pod.name_any();
+                eprintln!("process-kubelet: deleting pod {namespace}/{name} of an earlier kubelet");
+                let delete = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+                if let Err(e) = api.delete(&name, &delete).await {
+                    eprintln!("process-kubelet: deleting pod {namespace}/{name}: {e}");
+                }
+            }
+        }
     }
 
     /// One pass: every Deployment of every namespace reconciled, processes driven, status
@@ -370,17 +406,51 @@ impl Kubelet {
         let desired = usize::try_from(desired).unwrap_or(0);
         let hash = template_hash(&spec.template);
         let grace = spec.template.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-        // A new template: every pod of the old one stops first.
-        for pod in self.pods.iter_mut().filter(|p| p.deployment_uid == uid && p.hash != hash && !p.terminating()) {
-            eprintln!("process-kubelet: {name}: template {hash} replaces {}: stopping {}", pod.hash, pod.name);
-            terminate_with_grace(pod, grace);
-        }
-        if self.pods.iter().any(|p| p.deployment_uid == uid && p.hash != hash) {
+        let live = |p: &PodProcess| p.deployment_uid == uid && !p.terminating();
+        let old: Vec<usize> =
+            (0..self.pods.len()).filter(|&i| live(&self.pods[i]) && self.pods[i].hash != hash).collect();
+        let mut current: Vec<usize> =
+            (0..self.pods.len()).filter(|&i| live(&self.pods[i]) && self.pods[i].hash == hash).collect();
+        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+        if recreate {
+            // Every pod of an old template stops, and none of the new one starts before.
+            for &i in &old {
+                eprintln!("process-kubelet: {name}: template {hash} (Recreate): stopping {}", self.pods[i].name);
+                terminate_with_grace(&mut self.pods[i], grace);
+            }
+            if self.pods.iter().any(|p| p.deployment_uid == uid && p.hash != hash) {
+                return;
+            }
+        } else if !old.is_empty() {
+            // A rolling update: new pods up to `desired`, never more than `desired + maxSurge`
+            // in all; old pods stop (not ready ones first) while `desired - maxUnavailable`
+            // stay ready.
+            let (surge, unavailable) = rolling_limits(spec.strategy.as_ref(), desired);
+            let mut total = old.len() + current.len();
+            while current.len() < desired && total < desired + surge {
+                let pod = self.new_pod(&namespace, &name, &uid, &hash, &spec.template, sources);
+                eprintln!("process-kubelet: {namespace}/{name}: rolling to {hash}: starting pod {}", pod.name);
+                self.pods.push(pod);
+                current.push(self.pods.len() - 1);
+                total += 1;
+            }
+            let min_ready = desired.saturating_sub(unavailable);
+            let mut ready = old.iter().chain(&current).filter(|&&i| self.pods[i].ready).count();
+            let mut old = old;
+            old.sort_by_key(|&i| (self.pods[i].ready, std::cmp::Reverse(i)));
+            for i in old {
+                let was_ready = self.pods[i].ready;
+                if was_ready && ready <= min_ready {
+                    break;
+                }
+                eprintln!("process-kubelet: {namespace}/{name}: rolling to {hash}: stopping {}", self.pods[i].name);
+                terminate_with_grace(&mut self.pods[i], grace);
+                if was_ready {
+                    ready -= 1;
+                }
+            }
             return;
         }
-        let mut current: Vec<usize> = (0..self.pods.len())
-            .filter(|&i| self.pods[i].deployment_uid == uid && !self.pods[i].terminating())
-            .collect();
         while current.len() < desired {
             let pod = self.new_pod(&namespace, &name, &uid, &hash, &spec.template, sources);
             eprintln!(
@@ -440,6 +510,9 @@ impl Kubelet {
             child: None,
             started_at: None,
             ready: false,
+            next_probe: None,
+            probe_failures: 0,
+            probe_successes: 0,
             restarts: 0,
             restart_at: Some(Instant::now()),
             last_exit: None,
@@ -500,6 +573,9 @@ impl Kubelet {
                         pod.child = Some(child);
                         pod.started_at = Some(now_rfc3339());
                         pod.waiting = None;
+                        pod.next_probe = Some(now);
+                        pod.probe_failures = 0;
+                        pod.probe_successes = 0;
                     }
                     Err(e) => {
                         eprintln!("process-kubelet: pod {}: {e}", pod.name);
@@ -510,10 +586,30 @@ impl Kubelet {
                 }
             }
             if pod.child.is_some() && !pod.terminating() {
-                pod.ready = match pod.launch.as_ref().and_then(|l| l.readiness.as_ref()) {
-                    Some((path, port)) => probe(*port, path),
-                    None => true,
-                };
+                match pod.launch.as_ref().and_then(|l| l.readiness.clone()) {
+                    None => pod.ready = true,
+                    Some(readiness) if pod.next_probe.is_none_or(|at| now >= at) => {
+                        if probe(readiness.port, &readiness.path) {
+                            pod.probe_successes += 1;
+                            pod.probe_failures = 0;
+                        } else {
+                            pod.probe_failures += 1;
+                            pod.probe_successes = 0;
+                        }
+                        if !pod.ready && pod.probe_successes >= readiness.success_threshold {
+                            pod.ready = true;
+                        } else if pod.ready && pod.probe_failures >= readiness.failure_threshold {
+                            eprintln!(
+                                "process-kubelet: pod {} is not ready ({} probes failed)",
+                                pod.name, pod.probe_failures
+                            );
+                            pod.ready = false;
+                        }
+                        let every = if pod.ready { readiness.period } else { Duration::from_secs(1) };
+                        pod.next_probe = Some(now + every);
+                    }
+                    Some(_) => {}
+                }
             }
         }
     }
@@ -670,6 +766,34 @@ impl Kubelet {
             let _ = std::fs::rename(&temp, &path);
         }
     }
+}
+
+/// (maxSurge, maxUnavailable) of a rolling update to `desired` pods: a number, or a percentage
+/// of `desired` (surge rounded up, unavailable down), 25% each by default; never both 0.
+pub fn rolling_limits(
+    strategy: Option<&k8s_openapi::api::apps::v1::DeploymentStrategy>,
+    desired: usize,
+) -> (usize, usize) {
+    let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
+    let value = |v: Option<&IntOrString>, round_up: bool| -> usize {
+        match v {
+            Some(IntOrString::Int(n)) => usize::try_from(*n).unwrap_or(0),
+            Some(IntOrString::String(text)) => {
+                let percent = text.trim_end_matches('%').parse::<usize>().unwrap_or(25);
+                if round_up { (desired * percent).div_ceil(100) } else { desired * percent / 100 }
+            }
+            None => {
+                if round_up {
+                    (desired * 25).div_ceil(100)
+                } else {
+                    desired * 25 / 100
+                }
+            }
+        }
+    };
+    let surge = value(rolling.and_then(|r| r.max_surge.as_ref()), true);
+    let unavailable = value(rolling.and_then(|r| r.max_unavailable.as_ref()), false);
+    if surge == 0 && unavailable == 0 { (1, 0) } else { (surge, unavailable) }
 }
 
 fn terminate(pod: &mut PodProcess) {
@@ -880,12 +1004,21 @@ fn prepare(pod: &PodProcess, options: &Options, sources: &Sources) -> Result<Lau
         args.push(flag.clone());
         args.push(port.to_string());
     }
-    let readiness = container.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).map(|get| {
+    let readiness = container.readiness_probe.as_ref().and_then(|probe| {
+        let get = probe.http_get.as_ref()?;
         let port = match &get.port {
             IntOrString::String(name) => ports.get(name).copied().unwrap_or(0),
             IntOrString::Int(n) => by_number.get(n).copied().unwrap_or_else(|| u16::try_from(*n).unwrap_or(0)),
         };
-        (get.path.clone().unwrap_or_else(|| "/".to_string()), port)
+        let positive =
+            |v: Option<i32>, default: u32| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0).unwrap_or(default);
+        Some(ReadinessProbe {
+            path: get.path.clone().unwrap_or_else(|| "/".to_string()),
+            port,
+            period: Duration::from_secs(u64::from(positive(probe.period_seconds, 10))),
+            failure_threshold: positive(probe.failure_threshold, 3),
+            success_threshold: positive(probe.success_threshold, 1),
+        })
     });
     std::fs::create_dir_all(&pod.dir).map_err(|e| config_error(format!("cannot create {}: {e}", pod.dir.display())))?;
     Ok(Launch { program: binary, args, env, readiness, image, container: container.name.clone() })
@@ -1002,6 +1135,163 @@ mod tests {
         assert_eq!(rewrite_paths("/etc/stockpulse/configs/x", &mounts), "/etc/stockpulse/configs/x");
         assert_eq!(rewrite_paths("/var/tmp/x", &mounts), "/var/tmp/x");
         assert_eq!(rewrite_paths("/tmpfile", &mounts), "/tmpfile");
+    }
+
+    fn pod_of(template: Value, dir: &Path) -> PodProcess {
+        PodProcess {
+            name: "p-0123456789-abcde".into(),
+            namespace: "ns".into(),
+            deployment: "p".into(),
+            deployment_uid: "uid".into(),
+            hash: "0123456789".into(),
+            dir: dir.to_path_buf(),
+            template: serde_json::from_value(template).expect("a pod template"),
+            launch: None,
+            waiting: None,
+            child: None,
+            started_at: None,
+            ready: false,
+            next_probe: None,
+            probe_failures: 0,
+            probe_successes: 0,
+            restarts: 0,
+            restart_at: None,
+            last_exit: None,
+            kill_at: None,
+            created_in_api: false,
+            written_status: None,
+        }
+    }
+
+    fn template() -> Value {
+        json!({
+            "spec": {
+                "containers": [{
+                    "name": "processor",
+                    "image": "example.org/proc:1.0",
+                    "args": ["run", "--config", "/etc/app/config/pipeline.yaml"],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 2},
+                    "env": [
+                        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "DATA", "value": "/etc/app/secret/token"}
+                    ],
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": "/etc/app/config"},
+                        {"name": "secret", "mountPath": "/etc/app/secret"},
+                        {"name": "tmp", "mountPath": "/tmp"}
+                    ]
+                }],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": "cfg"}},
+                    {"name": "secret", "secret": {"secretName": "creds", "items": [{"key": "token", "path": "token"}]}},
+                    {"name": "tmp", "emptyDir": {}}
+                ]
+            }
+        })
+    }
+
+    fn sources(with_secret: bool) -> Sources {
+        let config_map: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "cfg"},
+            "data": {"pipeline.yaml": "tokenFile: /etc/app/secret/token\nother: /etc/app/secrets\n"}
+        }))
+        .expect("a ConfigMap");
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "creds"},
+            "data": {"token": "czNjcjN0"}
+        }))
+        .expect("a Secret");
+        Sources {
+            config_maps: HashMap::from([("cfg".to_string(), config_map)]),
+            secrets: if with_secret { HashMap::from([("creds".to_string(), secret)]) } else { HashMap::new() },
+        }
+    }
+
+    fn options() -> Options {
+        Options {
+            namespaces: vec!["ns".into()],
+            work_dir: PathBuf::from("/unused"),
+            images: vec![ImageBinary { repository: "example.org/proc".into(), binary: PathBuf::from("/bin/proc") }],
+            port_flags: BTreeMap::from([("example.org/proc".to_string(), "--http-port".to_string())]),
+            node_name: "node".into(),
+            period: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_pod_gets_its_volumes_env_args_and_a_port_of_its_own() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let pod = pod_of(template(), dir.path());
+        let launch = prepare(&pod, &options(), &sources(true)).expect("the pod can start");
+        let root = dir.path().join("root");
+        let config = root.join("etc/app/config");
+        assert_eq!(launch.program, PathBuf::from("/bin/proc"));
+        let port = launch.readiness.as_ref().map(|r| r.port).expect("a readiness probe");
+        assert_eq!(
+            launch.readiness,
+            Some(ReadinessProbe {
+                path: "/readyz".into(),
+                port,
+                period: Duration::from_secs(5),
+                failure_threshold: 2,
+                success_threshold: 1
+            })
+        );
+        assert_eq!(
+            launch.args,
+            vec![
+                "run".to_string(),
+                "--config".to_string(),
+                config.join("pipeline.yaml").display().to_string(),
+                "--http-port".to_string(),
+                port.to_string()
+            ]
+        );
+        // The ConfigMap's file names the Secret's by its mount path: rewritten; a longer name is not.
+        let text = std::fs::read_to_string(config.join("pipeline.yaml")).expect("the config file");
+        let token = root.join("etc/app/secret/token");
+        assert_eq!(text, format!("tokenFile: {}\nother: /etc/app/secrets\n", token.display()));
+        assert_eq!(std::fs::read(&token).expect("the secret file"), b"s3cr3t");
+        assert!(root.join("tmp").is_dir());
+        let env: BTreeMap<String, String> = launch.env.into_iter().collect();
+        assert_eq!(env["HOSTNAME"], "p-0123456789-abcde");
+        assert_eq!(env["POD"], "p-0123456789-abcde");
+        assert_eq!(env["TOKEN"], "s3cr3t");
+        assert_eq!(env["DATA"], token.display().to_string());
+    }
+
+    #[test]
+    fn a_missing_secret_or_an_unknown_image_keeps_the_pod_waiting() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let pod = pod_of(template(), dir.path());
+        let (reason, message) = prepare(&pod, &options(), &sources(false)).expect_err("no secret");
+        assert_eq!((reason.as_str(), message.as_str()), ("CreateContainerConfigError", "secret \"creds\" not found"));
+        let mut other = template();
+        other["spec"]["containers"][0]["image"] = json!("example.org/other:1.0");
+        let pod = pod_of(other, dir.path());
+        let (reason, _) = prepare(&pod, &options(), &sources(true)).expect_err("no binary");
+        assert_eq!(reason, "ErrImageNeverPull");
+    }
+
+    #[test]
+    fn rolling_limits_follow_the_strategy() {
+        use k8s_openapi::api::apps::v1::{DeploymentStrategy, RollingUpdateDeployment};
+        let strategy = |surge: IntOrString, unavailable: IntOrString| DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(surge),
+                max_unavailable: Some(unavailable),
+            }),
+        };
+        // The operator's: one more pod, none unavailable.
+        assert_eq!(rolling_limits(Some(&strategy(IntOrString::Int(1), IntOrString::Int(0))), 2), (1, 0));
+        assert_eq!(rolling_limits(None, 4), (1, 1));
+        assert_eq!(rolling_limits(None, 2), (1, 0));
+        let percent = strategy(IntOrString::String("50%".into()), IntOrString::String("50%".into()));
+        assert_eq!(rolling_limits(Some(&percent), 3), (2, 1));
+        assert_eq!(rolling_limits(Some(&strategy(IntOrString::Int(0), IntOrString::Int(0))), 3), (1, 0));
     }
 
     #[test]

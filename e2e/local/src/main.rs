@@ -569,6 +569,34 @@ async fn suite(cli: &Cli, services: &mut Services) {
         compare(&ctx, &config, &config_text, &stores, &catalog_text, &events, partitions);
     }
 
+    // ---- a process that dies is restarted
+    let restarted = async {
+        let pids = processes_of(&ctx.processor);
+        let pid = *pids.first().ok_or("no processor process")?;
+        let pid = i32::try_from(pid).map_err(|e| e.to_string())?;
+        // SAFETY: kill(2) of a pid just read from /proc; at worst it names a process gone since.
+        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            return Err(format!("kill -9 {pid}: {}", std::io::Error::last_os_error()));
+        }
+        eventually(Duration::from_secs(90), || async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+            let list = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let restarts: Vec<i32> = list
+                .items
+                .iter()
+                .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref()?.first().map(|c| c.restart_count))
+                .collect();
+            if restarts.iter().sum::<i32>() != 1 {
+                return Err(format!("restart counts {restarts:?}"));
+            }
+            pods_ready(&client, 2).await?;
+            count_processes(&ctx.processor, 2)
+        })
+        .await
+    }
+    .await;
+    check("a processor killed with SIGKILL is restarted (restartCount 1, 2 Pods Ready again)", restarted);
+
     // ---- a config change replaces the processes
     let before = pod_names(&client).await.unwrap_or_default();
     let patched = rp
@@ -577,7 +605,14 @@ async fn suite(cli: &Cli, services: &mut Services) {
         .map(|_| ())
         .map_err(|e| e.to_string());
     if check("pipeline patched: processing.idleTimeout 2m", patched) {
+        // The operator's strategy is a rolling update with maxUnavailable 0: the ready count,
+        // sampled every second, never drops under 2.
+        let fewest_ready = std::cell::Cell::new(i32::MAX);
         let replaced = eventually(Duration::from_secs(180), || async {
+            if let Ok(d) = deployments.get(DEPLOYMENT).await {
+                let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+                fewest_ready.set(fewest_ready.get().min(ready));
+            }
             let now = pod_names(&client).await?;
             if now.iter().any(|n| before.contains(n)) {
                 return Err(format!("old pods remain: {now:?}"));
@@ -588,6 +623,11 @@ async fn suite(cli: &Cli, services: &mut Services) {
         })
         .await;
         check("a config change replaces both processes (new pod-template hash), 2 ready again", replaced);
+        let fewest = fewest_ready.get();
+        check(
+            &format!("the rolling update kept 2 processes ready throughout (fewest ready seen: {fewest})"),
+            if fewest >= 2 { Ok(()) } else { Err(format!("{fewest} ready at one point")) },
+        );
         check("the replaced processes exited cleanly on SIGTERM", clean_exits(&kubelet_dir, &before));
     }
 
@@ -788,7 +828,7 @@ async fn deployment_ready(deployments: &Api<Deployment>, want: i32) -> Result<()
     }
 }
 
-/// Whether every pod of `pods` has exited with code 0 after SIGTERM (the kubelet's state).
+/// Whether every pod of `pods` last exited with code 0 after SIGTERM (the kubelet's state).
 fn clean_exits(kubelet_dir: &Path, pods: &[String]) -> Result<(), String> {
     if pods.is_empty() {
         return Err("no pod to look at".into());
@@ -798,7 +838,8 @@ fn clean_exits(kubelet_dir: &Path, pods: &[String]) -> Result<(), String> {
     let exits = state.get("exits").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut problems = Vec::new();
     for pod in pods {
-        let exit = exits.iter().find(|e| e.get("pod").and_then(Value::as_str) == Some(pod));
+        // The last exit: a pod restarted earlier (killed by the restart check) has more than one.
+        let exit = exits.iter().rev().find(|e| e.get("pod").and_then(Value::as_str) == Some(pod));
         match exit {
             Some(e)
                 if e.get("status").and_then(Value::as_str) == Some("exit code 0")
