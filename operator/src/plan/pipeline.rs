@@ -227,6 +227,11 @@ mod tests {
         assert_eq!(c["securityContext"]["runAsNonRoot"], true);
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
         assert_eq!(c["args"], serde_json::json!(["run", "--config", "/etc/stockpulse/config/pipeline.yaml"]));
+        assert_eq!(
+            c["env"],
+            serde_json::json!([{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]),
+            "the read API's address for the other instances"
+        );
         assert_eq!(c["resources"]["requests"]["cpu"], "500m");
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["metadata"]["ownerReferences"][0]["kind"], "RetailPipeline");

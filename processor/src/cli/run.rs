@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Writes the HTTP port's address to this file once listening.
     #[arg(long)]
     address_file: Option<PathBuf>,
+    /// HOST:PORT where the other instances reach this one's read API (default: POD_IP and
+    /// the HTTP port, else 127.0.0.1).
+    #[arg(long, env = "STOCKPULSE_ADVERTISED_ADDRESS")]
+    advertised_address: Option<String>,
     /// How often work is committed (a Kafka transaction under exactly-once).
     #[arg(long, default_value = "100ms")]
     commit_interval: Duration,
@@ -48,6 +52,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         max_task_wait: std::time::Duration::from_millis(args.max_task_wait.as_millis()),
         reference_timeout: std::time::Duration::from_millis(args.reference_timeout.as_millis()),
         address_file: args.address_file,
+        advertised_address: args.advertised_address,
     };
     run_on_kafka(config, options).context("stockpulse-processor run")
 }

@@ -245,7 +245,6 @@ impl InventoryTable {
         };
     }
 
-    #[cfg(test)]
     pub fn get(&self, key: PositionKey) -> Option<&Position> {
         self.find(key).map(|slot| &self.positions[slot as usize])
     }

@@ -367,6 +367,29 @@ impl WindowOperator {
         }
     }
 
+    /// Every window whose figures are all held (it has not passed its allowed lateness), by
+    /// its panes: `visit(start, end, group, figures)` once per pane of the window and group.
+    /// The watermark it stands at is `fired_through`.
+    pub fn held(&self, mut visit: impl FnMut(i64, i64, &GroupKey, &Figures)) {
+        let watermark = self.fired_through;
+        for (pane, groups) in &self.panes.0 {
+            for k in pane - self.panes_per_window + 1..=*pane {
+                if self.expired(k, watermark) {
+                    continue;
+                }
+                let (start, end) = (k * self.step, self.window_end(k));
+                for (key, figures) in groups {
+                    visit(start, end, key, figures);
+                }
+            }
+        }
+    }
+
+    /// The watermark the operator last advanced to: every window ending at or before it fired.
+    pub fn fired_through(&self) -> i64 {
+        self.fired_through
+    }
+
     /// Panes and fired windows held in memory (for metrics and the benchmark).
     pub fn state_size(&self) -> (usize, usize) {
         (self.panes.0.iter().map(|(_, g)| g.len()).sum(), self.revisions.values().map(|g| g.len()).sum())

@@ -1,6 +1,7 @@
-//! The processor's HTTP port: `/metrics`, `/healthz` (the loop is alive) and `/readyz`
-//! (reference data loaded, every task restored, Kafka answering), on a thread of its own so
-//! that a busy processing loop never delays a probe.
+//! The processor's HTTP port: `/metrics`, `/healthz` (the loop is alive), `/readyz`
+//! (reference data loaded, every task restored, Kafka answering) and the read API
+//! ([`super::read_api`]), on a thread of its own so that a busy processing loop never delays
+//! a probe.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -62,13 +63,14 @@ impl Health {
     }
 }
 
-/// Starts the server on `port` (all interfaces) on its own thread; returns the bound address.
-pub fn serve(port: u16, health: Arc<Health>, metrics: Arc<Metrics>) -> Result<SocketAddr, RunError> {
+/// Starts the server on `port` (all interfaces) on its own thread, with the probes, the
+/// metrics and `api` (the read API's routes); returns the bound address.
+pub fn serve(port: u16, health: Arc<Health>, metrics: Arc<Metrics>, api: Router) -> Result<SocketAddr, RunError> {
     let listener = std::net::TcpListener::bind(("0.0.0.0", port))
         .map_err(|e| RunError::Http(format!("cannot listen on port {port}: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| RunError::Http(e.to_string()))?;
     let addr = listener.local_addr().map_err(|e| RunError::Http(e.to_string()))?;
-    let app = Router::new()
+    let app = api
         .route(
             "/metrics",
             get({

@@ -14,6 +14,8 @@
 mod client;
 pub mod http;
 pub mod metrics;
+mod query;
+pub mod read_api;
 mod references;
 mod task;
 mod worker;
@@ -79,6 +81,9 @@ pub struct RunOptions {
     pub reference_timeout: Duration,
     /// Written with the HTTP port's address once listening (tests read it).
     pub address_file: Option<PathBuf>,
+    /// `HOST:PORT` where the other instances reach this one's read API (default: `POD_IP`
+    /// and the HTTP port, else 127.0.0.1 and the port).
+    pub advertised_address: Option<String>,
 }
 
 pub fn now_millis() -> i64 {
@@ -142,7 +147,17 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     let health = Arc::new(Health::default());
     health.beat();
     let port = options.http_port.unwrap_or(config.http.port);
-    let address = http::serve(port, health.clone(), metrics.clone())?;
+    let api: read_api::ReadApi = Arc::new(std::sync::OnceLock::new());
+    let default_threshold =
+        config.alerts.iter().find_map(|a| a.low_stock.as_ref().map(|rule| rule.threshold)).unwrap_or(0);
+    let address = http::serve(port, health.clone(), metrics.clone(), read_api::routes(api.clone(), default_threshold))?;
+    let advertised = options.advertised_address.clone().unwrap_or_else(|| {
+        match std::env::var("POD_IP").ok().filter(|ip| !ip.is_empty()) {
+            Some(ip) if ip.contains(':') => format!("[{ip}]:{}", address.port()),
+            Some(ip) => format!("{ip}:{}", address.port()),
+            None => format!("127.0.0.1:{}", address.port()),
+        }
+    });
     if let Some(file) = &options.address_file {
         std::fs::write(file, address.to_string())
             .map_err(|e| RunError::Config(format!("cannot write {}: {e}", file.display())))?;
@@ -212,6 +227,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     )?;
     drop(metadata_reader);
     let subscription: Vec<String> = topics.inputs().into_iter().map(String::from).collect();
+    let sales_topic = topics.sales.clone();
 
     let tasks = u32::try_from(partitions).map_err(|_| RunError::Config(format!("{partitions} partitions")))?;
     let mut worker = Worker::new(
@@ -227,6 +243,9 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     let table: Vec<ReferenceUpdate> = references.snapshot().collect();
     worker.apply_references(&table, table.clone().into_iter());
     let worker = Arc::new(Mutex::new(worker));
+    let queries = query::Queries::new(worker.clone(), &client, &group, &sales_topic, tasks, advertised.clone())?;
+    // The worker exists: the read API answers from now on (set once, here).
+    let _ = api.set(Arc::new(queries));
 
     let consumer: BaseConsumer<RebalanceContext> = client
         .clone()
@@ -234,6 +253,8 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
         // Static membership: an instance restarted under its name (a container restart keeps
         // the pod name) gets its partitions back at once, without a rebalance of the group.
         .set("group.instance.id", &options.instance_id)
+        // The group's description carries each member's read-API address.
+        .set("client.id", format!("{}{advertised}", query::ADDRESS_PREFIX))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")

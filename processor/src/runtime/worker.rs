@@ -157,6 +157,16 @@ impl Worker {
         }
     }
 
+    /// The engine of task `partition`, if this instance holds it.
+    pub fn task_engine(&self, partition: i32) -> Option<&Engine> {
+        self.tasks.get(&partition).map(|task| &task.engine)
+    }
+
+    /// Every task this instance holds, by partition.
+    pub fn task_engines(&self) -> impl Iterator<Item = (i32, &Engine)> {
+        self.tasks.iter().map(|(partition, task)| (*partition, &task.engine))
+    }
+
     /// Waits for records still on their way (at-least-once mode) before the process exits.
     pub fn flush_producer(&self) {
         if let Err(e) = self.producer.flush(KAFKA_TIMEOUT) {

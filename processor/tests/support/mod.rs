@@ -121,6 +121,13 @@ impl Pipeline {
     /// sales topic, the rest to inventory. Then a RESTOCK on every input partition stamped two
     /// hours after the last event: every window fires, in every task.
     pub fn produce_events(&mut self, seed: u64, count: usize) {
+        let last_time = self.produce_traffic(seed, count);
+        self.produce_sentinels(last_time + 2 * 3_600_000);
+    }
+
+    /// Produces `count` generated events (seeded) keyed by store, as [`Pipeline::produce_events`]
+    /// does but without the closing RESTOCKs; returns the latest event time.
+    pub fn produce_traffic(&mut self, seed: u64, count: usize) -> i64 {
         let options = TrafficOptions { seed, peak_events_per_second: 20.0, ..TrafficOptions::default() };
         let producer: BaseProducer =
             client(&self.bootstrap).set("partitioner", "murmur2_random").set("linger.ms", "5").create().unwrap();
@@ -139,7 +146,13 @@ impl Pipeline {
         }
         producer.flush(Duration::from_secs(60)).expect("flush events");
         self.produced.extend(events.iter().map(|e| ("event".to_string(), -1, e.payload.clone())));
-        let when = chrono::DateTime::from_timestamp_millis(last_time + 2 * 3_600_000).unwrap();
+        last_time
+    }
+
+    /// A RESTOCK stamped `at` on every input partition: every task's watermark passes it.
+    pub fn produce_sentinels(&mut self, at: i64) {
+        let producer: BaseProducer = client(&self.bootstrap).set("linger.ms", "5").create().unwrap();
+        let when = chrono::DateTime::from_timestamp_millis(at).unwrap();
         for p in 0..self.partitions {
             for role in ["sales", "inventory"] {
                 let payload = serde_json::json!({
@@ -492,15 +505,46 @@ impl Drop for Processor {
 
 /// A GET on the processor's HTTP port: (status, body).
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    let response = http_request(address, path);
+    (response.status, response.body)
+}
+
+/// Waits until the instance at `address` answers `/readyz` with 200.
+pub fn wait_ready(address: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = http_get(address, "/readyz");
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{address} not ready within {timeout:?}: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// `GET path` on `address` (HTTP/1.1, the connection closed after it).
+pub fn http_request(address: &str, path: &str) -> HttpResponse {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the processor");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    HttpResponse { status, headers, body: body.to_string() }
 }
 
 /// Sends a record stamped with a strictly increasing time, so that a task's timestamp merge
