@@ -70,10 +70,10 @@ struct Cli {
     seed: u64,
     /// Keep the sample's windows grouped without `store` (the processor's `run` refuses them
     /// on more than one input partition until its repartition stage exists).
-    #[arg(long, env = "E2E_LOCAL_KEEP_ALL_WINDOWS", default_value_t = false)]
+    #[arg(long, env = "E2E_LOCAL_KEEP_ALL_WINDOWS", value_parser = clap::builder::FalseyValueParser::new())]
     keep_all_windows: bool,
     /// Keep the work folder (logs, pod folders) after the run.
-    #[arg(long, env = "E2E_LOCAL_KEEP", default_value_t = false)]
+    #[arg(long, env = "E2E_LOCAL_KEEP", value_parser = clap::builder::FalseyValueParser::new())]
     keep: bool,
 }
 
