@@ -4,7 +4,8 @@
 # operator as a process, and the process kubelet (e2e/local/src/kubelet.rs) that runs the
 # processor Deployment's pods as local processes and writes their status back. It applies
 # the samples, produces generated events, waits for Ready, compares the outputs with
-# `replay`, changes the config, scales, deletes the pipeline (see e2e/README.md).
+# `replay`, kills a processor, changes the config, scales, gives a region its own cluster
+# (tansu) and its replicator, deletes the pipeline (see e2e/README.md).
 #
 # Prints `ok   - <check>` / `FAIL - <check>` lines and `e2e-local: N passed, M failed`; exits
 # non-zero on any failure. Where a tool is missing it prints `SKIPPED: e2e-local (<reason>)`
@@ -34,7 +35,7 @@ if [ -f .tools/env.sh ] && [ -z "${STOCKPULSE_KUBE_APISERVER:-}" ]; then
   # shellcheck source=/dev/null
   source .tools/env.sh
 fi
-for var in STOCKPULSE_ETCD STOCKPULSE_KUBE_APISERVER STOCKPULSE_KUBE_CONTROLLER_MANAGER STOCKPULSE_KAFKA_LIBS; do
+for var in STOCKPULSE_ETCD STOCKPULSE_KUBE_APISERVER STOCKPULSE_KUBE_CONTROLLER_MANAGER STOCKPULSE_KAFKA_LIBS STOCKPULSE_TANSU; do
   path=${!var:-}
   [ -n "$path" ] || missing "$var is not set"
   [ -e "$path" ] || missing "$var=$path does not exist"

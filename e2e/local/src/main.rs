@@ -7,7 +7,8 @@
 //! It applies the samples of `manifests/samples/` (bootstrap servers pointed at the local
 //! broker, replication factor 1, the brand's catalog from a ConfigMap), produces generated
 //! events, starts the kubelet, waits for `Ready`, compares every output topic with `replay`
-//! of the same events, changes the config, scales up and down, deletes the pipeline, and
+//! of the same events, kills a processor, changes the config, scales up and down, gives a
+//! region a Kafka cluster of its own (tansu) and so a replicator, deletes the pipeline, and
 //! prints `ok   - <check>` / `FAIL - <check>` lines and `e2e-local: N passed, M failed`.
 
 use std::collections::BTreeMap;
@@ -46,6 +47,11 @@ const LEASE_NAMESPACE: &str = "stockpulse-system";
 const OPERATOR_IDENTITY: &str = "e2e-local-operator";
 const MANAGER: &str = "stockpulse-e2e-local";
 const GROUP: &str = "retail.stockpulse.io";
+/// The image the operator gives its replicator Deployments (`STOCKPULSE_OPERATOR_IMAGE`),
+/// which the kubelet maps to the operator's binary.
+const OPERATOR_IMAGE: &str = "ghcr.io/stockpulse/stockpulse-operator:e2e-local";
+/// The region that gets a Kafka cluster of its own (a tansu broker).
+const REPLICATED_REGION: &str = "eu-central";
 const VERSION: &str = "v1alpha1";
 
 static PASSED: AtomicU32 = AtomicU32::new(0);
@@ -368,7 +374,11 @@ async fn suite(cli: &Cli, services: &mut Services) {
         "stockpulse-operator",
         &cli.operator,
         &args,
-        &[("KUBECONFIG", kubeconfig.as_os_str()), ("RUST_LOG", std::ffi::OsStr::new("info"))],
+        &[
+            ("KUBECONFIG", kubeconfig.as_os_str()),
+            ("RUST_LOG", std::ffi::OsStr::new("info")),
+            ("STOCKPULSE_OPERATOR_IMAGE", std::ffi::OsStr::new(OPERATOR_IMAGE)),
+        ],
         services.work.join("operator.log"),
     ));
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
@@ -537,6 +547,7 @@ async fn suite(cli: &Cli, services: &mut Services) {
         format!("--work-dir={}", kubelet_dir.display()),
         format!("--image={repository}={}", cli.processor.display()),
         format!("--port-flag={repository}=--http-port"),
+        format!("--image={}={}", repository_of(OPERATOR_IMAGE), cli.operator.display()),
     ];
     services.kubelet =
         Some(Guarded::spawn("stockpulse-process-kubelet", &cli.kubelet, &args, &[], services.work.join("kubelet.log")));
@@ -681,6 +692,9 @@ async fn suite(cli: &Cli, services: &mut Services) {
         check("the 2 stopped processes exited cleanly on SIGTERM", clean_exits(&kubelet_dir, &stopped));
     }
 
+    // ---- a region with a Kafka cluster of its own gets a replicator process
+    replication(&ctx, &client, &config, &cli.operator).await;
+
     // ---- deletion
     let deleted = rp.delete(PIPELINE, &Default::default()).await.map(|_| ()).map_err(|e| e.to_string());
     if check("pipeline deleted", deleted) {
@@ -720,7 +734,101 @@ async fn suite(cli: &Cli, services: &mut Services) {
             .await,
         );
         check("the topics are retained (deletionPolicy Retain)", topics_exist(&ctx.bootstrap, &config));
+        check(
+            "the replicator Deployment is deleted with the pipeline it fed, its process stopped",
+            eventually(Duration::from_secs(120), || async {
+                if deployments
+                    .get_opt(&format!("{REPLICATED_REGION}-replicator"))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    return Err("the replicator Deployment is still there".into());
+                }
+                // The operator itself is the one process of its binary left.
+                count_processes(&cli.operator, 1)
+            })
+            .await,
+        );
     }
+}
+
+/// A tansu broker as the region's own cluster: the region points at it, the operator runs a
+/// replicator Deployment, the kubelet its process; events produced to the regional cluster
+/// arrive in the pipeline's sales topic, and the region reports `ReplicationReady`.
+async fn replication(ctx: &Ctx, client: &kube::Client, config: &PipelineConfig, operator: &Path) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let regional = stockpulse_testkit::tansu::Tansu::start();
+    let sales = config.topic(TopicRole::Sales);
+    let created = async {
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            client_config(&regional.bootstrap).create().map_err(|e| e.to_string())?;
+        let names = [sales.clone(), config.topic(TopicRole::Inventory)];
+        let topics: Vec<NewTopic> = names.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin.create_topics(topics.iter(), &options).await.map_err(|e| e.to_string())? {
+            result.map_err(|(topic, e)| format!("creating {topic} on tansu: {e}"))?;
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    if !check("a regional cluster (tansu) with the pipeline's input topics", created) {
+        return;
+    }
+    let regions = custom(client, "StoreRegion", "storeregions");
+    let patch = json!({"spec": {"kafka": {"bootstrapServers": regional.bootstrap}}});
+    let patched = regions
+        .patch(REPLICATED_REGION, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    if !check(&format!("region {REPLICATED_REGION} patched: its own Kafka cluster"), patched) {
+        return;
+    }
+    check(
+        "a replicator process runs (the operator's image, run by the kubelet)",
+        eventually(Duration::from_secs(90), || async { count_processes(operator, 2) }).await,
+    );
+    // Events of the region's stores, one record per batch (tansu counts batches).
+    let ids: Vec<String> = (0..5).map(|i| format!("00000000-0000-4000-9000-{i:012}")).collect();
+    let produced = (|| {
+        let producer: BaseProducer =
+            client_config(&regional.bootstrap).set("linger.ms", "0").create().map_err(|e| e.to_string())?;
+        for id in &ids {
+            let payload = json!({
+                "event_id": id, "event_type": "SALE", "event_time": chrono::Utc::now().to_rfc3339(),
+                "store_id": "de-ber-001", "sku_id": "SKU-000001", "currency": "EUR",
+                "quantity_delta": -1, "unit_price": "19.99"
+            })
+            .to_string();
+            producer
+                .send(BaseRecord::to(&sales).key("de-ber-001").payload(&payload))
+                .map_err(|(e, _)| format!("producing to tansu: {e}"))?;
+            producer.flush(Duration::from_secs(10)).map_err(|e| format!("flushing to tansu: {e}"))?;
+        }
+        Ok::<(), String>(())
+    })();
+    if check(&format!("{} events produced to the regional cluster", ids.len()), produced) {
+        check(
+            "they arrive in the pipeline's sales topic, keyed by store",
+            eventually(Duration::from_secs(90), || async {
+                let records = read_committed(&ctx.bootstrap, &sales)?;
+                let arrived = records
+                    .iter()
+                    .filter(|r| r.key.as_deref() == Some("de-ber-001"))
+                    .filter_map(|r| serde_json::from_slice::<Value>(r.value.as_deref()?).ok())
+                    .filter(|v| ids.iter().any(|id| v.get("event_id").and_then(Value::as_str) == Some(id)))
+                    .count();
+                if arrived == ids.len() { Ok(()) } else { Err(format!("{arrived} of {} arrived", ids.len())) }
+            })
+            .await,
+        );
+    }
+    check(
+        &format!("region {REPLICATED_REGION} ReplicationReady=True"),
+        eventually(Duration::from_secs(150), || condition_is(&regions, REPLICATED_REGION, "ReplicationReady", "True"))
+            .await,
+    );
 }
 
 async fn eventually_stores(ctx: &Ctx, config: &PipelineConfig) -> Result<Vec<StoreRecord>, String> {
