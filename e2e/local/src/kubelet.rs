@@ -38,7 +38,8 @@
 //!   `Progressing` conditions), written only when they change.
 //!
 //! Each process logs to `<work>/<namespace>/<pod>/container.log`; `<work>/state.json` lists
-//! the processes (pid, pod, readiness) and the exits seen, for the suite and for debugging.
+//! the processes (pid, pod, readiness, the loopback ports standing for the container's) and
+//! the exits seen, for the suite and for debugging.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
@@ -136,6 +137,8 @@ struct Launch {
     args: Vec<String>,
     env: Vec<(String, String)>,
     readiness: Option<ReadinessProbe>,
+    /// Container port name (or number) -> the loopback port standing for it.
+    ports: BTreeMap<String, u16>,
     image: String,
     container: String,
 }
@@ -754,7 +757,7 @@ impl Kubelet {
                     "namespace": p.namespace, "deployment": p.deployment, "pod": p.name, "hash": p.hash,
                     "pid": p.pid(), "ready": p.ready, "terminating": p.terminating(), "restarts": p.restarts,
                     "waiting": p.waiting.as_ref().map(|(r, m)| format!("{r}: {m}")), "lastExit": p.last_exit,
-                    "log": p.dir.join("container.log"),
+                    "log": p.dir.join("container.log"), "ports": p.launch.as_ref().map(|l| &l.ports),
                 })
             })
             .collect();
@@ -1021,7 +1024,9 @@ fn prepare(pod: &PodProcess, options: &Options, sources: &Sources) -> Result<Lau
         })
     });
     std::fs::create_dir_all(&pod.dir).map_err(|e| config_error(format!("cannot create {}: {e}", pod.dir.display())))?;
-    Ok(Launch { program: binary, args, env, readiness, image, container: container.name.clone() })
+    let mut port_map: BTreeMap<String, u16> = by_number.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+    port_map.extend(ports);
+    Ok(Launch { program: binary, args, env, readiness, ports: port_map, image, container: container.name.clone() })
 }
 
 /// The Pod object of a process: the template's labels (with the template hash), annotations

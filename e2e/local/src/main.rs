@@ -576,8 +576,13 @@ async fn suite(cli: &Cli, services: &mut Services) {
 
     // ---- the outputs equal replay
     let caught_up = eventually(Duration::from_secs(300), || async { caught_up(&ctx, &config, partitions) }).await;
-    if check(&format!("the processors committed every input record (group {})", config.consumer_group()), caught_up) {
-        compare(&ctx, &config, &config_text, &stores, &catalog_text, &events, partitions);
+    if check(&format!("the processors committed every input record (group {})", config.consumer_group()), caught_up)
+        && let Some(inventory) = compare(&ctx, &config, &config_text, &stores, &catalog_text, &events, partitions)
+    {
+        check(
+            "the read API of one processor gives replay's positions, following 307s to the other's",
+            read_api(&kubelet_dir, &inventory),
+        );
     }
 
     // ---- a process that dies is restarted
@@ -1212,6 +1217,66 @@ fn same(name: &str, kafka: &BTreeMap<String, Value>, replay: &BTreeMap<String, V
     }
 }
 
+/// A GET on a loopback HTTP address: (status, `Location`, body).
+fn http_get(address: &str, path: &str) -> Result<(u16, Option<String>, String), String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).map_err(|e| format!("connect {address}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(|e| format!("GET {path} on {address}: {e}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let location = head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim().to_string())
+    });
+    // A chunked body is not expected from the processor (its answers carry a length).
+    Ok((status, location, body.to_string()))
+}
+
+/// Every 25th position of replay's inventory, asked of the first processor's read API (a
+/// `307` followed once to the owner): each answer equals replay's line, and some are
+/// answered by the other processor.
+fn read_api(kubelet_dir: &Path, inventory: &BTreeMap<String, Value>) -> Result<(), String> {
+    let text = std::fs::read_to_string(kubelet_dir.join("state.json")).map_err(|e| e.to_string())?;
+    let state: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let port = state
+        .get("pods")
+        .and_then(Value::as_array)
+        .and_then(|pods| pods.iter().find(|p| p.get("ready") == Some(&Value::Bool(true))))
+        .and_then(|p| p.pointer("/ports/http"))
+        .and_then(Value::as_u64)
+        .ok_or("no ready processor with an http port in the kubelet's state")?;
+    let address = format!("127.0.0.1:{port}");
+    let (mut asked, mut redirected) = (0, 0);
+    for (key, expected) in inventory.iter().filter(|(k, _)| !k.starts_with("SENTINEL")).step_by(25) {
+        let Some((store, sku)) = key.split_once('|') else { continue };
+        let path = format!("/v1/inventory/{store}/{sku}");
+        let (mut status, location, mut body) = http_get(&address, &path)?;
+        if status == 307 {
+            let target = location.ok_or_else(|| format!("{path}: 307 without Location"))?;
+            let rest = target.strip_prefix("http://").ok_or_else(|| format!("{path}: Location {target}"))?;
+            let (owner, owner_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            (status, _, body) = http_get(owner, owner_path)?;
+            redirected += 1;
+        }
+        let got: Value = serde_json::from_str(&body).map_err(|e| format!("{path}: {status} {body:?}: {e}"))?;
+        if status != 200 || &got != expected {
+            return Err(format!("{path}: {status} {got}, replay {expected}"));
+        }
+        asked += 1;
+    }
+    if asked < 20 {
+        return Err(format!("only {asked} positions asked"));
+    }
+    if redirected == 0 || redirected == asked {
+        return Err(format!("{redirected} of {asked} answers came from the other processor: want some, not all"));
+    }
+    println!("# read API: {asked} positions equal replay's, {redirected} answered by the other processor");
+    Ok(())
+}
+
+/// Compares every output topic with replay; returns replay's inventory (by `store|sku`).
 #[allow(clippy::too_many_arguments)]
 fn compare(
     ctx: &Ctx,
@@ -1221,7 +1286,7 @@ fn compare(
     catalog_text: &str,
     events: &[Vec<u8>],
     partitions: i32,
-) {
+) -> Option<BTreeMap<String, Value>> {
     let dir = ctx.work.join("replay");
     let written = (|| -> Result<(), String> {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -1263,7 +1328,7 @@ fn compare(
         }
     });
     if !check(&format!("replay --partitions {partitions} of the same events, config, stores and catalog"), replayed) {
-        return;
+        return None;
     }
     let topic = |role: TopicRole| read_committed(&ctx.bootstrap, &config.topic(role));
     let keyed = |name: &str, key: &dyn Fn(&Value) -> String| -> Result<BTreeMap<String, Value>, String> {
@@ -1281,13 +1346,14 @@ fn compare(
     let n = result.as_ref().map(|n| *n).unwrap_or(0);
     check(&format!("aggregates on Kafka equal replay ({n} keys, last value per key)"), result.map(|_| ()));
     // Inventory.
+    let replay_inventory = keyed("inventory.ndjson", &|v| format!("{}|{}", text(v, "store_id"), text(v, "sku_id")));
     let result = (|| {
         let kafka = last_values(&topic(TopicRole::InventoryState)?);
-        let replay = keyed("inventory.ndjson", &|v| format!("{}|{}", text(v, "store_id"), text(v, "sku_id")))?;
+        let replay = replay_inventory.as_ref().map_err(String::clone)?;
         if replay.len() < 100 {
             return Err(format!("not a meaningful run: {} inventory positions in replay", replay.len()));
         }
-        same("inventory", &kafka, &replay).map(|()| replay.len())
+        same("inventory", &kafka, replay).map(|()| replay.len())
     })();
     let n = result.as_ref().map(|n| *n).unwrap_or(0);
     check(&format!("inventory on Kafka equals replay ({n} store/SKU positions)"), result.map(|_| ()));
@@ -1340,4 +1406,5 @@ fn compare(
     })();
     let (d, l) = result.as_ref().map(|x| *x).unwrap_or((0, 0));
     check(&format!("dead letters ({d}) and late events ({l}) on Kafka equal replay"), result.map(|_| ()));
+    replay_inventory.ok()
 }
