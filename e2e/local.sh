@@ -12,8 +12,7 @@
 # and exits 0, except with CI set (scripts/test-all.sh sets it), where that is a failure.
 #
 # Tools: `bash scripts/install-test-tools.sh` (sourced from .tools/env.sh when present).
-# Env: E2E_LOCAL_EVENTS (default 10000), E2E_LOCAL_KEEP=1 keeps the work folder,
-#      E2E_LOCAL_KEEP_ALL_WINDOWS=1 keeps the sample's windows grouped without `store`.
+# Env: E2E_LOCAL_EVENTS (default 10000), E2E_LOCAL_KEEP=1 keeps the work folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS

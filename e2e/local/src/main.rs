@@ -74,10 +74,6 @@ struct Cli {
     events: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Keep the sample's windows grouped without `store` (the processor's `run` refuses them
-    /// on more than one input partition until its repartition stage exists).
-    #[arg(long, env = "E2E_LOCAL_KEEP_ALL_WINDOWS", value_parser = clap::builder::FalseyValueParser::new())]
-    keep_all_windows: bool,
     /// Keep the work folder (logs, pod folders) after the run.
     #[arg(long, env = "E2E_LOCAL_KEEP", value_parser = clap::builder::FalseyValueParser::new())]
     keep: bool,
@@ -294,13 +290,9 @@ fn documents(path: &Path) -> Result<Vec<Value>, String> {
 }
 
 /// The sample pipeline made to run here: the local broker, replication factor 1, the
-/// brand's catalog from a ConfigMap, and (unless `keep_all_windows`) no window grouped
-/// without `store`. Returns the notes to print.
-fn derive_pipeline(pipeline: &mut Value, bootstrap: &str, keep_all_windows: bool) -> Vec<String> {
-    let mut notes = Vec::new();
-    let Some(spec) = pipeline.get_mut("spec").and_then(Value::as_object_mut) else {
-        return vec!["the sample pipeline has no spec".into()];
-    };
+/// brand's catalog from a ConfigMap; its windows, partitions and the rest as they are.
+fn derive_pipeline(pipeline: &mut Value, bootstrap: &str) {
+    let Some(spec) = pipeline.get_mut("spec").and_then(Value::as_object_mut) else { return };
     if let Some(kafka) = spec.get_mut("kafka").and_then(Value::as_object_mut) {
         kafka.insert("bootstrapServers".into(), json!(bootstrap));
     }
@@ -321,25 +313,7 @@ fn derive_pipeline(pipeline: &mut Value, bootstrap: &str, keep_all_windows: bool
             "enrichment".into(),
             json!({ "catalogConfigMapRef": { "name": CATALOG_CONFIG_MAP, "key": CATALOG_KEY } }),
         );
-        if !keep_all_windows && let Some(windows) = processing.get_mut("windows").and_then(Value::as_array_mut) {
-            let without_store =
-                |w: &Value| w.get("groupBy").and_then(Value::as_array).is_some_and(|g| !g.iter().any(|d| d == "store"));
-            let removed: Vec<String> = windows
-                .iter()
-                .filter(|w| without_store(w))
-                .map(|w| w.get("name").and_then(Value::as_str).unwrap_or("?").to_string())
-                .collect();
-            windows.retain(|w| !without_store(w));
-            if !removed.is_empty() {
-                notes.push(format!(
-                    "windows {} (grouped without `store`) left out: the processor's `run` refuses them on more than one \
-                     input partition until its repartition stage exists (E2E_LOCAL_KEEP_ALL_WINDOWS=1 keeps them)",
-                    removed.join(", ")
-                ));
-            }
-        }
     }
-    notes
 }
 
 async fn suite(cli: &Cli, services: &mut Services) {
@@ -401,7 +375,6 @@ async fn suite(cli: &Cli, services: &mut Services) {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CATALOG_CONFIG_MAP, "namespace": NS},
                "data": {CATALOG_KEY: catalog_text}}),
     ];
-    let mut notes = Vec::new();
     let mut processor_image = String::new();
     let samples = stockpulse_testkit::yaml_files(&cli.repo.join("manifests/samples"));
     for file in &samples {
@@ -409,7 +382,7 @@ async fn suite(cli: &Cli, services: &mut Services) {
             Ok(docs) => {
                 for mut doc in docs {
                     if doc.get("kind").and_then(Value::as_str) == Some("RetailPipeline") {
-                        notes.extend(derive_pipeline(&mut doc, &ctx.bootstrap, cli.keep_all_windows));
+                        derive_pipeline(&mut doc, &ctx.bootstrap);
                         processor_image = doc
                             .pointer("/spec/processor/image")
                             .and_then(Value::as_str)
@@ -424,9 +397,6 @@ async fn suite(cli: &Cli, services: &mut Services) {
                 return;
             }
         }
-    }
-    for note in &notes {
-        println!("# NOTE: {note}");
     }
     let applied = async {
         for object in &objects {
