@@ -1311,10 +1311,21 @@ fn compare(
         if replay.len() < 100 {
             return Err(format!("not a meaningful run: {} aggregates in replay", replay.len()));
         }
-        same("aggregates", &kafka, &replay).map(|()| replay.len())
+        // Every window of the config has figures (those grouped without `store` go through
+        // the repartition stage).
+        let windows: std::collections::BTreeSet<&str> = replay.values().map(|v| text(v, "window")).collect();
+        let silent: Vec<&str> =
+            config.processing.windows.iter().map(|w| w.name.as_str()).filter(|w| !windows.contains(w)).collect();
+        if !silent.is_empty() {
+            return Err(format!("no aggregate of windows {silent:?} in replay"));
+        }
+        same("aggregates", &kafka, &replay).map(|()| (replay.len(), windows.into_iter().collect::<Vec<_>>().join(", ")))
     })();
-    let n = result.as_ref().map(|n| *n).unwrap_or(0);
-    check(&format!("aggregates on Kafka equal replay ({n} keys, last value per key)"), result.map(|_| ()));
+    let (n, windows) = result.as_ref().cloned().unwrap_or_default();
+    check(
+        &format!("aggregates on Kafka equal replay ({n} keys over windows {windows}, last value per key)"),
+        result.map(|_| ()),
+    );
     // Inventory.
     let replay_inventory = keyed("inventory.ndjson", &|v| format!("{}|{}", text(v, "store_id"), text(v, "sku_id")));
     let result = (|| {
