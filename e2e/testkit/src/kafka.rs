@@ -23,14 +23,31 @@ pub struct Kafka {
     controller_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The JVM's options (tuned for a quick start unless [`Kafka::start_for_benchmarks`]).
+    jvm: &'static [&'static str],
 }
+
+/// A quick start for tests: C1 only, a small heap.
+const TEST_JVM: &[&str] = &["-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"];
+/// Throughput for benchmarks: the full JIT, G1 (Kafka's own defaults), a larger heap.
+const BENCHMARK_JVM: &[&str] = &["-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"];
 
 impl Kafka {
     /// A new broker of its own, stopped when dropped.
     pub fn start() -> Kafka {
+        Self::start_with_jvm(TEST_JVM)
+    }
+
+    /// A broker whose JVM runs as Kafka's own scripts start it (full JIT, G1), for
+    /// throughput and latency figures; it takes longer to warm up.
+    pub fn start_for_benchmarks() -> Kafka {
+        Self::start_with_jvm(BENCHMARK_JVM)
+    }
+
+    fn start_with_jvm(jvm: &'static [&'static str]) -> Kafka {
         let dir = tempfile::Builder::new().prefix("stockpulse-kafka-").tempdir().expect("temporary folder for Kafka");
         let (port, controller_port) = (free_port(), free_port());
-        let mut kafka = Kafka { bootstrap: format!("127.0.0.1:{port}"), port, controller_port, dir, child: None };
+        let mut kafka = Kafka { bootstrap: format!("127.0.0.1:{port}"), port, controller_port, dir, child: None, jvm };
         kafka.write_config();
         kafka.format();
         kafka.launch();
@@ -103,7 +120,7 @@ impl Kafka {
     fn java(&self) -> Command {
         let libs = tool("STOCKPULSE_KAFKA_LIBS");
         let mut java = Command::new("java");
-        java.args(["-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]);
+        java.args(self.jvm).arg("-Djava.awt.headless=true");
         if let Some(log4j) = std::env::var_os("STOCKPULSE_KAFKA_LOG4J") {
             java.arg(format!("-Dlog4j2.configurationFile={}", Path::new(&log4j).display()));
         }

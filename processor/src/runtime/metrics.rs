@@ -27,6 +27,7 @@ pub struct Metrics {
     pub latency: Histogram,
     pub restore_records: Counter,
     pub restore_seconds: Histogram,
+    pub commit_seconds: Histogram,
     pub tasks: Gauge,
     pub reference_errors: Family<Labels, Counter>,
     pub kafka_errors: Family<Labels, Counter>,
@@ -79,6 +80,12 @@ impl Metrics {
         registry.register("restore_records", "Changelog records read while restoring tasks", restore_records.clone());
         let restore_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         registry.register("restore_seconds", "Time to restore a task's state", restore_seconds.clone());
+        let commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "commit_seconds",
+            "Time to commit the work of every task (the transaction, or the flush and the offsets)",
+            commit_seconds.clone(),
+        );
         let tasks = Gauge::default();
         registry.register("tasks", "Tasks (input partition numbers) this instance processes", tasks.clone());
         let reference_errors = Family::<Labels, Counter>::default();
@@ -100,6 +107,7 @@ impl Metrics {
             latency,
             restore_records,
             restore_seconds,
+            commit_seconds,
             tasks,
             reference_errors,
             kafka_errors,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::config::{Dimension, PipelineConfig, TopicRole};
 use crate::reference::{ProductRecord, ReferenceUpdate, read_ndjson};
@@ -196,7 +196,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
             .set("transactional.id", format!("{group}-{}", options.instance_id))
             .set("transaction.timeout.ms", "60000");
     }
-    let producer: ThreadedProducer<DeliveryContext> = producer_config
+    let producer: BaseProducer<DeliveryContext> = producer_config
         .create_with_context(DeliveryContext::default())
         .map_err(|e| RunError::kafka("creating the producer", e))?;
     if exactly_once {
@@ -341,8 +341,10 @@ fn process_loop(
                     health.set_kafka_error(None);
                 }
                 backoff = Duration::from_millis(100);
-                // Take what is already fetched without going round the whole loop.
-                for _ in 0..1_000 {
+                // Take what is already fetched without going round the whole loop, until a
+                // commit is due: a commit per handful of records would leave no time to
+                // process when commits take longer than their interval.
+                while !with_worker(worker, |w| Ok(w.commit_due(options.commit_interval)))? {
                     match consumer.poll(Duration::ZERO) {
                         Some(Ok(message)) => with_worker(worker, |w| w.process(consumer, &message))?,
                         Some(Err(e)) => {
@@ -361,6 +363,7 @@ fn process_loop(
         }
         let now = crate::runtime::now_millis();
         with_worker(worker, |w| {
+            w.poll_producer();
             if last_tick.elapsed() >= Duration::from_millis(100) {
                 w.tick(consumer, now)?;
                 last_tick = Instant::now();

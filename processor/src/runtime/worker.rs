@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
@@ -92,7 +92,7 @@ pub struct Worker {
     pub config: Arc<PipelineConfig>,
     pub topics: Topics,
     client: ClientConfig,
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: BaseProducer<DeliveryContext>,
     exactly_once: bool,
     tasks: BTreeMap<i32, Task>,
     suspended: BTreeMap<i32, Task>,
@@ -124,7 +124,7 @@ impl Worker {
         topics: Topics,
         partitions: u32,
         client: ClientConfig,
-        producer: ThreadedProducer<DeliveryContext>,
+        producer: BaseProducer<DeliveryContext>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         max_wait: Duration,
@@ -167,9 +167,16 @@ impl Worker {
         self.tasks.iter().map(|(partition, task)| (*partition, &task.engine))
     }
 
+    /// Serves the producer's delivery reports (the processing loop calls it each round: a
+    /// `BaseProducer`, so that a commit's flush serves them itself instead of waiting for a
+    /// background thread's next poll, which cost 100 ms a commit).
+    pub fn poll_producer(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
     /// Waits for records still on their way (at-least-once mode) before the process exits.
     pub fn flush_producer(&self) {
-        if let Err(e) = self.producer.flush(KAFKA_TIMEOUT) {
+        if let Err(e) = flush(&self.producer, KAFKA_TIMEOUT) {
             tracing::warn!(error = %e, "flushing the producer at shutdown");
         }
     }
@@ -330,7 +337,14 @@ impl Worker {
 
     /// Flushes every task, writes its changelog and commits it all with the input offsets.
     pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        // The interval runs from the end of this commit, so that records get processed
+        // between commits however long a commit takes.
+        let result = self.commit_now(consumer);
         self.last_commit = Instant::now();
+        result
+    }
+
+    fn commit_now<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
         let mut offsets = TopicPartitionList::new();
         let mut any = false;
         for task in self.tasks.values_mut() {
@@ -384,10 +398,11 @@ impl Worker {
         if !any {
             return Ok(());
         }
+        let started = Instant::now();
         if self.exactly_once {
             self.commit_transaction(consumer, &offsets)?;
         } else {
-            self.producer.flush(KAFKA_TIMEOUT).map_err(|e| RunError::kafka("flushing outputs", e))?;
+            flush(&self.producer, KAFKA_TIMEOUT).map_err(|e| RunError::kafka("flushing outputs", e))?;
             let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
             if failed > 0 {
                 return Err(RunError::Delivery(failed));
@@ -399,6 +414,7 @@ impl Worker {
             }
             self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
         }
+        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         let now = now_millis();
         for ts in self.timestamps.drain(..) {
             self.metrics.latency.observe(now.saturating_sub(ts).max(0) as f64 / 1000.0);
@@ -416,6 +432,8 @@ impl Worker {
             .group_metadata()
             .ok_or_else(|| RunError::Config("the consumer has no group metadata to commit offsets with".into()))?;
         let result = (|| {
+            // Delivered first, so that the commit's own flush finds nothing to wait for.
+            flush(&self.producer, KAFKA_TIMEOUT)?;
             if offsets.count() > 0 {
                 self.producer.send_offsets_to_transaction(offsets, &group, KAFKA_TIMEOUT)?;
             }
@@ -562,8 +580,22 @@ fn is_fatal(error: &KafkaError) -> bool {
     }
 }
 
-/// Sends a record, waiting while the producer's queue is full.
-fn send<K, P>(producer: &ThreadedProducer<DeliveryContext>, mut record: BaseRecord<'_, K, P>) -> Result<(), RunError>
+/// Waits until every record sent is delivered, serving delivery reports as they come.
+/// (rdkafka's own flush serves them in 100 ms slices, since its poll runs to the end of its
+/// timeout: that cost every commit 100 ms.)
+fn flush(producer: &BaseProducer<DeliveryContext>, timeout: Duration) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// Sends a record, serving delivery reports while the producer's queue is full.
+fn send<K, P>(producer: &BaseProducer<DeliveryContext>, mut record: BaseRecord<'_, K, P>) -> Result<(), RunError>
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
@@ -573,7 +605,7 @@ where
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
-                std::thread::sleep(Duration::from_millis(2));
+                producer.poll(Duration::from_millis(2));
             }
             Err((e, _)) => return Err(RunError::kafka("producing a record", e)),
         }

@@ -216,13 +216,20 @@ impl Pipeline {
 
     /// Starts a processor instance.
     pub fn start(&self, instance: &str) -> Processor {
+        // A generous wait for a task's other partition: the order of processing, and so
+        // lateness, stays that of production even on a loaded two-core machine.
+        self.start_with(instance, &["--max-task-wait", "20s"])
+    }
+
+    /// Starts a processor instance with more arguments of `run`.
+    pub fn start_with(&self, instance: &str, args: &[&str]) -> Processor {
         let address_file = self.dir.path().join(format!("{instance}.address"));
         let _ = std::fs::remove_file(&address_file);
         let log = std::fs::File::create(self.dir.path().join(format!("{instance}.log"))).unwrap();
         let child = Command::new(BIN)
-            // A generous wait for a task's other partition: the order of processing, and so
-            // lateness, stays that of production even on a loaded two-core machine.
-            .args(["run", "--http-port", "0", "--max-task-wait", "20s", "--instance-id", instance, "--config"])
+            .args(["run", "--http-port", "0", "--instance-id", instance])
+            .args(args)
+            .arg("--config")
             .arg(&self.config)
             .arg("--address-file")
             .arg(&address_file)

@@ -1,0 +1,247 @@
+//! The whole system on this machine: Apache Kafka (KRaft, one node, started here), a
+//! producer of POS events stamped with the wall clock, and one `stockpulse-processor run`
+//! instance (exactly-once, 4 input partitions, windows by store and SKU and one by region
+//! and channel merged across tasks). Prints, for each target rate, the rate produced, the
+//! rate processed and the produce-to-output latency (p50, p99, max), measured from outside:
+//! a `read_committed` consumer of the inventory-state topic takes each record's
+//! `last_event_time` (the production time of the last event it applied) from the time it
+//! reads the record. Then the highest sustained rate: a backlog of events processed from a
+//! standing start.
+//!
+//! `cargo bench -p stockpulse-processor --bench kafka_pipeline` (after `source .tools/env.sh`;
+//! about three minutes). Arguments: `-- RATE...` for other target rates, `--seconds N` per
+//! rate (default 20), `--backlog N` events (default 1,000,000), `--commit-interval D`
+//! (default 100ms).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use stockpulse_processor::event::time::{format_rfc3339_millis, parse_rfc3339_millis};
+use stockpulse_processor::generator::brand::{catalog, stores};
+use stockpulse_testkit::kafka::Kafka;
+use support::{Pipeline, client};
+
+/// Store and SKU ids, and a list price per SKU, to build events from.
+struct Catalog {
+    stores: Vec<String>,
+    skus: Vec<(String, String)>,
+}
+
+impl Catalog {
+    fn new() -> Self {
+        Catalog {
+            stores: stores().into_iter().map(|s| s.store_id).collect(),
+            skus: catalog().into_iter().take(600).map(|p| (p.sku_id, p.list_price)).collect(),
+        }
+    }
+
+    /// Event `n`: nine SALEs in ten, then a RESTOCK, stamped `now`. (topic role, key, value)
+    fn event(&self, n: u64, now: i64) -> (&'static str, &str, String) {
+        let mix = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let store = &self.stores[(mix % self.stores.len() as u64) as usize];
+        let (sku, price) = &self.skus[((mix >> 20) % self.skus.len() as u64) as usize];
+        let time = format_rfc3339_millis(now);
+        let id = format!("00000000-0000-4000-8000-{:012x}", n & 0xffff_ffff_ffff);
+        if n % 10 == 9 {
+            let value = format!(
+                r#"{{"event_id":"{id}","event_type":"RESTOCK","event_time":"{time}","store_id":"{store}","sku_id":"{sku}","quantity_delta":40}}"#
+            );
+            ("inventory", store, value)
+        } else {
+            let value = format!(
+                r#"{{"event_id":"{id}","event_type":"SALE","event_time":"{time}","store_id":"{store}","sku_id":"{sku}","quantity_delta":-1,"unit_price":"{price}","currency":"EUR","channel":"STORE"}}"#
+            );
+            ("sales", store, value)
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Produces at `rate` events/s for `seconds`, from event number `first`; returns how many.
+fn produce_at(pipeline: &Pipeline, catalog: &Catalog, first: u64, rate: u64, seconds: u64) -> u64 {
+    let producer: BaseProducer = client(&pipeline.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "2000000")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let total = rate * seconds;
+    while sent < total {
+        // Send what is due by now, in 1 ms steps.
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+        let now = now_millis();
+        while sent < due {
+            let (role, key, value) = catalog.event(first + sent, now);
+            let topic = format!("{}.{role}", pipeline.name);
+            let mut record = BaseRecord::to(&topic).key(key).payload(&value);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(1));
+                    }
+                }
+            }
+            sent += 1;
+        }
+        producer.poll(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    sent
+}
+
+/// Reads inventory-state records from its end until `stop`; the latency of each record whose
+/// last event was produced after `from` (ms).
+fn latencies(bootstrap: String, topic: String, from: i64, stop: Arc<AtomicBool>) -> Vec<i64> {
+    let consumer: BaseConsumer = client(&bootstrap)
+        .set("group.id", "stockpulse-bench-latency")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..metadata.topics()[0].partitions().len() as i32 {
+        tpl.add_partition_offset(&topic, p, Offset::End).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+            let seen = now_millis();
+            let time = message
+                .payload()
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                .and_then(|v| v["last_event_time"].as_str().and_then(parse_rfc3339_millis));
+            if let Some(time) = time.filter(|t| *t >= from) {
+                samples.push(seen - time);
+            }
+        }
+    }
+    samples
+}
+
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The processor's commits so far, from its `/metrics`: how many and their mean duration.
+fn commit_summary(address: &str) -> String {
+    let (_, metrics) = support::http_get(address, "/metrics");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (count, sum) =
+        (value("stockpulse_processor_commit_seconds_count"), value("stockpulse_processor_commit_seconds_sum"));
+    format!("commits: {count:.0}, mean {:.1} ms", if count > 0.0 { sum / count * 1000.0 } else { 0.0 })
+}
+
+fn main() {
+    let mut rates = Vec::new();
+    let mut seconds = 20u64;
+    let mut backlog = 1_000_000u64;
+    let mut commit_interval = "100ms".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bench" => {}
+            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
+            "--backlog" => backlog = args.next().and_then(|v| v.parse().ok()).expect("--backlog N"),
+            "--commit-interval" => commit_interval = args.next().expect("--commit-interval DURATION"),
+            other => rates.push(other.parse::<u64>().unwrap_or_else(|_| panic!("not a rate: {other}"))),
+        }
+    }
+    if rates.is_empty() {
+        rates = vec![10_000, 100_000];
+    }
+    let kafka = Kafka::start_for_benchmarks();
+    let pipeline = Pipeline::create(&kafka.bootstrap, "bench", 4);
+    let catalog = Catalog::new();
+    let mut processor =
+        pipeline.start_with("bench-0", &["--max-task-wait", "100ms", "--commit-interval", &commit_interval]);
+    let address = processor.address(Duration::from_secs(30));
+    support::wait_ready(&address, Duration::from_secs(60));
+    let mut next = 0u64;
+    // Warm-up, not reported: the broker's JIT compiles its hot paths in the first seconds.
+    next += produce_at(&pipeline, &catalog, next, 20_000, 10);
+    pipeline.wait_caught_up(Duration::from_secs(600), &mut [&mut processor]);
+
+    println!(
+        "stockpulse on Apache Kafka, this machine: one broker, one processor instance, 4 partitions, exactly-once"
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "target/s", "produced/s", "processed/s", "p50 ms", "p99 ms", "max ms", "samples"
+    );
+    for rate in rates {
+        let stop = Arc::new(AtomicBool::new(false));
+        let warm_up = now_millis() + 2_000;
+        let reader = {
+            let (bootstrap, topic, stop) =
+                (pipeline.bootstrap.clone(), format!("{}.inventory-state", pipeline.name), stop.clone());
+            std::thread::spawn(move || latencies(bootstrap, topic, warm_up, stop))
+        };
+        let started = Instant::now();
+        let sent = produce_at(&pipeline, &catalog, next, rate, seconds);
+        let produced_in = started.elapsed();
+        next += sent;
+        pipeline.wait_caught_up(Duration::from_secs(600), &mut [&mut processor]);
+        let processed_in = started.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let mut samples = reader.join().expect("latency reader");
+        samples.sort_unstable();
+        println!(
+            "{:>10} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9}",
+            rate,
+            sent as f64 / produced_in.as_secs_f64(),
+            sent as f64 / processed_in.as_secs_f64(),
+            percentile(&samples, 0.5),
+            percentile(&samples, 0.99),
+            samples.last().copied().unwrap_or(0),
+            samples.len()
+        );
+    }
+
+    println!("{}", commit_summary(&address));
+
+    // The highest sustained rate: a backlog processed from a standing start.
+    processor.terminate(Duration::from_secs(30));
+    // As fast as the producer goes (the rate it is given is never the limit).
+    let produced = produce_at(&pipeline, &catalog, next, backlog, 1);
+    let started = Instant::now();
+    let mut processor =
+        pipeline.start_with("bench-0", &["--max-task-wait", "100ms", "--commit-interval", &commit_interval]);
+    pipeline.wait_caught_up(Duration::from_secs(1_200), &mut [&mut processor]);
+    let took = started.elapsed();
+    println!(
+        "backlog: {produced} events processed in {:.1} s from a standing start (restore and reference load included): {:.0} events/s",
+        took.as_secs_f64(),
+        produced as f64 / took.as_secs_f64()
+    );
+    processor.terminate(Duration::from_secs(30));
+}
