@@ -24,9 +24,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use serde_json::{Value, json};
 use stockpulse_e2e_local::kubelet::repository_of;
 use stockpulse_processor::config::{PipelineConfig, TopicRole};
@@ -35,6 +34,7 @@ use stockpulse_processor::generator::{Traffic, TrafficOptions};
 use stockpulse_processor::reference::StoreRecord;
 use stockpulse_testkit::control_plane::{Binaries, ControlPlane, Guarded};
 use stockpulse_testkit::kafka::Kafka;
+use stockpulse_testkit::kafka::{Record, read_committed};
 
 const NS: &str = "acme-sports";
 const PIPELINE: &str = "acme-sports";
@@ -1058,68 +1058,6 @@ fn caught_up(ctx: &Ctx, config: &PipelineConfig, partitions: i32) -> Result<(), 
         .map(|((t, p), end)| format!("{t}/{p} (end {end})"))
         .collect();
     if behind.is_empty() { Ok(()) } else { Err(format!("behind: {}", behind.join(", "))) }
-}
-
-struct Record {
-    key: Option<String>,
-    value: Option<Vec<u8>>,
-    headers: BTreeMap<String, String>,
-}
-
-/// Every record of a topic, `read_committed`, from the beginning to its end.
-fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<Record>, String> {
-    let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", "stockpulse-e2e-local-reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
-    let mut tpl = TopicPartitionList::new();
-    let mut open = 0;
-    for p in 0..partitions as i32 {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-        if high > low {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
-            open += 1;
-        }
-    }
-    let mut records = Vec::new();
-    if open == 0 {
-        return Ok(records);
-    }
-    consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while open > 0 {
-        if Instant::now() > deadline {
-            return Err(format!("reading {topic} to its end took over 2 minutes"));
-        }
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                records.push(Record {
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
-            None => {}
-        }
-    }
-    Ok(records)
 }
 
 /// The last value of each key (a compacted topic's meaning); values that are not JSON are

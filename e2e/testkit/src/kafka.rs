@@ -200,3 +200,78 @@ fn cluster_id() -> String {
     let bytes = (nanos ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// One record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    /// Header values as text (lossy).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// A `read_committed` consumer with no offsets of its own and end-of-partition events on:
+/// the tests' way to read what a pipeline committed.
+pub fn committed_reader(bootstrap: &str) -> Result<rdkafka::consumer::BaseConsumer, String> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "stockpulse-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(|e| format!("creating a reader of {bootstrap}: {e}"))
+}
+
+/// Every committed record of `topic`, from the beginning to its end (at most 2 minutes).
+pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<Record>, String> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer = committed_reader(bootstrap)?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for p in 0..partitions as i32 {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+            open += 1;
+        }
+    }
+    let mut records = Vec::new();
+    if open == 0 {
+        return Ok(records);
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while open > 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("reading {topic} to its end took over 2 minutes"));
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
+            None => {}
+        }
+    }
+    Ok(records)
+}

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
@@ -336,13 +335,7 @@ impl Pipeline {
             tpl.add_partition(&topic, p);
         }
         let Ok(committed) = group.committed_offsets(tpl, Duration::from_secs(10)) else { return false };
-        let reader: BaseConsumer = client(&self.bootstrap)
-            .set("group.id", "stockpulse-test-reader")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .create()
-            .unwrap();
+        let reader = stockpulse_testkit::kafka::committed_reader(&self.bootstrap).unwrap_or_else(|e| panic!("{e}"));
         let mut from = TopicPartitionList::new();
         for p in 0..self.partitions {
             let offset = committed.find_partition(&topic, p).and_then(|e| e.offset().to_raw()).unwrap_or(0).max(0);
@@ -367,63 +360,10 @@ impl Pipeline {
     }
 }
 
-pub struct Record {
-    pub key: Option<String>,
-    pub value: Option<Vec<u8>>,
-    pub headers: BTreeMap<String, String>,
-}
+pub use stockpulse_testkit::kafka::Record;
 
 pub fn read_committed(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = client(bootstrap)
-        .set("group.id", "stockpulse-test-reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut tpl = TopicPartitionList::new();
-    let mut open = 0;
-    for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
-        if high > low {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-            open += 1;
-        }
-    }
-    let mut records = Vec::new();
-    if open == 0 {
-        return records;
-    }
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while open > 0 {
-        assert!(Instant::now() < deadline, "reading {topic} to its end took over 2 minutes");
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                records.push(Record {
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    records
+    stockpulse_testkit::kafka::read_committed(bootstrap, topic).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The last value of each key (a compacted topic's meaning).
