@@ -86,16 +86,8 @@ fn produce_at(pipeline: &Pipeline, catalog: &Catalog, first: u64, rate: u64, sec
         while sent < due {
             let (role, key, value) = catalog.event(first + sent, now);
             let topic = format!("{}.{role}", pipeline.name);
-            let mut record = BaseRecord::to(&topic).key(key).payload(&value);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(1));
-                    }
-                }
-            }
+            let record = BaseRecord::to(&topic).key(key).payload(&value);
+            stockpulse_testkit::kafka::send(&producer, record).unwrap_or_else(|e| panic!("{e}"));
             sent += 1;
         }
         producer.poll(Duration::ZERO);

@@ -968,16 +968,9 @@ fn send(producer: &BaseProducer, clock: &mut i64, topic: &str, partition: Option
     if let Some(p) = partition {
         record = record.partition(p);
     }
-    loop {
-        match producer.send(record) {
-            Ok(()) => break,
-            Err((_, back)) => {
-                record = back;
-                producer.poll(Duration::from_millis(10));
-            }
-        }
+    if let Err(e) = stockpulse_testkit::kafka::send(producer, record) {
+        panic!("{e}");
     }
-    producer.poll(Duration::ZERO);
 }
 
 /// Generated events over `stores` keyed by store (sales and returns to the sales topic, the

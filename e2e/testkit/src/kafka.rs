@@ -275,3 +275,29 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<Record>, Strin
     }
     Ok(records)
 }
+
+/// Sends a record, serving delivery reports while the producer's queue is full; any other
+/// refusal is an error naming the topic.
+pub fn send<K, P>(
+    producer: &rdkafka::producer::BaseProducer,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+) -> Result<(), String>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    loop {
+        match producer.send(record) {
+            Ok(()) => {
+                producer.poll(Duration::ZERO);
+                return Ok(());
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, back)) => return Err(format!("producing to {}: {e}", back.topic)),
+        }
+    }
+}

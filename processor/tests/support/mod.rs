@@ -506,17 +506,7 @@ fn send(producer: &BaseProducer, topic: &str, partition: Option<i32>, key: &str,
     if let Some(p) = partition {
         record = record.partition(p);
     }
-    let mut record = record;
-    loop {
-        match producer.send(record) {
-            Ok(()) => break,
-            Err((_, back)) => {
-                record = back;
-                producer.poll(Duration::from_millis(10));
-            }
-        }
-    }
-    producer.poll(Duration::ZERO);
+    stockpulse_testkit::kafka::send(producer, record).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn ndjson<T: serde::Serialize>(items: &[T]) -> String {
