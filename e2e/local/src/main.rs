@@ -1043,13 +1043,7 @@ fn caught_up(ctx: &Ctx, config: &PipelineConfig, partitions: i32) -> Result<(), 
         }
     }
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    let behind: Vec<String> = ends
-        .iter()
-        .filter(|((t, p), end)| {
-            committed.find_partition(t, *p).and_then(|e| e.offset().to_raw()).is_none_or(|c| c < **end)
-        })
-        .map(|((t, p), end)| format!("{t}/{p} (end {end})"))
-        .collect();
+    let behind = stockpulse_testkit::kafka::behind(&committed, &ends);
     if behind.is_empty() { Ok(()) } else { Err(format!("behind: {}", behind.join(", "))) }
 }
 

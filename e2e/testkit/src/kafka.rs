@@ -301,3 +301,16 @@ where
         }
     }
 }
+
+/// The partitions whose committed offset is missing or short of its end, as `topic/p (end N)`.
+pub fn behind(
+    committed: &rdkafka::TopicPartitionList,
+    ends: &std::collections::BTreeMap<(String, i32), i64>,
+) -> Vec<String> {
+    ends.iter()
+        .filter(|((t, p), end)| {
+            committed.find_partition(t, *p).and_then(|e| e.offset().to_raw()).is_none_or(|c| c < **end)
+        })
+        .map(|((t, p), end)| format!("{t}/{p} (end {end})"))
+        .collect()
+}

@@ -309,13 +309,7 @@ impl Pipeline {
                     continue;
                 }
             };
-            let behind: Vec<String> = ends
-                .iter()
-                .filter(|((t, p), end)| {
-                    committed.find_partition(t, *p).and_then(|e| e.offset().to_raw()).is_none_or(|c| c < **end)
-                })
-                .map(|((t, p), end)| format!("{t}/{p} (end {end})"))
-                .collect();
+            let behind = stockpulse_testkit::kafka::behind(&committed, &ends);
             if behind.is_empty() && self.repartition_merged() {
                 return;
             }
