@@ -173,8 +173,7 @@ fn main() {
     let kafka = Kafka::start_for_benchmarks();
     let pipeline = Pipeline::create(&kafka.bootstrap, "bench", 4);
     let catalog = Catalog::new();
-    let mut processor =
-        pipeline.start_with("bench-0", &["--max-task-wait", "100ms", "--commit-interval", &commit_interval]);
+    let mut processor = pipeline.start_with("bench-0", &["--commit-interval", &commit_interval]);
     let address = processor.address(Duration::from_secs(30));
     support::wait_ready(&address, Duration::from_secs(60));
     let mut next = 0u64;
@@ -226,8 +225,7 @@ fn main() {
     // As fast as the producer goes (the rate it is given is never the limit).
     let produced = produce_at(&pipeline, &catalog, next, backlog, 1);
     let started = Instant::now();
-    let mut processor =
-        pipeline.start_with("bench-0", &["--max-task-wait", "100ms", "--commit-interval", &commit_interval]);
+    let mut processor = pipeline.start_with("bench-0", &["--commit-interval", &commit_interval]);
     pipeline.wait_caught_up(Duration::from_secs(1_200), &mut [&mut processor]);
     let took = started.elapsed();
     println!(

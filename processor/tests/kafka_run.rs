@@ -138,6 +138,32 @@ fn exactly_once_outputs_equal_replay_of_the_same_events() {
 }
 
 #[test]
+fn a_stalled_broker_delays_figures_and_changes_none() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "stall", 4);
+    pipeline.produce_events(33, 60_000);
+    let mut processor = pipeline.start("stall-0");
+    processor.address(Duration::from_secs(30));
+    // Stall the broker twice while the backlog is worked through: each time some task has
+    // records of one partition and waits for the other's next fetch, which takes longer
+    // than any fixed wait a task could give up after.
+    while pipeline.committed_progress().0 == 0 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..2 {
+        kafka.stall(Duration::from_secs(5));
+        processor.assert_running();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (done, total) = pipeline.committed_progress();
+    assert!(done < total, "the stalls fell in the middle of the work: {done} of {total} committed");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    terminate(&mut processor);
+    assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
+}
+
+#[test]
 fn sigterm_under_load_exits_cleanly_and_a_restart_finishes_the_work() {
     let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let kafka = Kafka::shared();

@@ -76,6 +76,25 @@ impl Kafka {
         self.launch();
     }
 
+    /// Stalls the broker: its JVM stopped (SIGSTOP) for `duration`, then continued, the way
+    /// a long garbage collection or an overloaded host stalls it. Clients see no error, only
+    /// requests that take that long.
+    pub fn stall(&self, duration: Duration) {
+        let guard = self.child.as_ref().expect("the broker runs").id();
+        // The guard's children: the JVM and the subshell that kills it when stdin closes.
+        let children = std::fs::read_to_string(format!("/proc/{guard}/task/{guard}/children"))
+            .unwrap_or_else(|e| panic!("cannot list the broker guard's processes: {e}"));
+        let pids: Vec<&str> = children.split_whitespace().collect();
+        assert!(!pids.is_empty(), "the broker guard {guard} has no JVM");
+        let signal = |name: &str| {
+            let status = Command::new("kill").arg(format!("-{name}")).args(&pids).status();
+            assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pids:?} failed");
+        };
+        signal("STOP");
+        std::thread::sleep(duration);
+        signal("CONT");
+    }
+
     /// The broker's log (warnings and errors), for a failing test's message.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();

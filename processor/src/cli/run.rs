@@ -30,10 +30,12 @@ pub struct RunArgs {
     /// How often work is committed (a Kafka transaction under exactly-once).
     #[arg(long, default_value = "100ms")]
     commit_interval: Duration,
-    /// How long a task waits for one of its two input partitions that holds more records (to
-    /// process both in timestamp order) before it goes on with the other.
-    #[arg(long, default_value = "2s")]
-    max_task_wait: Duration,
+    /// How long a task waits for one of its two input partitions that is read to its end (a
+    /// producer may be about to write it) before it goes on with the other. A partition known
+    /// to hold more records is always waited for, so that both are processed in timestamp
+    /// order (Kafka Streams' max.task.idle.ms).
+    #[arg(long, default_value = "0s")]
+    max_task_idle: Duration,
     /// How long reading the stores and catalog topics to their end may take at start.
     #[arg(long, default_value = "2m")]
     reference_timeout: Duration,
@@ -49,7 +51,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         instance_id,
         http_port: args.http_port,
         commit_interval: std::time::Duration::from_millis(args.commit_interval.as_millis()),
-        max_task_wait: std::time::Duration::from_millis(args.max_task_wait.as_millis()),
+        max_task_idle: std::time::Duration::from_millis(args.max_task_idle.as_millis()),
         reference_timeout: std::time::Duration::from_millis(args.reference_timeout.as_millis()),
         address_file: args.address_file,
         advertised_address: args.advertised_address,

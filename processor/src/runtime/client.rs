@@ -92,3 +92,22 @@ mod tests {
         assert_eq!(err.to_string(), "config: kafka.tls: file /nonexistent/ca.crt (ssl.ca.location) does not exist");
     }
 }
+
+/// The context of the processor's consumers: a consumer error is returned by `poll` too, and
+/// the code that polls decides how loud it is (a partition's end is no error at all), so
+/// librdkafka's report of it stays at debug level instead of rdkafka's default `ERROR` line.
+#[derive(Default)]
+pub struct ConsumerLog;
+
+impl rdkafka::ClientContext for ConsumerLog {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        log_consumer_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ConsumerLog {}
+
+/// How a consumer's error event is logged before `poll` returns it to the caller.
+pub fn log_consumer_error(error: &rdkafka::error::KafkaError, reason: &str) {
+    tracing::debug!(error = %error, reason, "librdkafka consumer event");
+}

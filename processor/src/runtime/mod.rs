@@ -74,9 +74,10 @@ pub struct RunOptions {
     pub http_port: Option<u16>,
     /// How often work is committed (Kafka Streams' exactly-once default: 100 ms).
     pub commit_interval: Duration,
-    /// How long a task waits for one of its partitions known to hold more records, to keep
-    /// timestamp order, before it goes on with the other.
-    pub max_task_wait: Duration,
+    /// How long a task waits for one of its two partitions that is read to its end (a
+    /// producer may be about to write it) before it goes on with the other; one known to hold
+    /// more records is waited for without a limit, to keep timestamp order.
+    pub max_task_idle: Duration,
     /// How long reference data may take to load before `run` gives up.
     pub reference_timeout: Duration,
     /// Written with the HTTP port's address once listening (tests read it).
@@ -238,7 +239,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
         producer,
         metrics.clone(),
         health.clone(),
-        options.max_task_wait,
+        options.max_task_idle,
     );
     let table: Vec<ReferenceUpdate> = references.snapshot().collect();
     worker.apply_references(&table, table.clone().into_iter());

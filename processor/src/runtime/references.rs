@@ -14,10 +14,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::reference::{ProductRecord, ReferenceUpdate, StoreRecord};
 
 use super::RunError;
+use super::client::ConsumerLog;
 use super::metrics::Metrics;
 
 pub struct References {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ConsumerLog>,
     stores_topic: String,
     /// Partitions not yet read to the end they had at start, with that end.
     loading: BTreeMap<(String, i32), i64>,
@@ -34,14 +35,14 @@ impl References {
         catalog_topic: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, RunError> {
-        let consumer: BaseConsumer = client
+        let consumer: BaseConsumer<ConsumerLog> = client
             .clone()
             .set("group.id", "stockpulse-reference-reader")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .create_with_context(ConsumerLog)
             .map_err(|e| RunError::kafka("creating the reference-data consumer", e))?;
         let mut assignment = TopicPartitionList::new();
         let mut loading = BTreeMap::new();

@@ -6,9 +6,14 @@
 //! The two partitions are merged by record timestamp (Kafka Streams' timestamp
 //! synchronisation): a task processes its records in the order they were produced, however
 //! the consumer's fetches interleave them, so a burst fetched from one partition never makes
-//! the other's events late. While one partition has no record buffered but is known to hold
-//! more, the task waits for it, at most `max_wait`; a partition read to its end is not
-//! waited for.
+//! the other's events late. The rule is Kafka Streams' (KIP-695): while one partition has no
+//! record buffered but is known to hold more (the consumer's position is behind the end the
+//! last fetch response gave), the task waits for it, for as long as that takes; a partition
+//! read to its end is waited for `max_idle` at most (a producer may be about to write it).
+//! So the order never depends on how fast the broker answers.
+//!
+//! A partition whose buffer fills up while the task waits for the other is paused, so memory
+//! stays bounded, and resumed once the task has worked its buffer down.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -21,6 +26,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::engine::{Engine, EngineStats, RestoreReport};
 
 use super::RunError;
+use super::client::ConsumerLog;
 
 /// The input streams of a task: sales p and inventory p, merged by timestamp, and with a
 /// repartition stage, repartition p (other tasks' partials, taken as they come).
@@ -32,6 +38,10 @@ pub const REPARTITION: usize = 2;
 /// `<next sales offset>,<next inventory offset>,<next repartition offset>` (-1 where nothing
 /// was read yet; the third is absent in changelogs written before the repartition stage).
 pub const OFFSETS_HEADER: &str = "stockpulse.offsets";
+
+/// Records buffered per partition before the consumer pauses fetching it (Kafka Streams'
+/// `buffered.records.per.partition` is 1,000; these records are small).
+pub const MAX_BUFFERED: usize = 5_000;
 
 /// A record fetched and not processed yet.
 pub struct Buffered {
@@ -51,6 +61,10 @@ pub struct Task {
     pub buffers: [VecDeque<Buffered>; 2],
     /// The offset after the last buffered record of each partition.
     pub fetched: [Option<i64>; 2],
+    /// Whether fetching each partition is paused (its buffer is full).
+    pub paused: [bool; 2],
+    /// Whether the current long wait for a partition was logged.
+    pub warned: bool,
     /// Engine figures already counted in the metrics.
     pub counted: EngineStats,
     /// Whether anything happened since the last commit.
@@ -68,6 +82,8 @@ impl Task {
             next,
             buffers: [VecDeque::new(), VecDeque::new()],
             fetched: [next[SALES], next[INVENTORY]],
+            paused: [false; 2],
+            warned: false,
             counted,
             dirty: false,
             reported: None,
@@ -86,19 +102,34 @@ impl Task {
     }
 
     /// Forgets what is buffered (the consumer fetches it again from the committed offsets).
+    /// The caller resumes the partitions [`Task::paused`] names first.
     pub fn clear_buffers(&mut self) {
+        self.paused = [false; 2];
         self.buffers = [VecDeque::new(), VecDeque::new()];
         self.fetched = [self.next[SALES], self.next[INVENTORY]];
     }
 
     /// The stream whose head record comes next in timestamp order, or `None` to wait.
-    /// `has_more(stream)` tells whether a partition with nothing buffered holds more records.
-    pub fn next_stream(&self, max_wait: Duration, has_more: impl Fn(usize) -> bool) -> Option<usize> {
+    /// `has_more(stream)` tells whether a partition with nothing buffered holds more records
+    /// (then the task waits for them however long it takes); one that does not is waited
+    /// for `max_idle` at most.
+    pub fn next_stream(&self, max_idle: Duration, has_more: impl Fn(usize) -> bool) -> Option<usize> {
+        let go_on = |head: &Buffered, other: usize| !has_more(other) && head.arrived.elapsed() >= max_idle;
         match (self.buffers[SALES].front(), self.buffers[INVENTORY].front()) {
             (Some(a), Some(b)) => Some(if (b.timestamp, INVENTORY) < (a.timestamp, SALES) { INVENTORY } else { SALES }),
-            (Some(head), None) => (!has_more(INVENTORY) || head.arrived.elapsed() >= max_wait).then_some(SALES),
-            (None, Some(head)) => (!has_more(SALES) || head.arrived.elapsed() >= max_wait).then_some(INVENTORY),
+            (Some(head), None) => go_on(head, INVENTORY).then_some(SALES),
+            (None, Some(head)) => go_on(head, SALES).then_some(INVENTORY),
             (None, None) => None,
+        }
+    }
+
+    /// The partition the task waits for, and since when its other partition's head record
+    /// has waited (`None` when it is not waiting).
+    pub fn waiting(&self) -> Option<(usize, Instant)> {
+        match (self.buffers[SALES].front(), self.buffers[INVENTORY].front()) {
+            (Some(head), None) => Some((INVENTORY, head.arrived)),
+            (None, Some(head)) => Some((SALES, head.arrived)),
+            _ => None,
         }
     }
 
@@ -155,14 +186,14 @@ pub fn read_changelog(
     timeout: Duration,
 ) -> Result<(HashMap<String, String>, u64), RunError> {
     let mut state = HashMap::new();
-    let consumer: BaseConsumer = client
+    let consumer: BaseConsumer<ConsumerLog> = client
         .clone()
         .set("group.id", "stockpulse-restore")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(ConsumerLog)
         .map_err(|e| RunError::kafka("creating the changelog reader", e))?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, timeout)
@@ -238,6 +269,40 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PipelineConfig;
+
+    fn task() -> Task {
+        Task::new(0, Engine::new(&PipelineConfig::example(), 0), [None; 3])
+    }
+
+    fn record(offset: i64, timestamp: i64, waited: Duration) -> Buffered {
+        let arrived = Instant::now().checked_sub(waited).unwrap_or_else(Instant::now);
+        Buffered { offset, timestamp, payload: Vec::new(), arrived }
+    }
+
+    #[test]
+    fn the_earlier_head_goes_first_and_sales_wins_a_tie() {
+        let mut task = task();
+        assert!(task.buffer(SALES, record(0, 20, Duration::ZERO)));
+        assert!(task.buffer(INVENTORY, record(0, 10, Duration::ZERO)));
+        assert_eq!(task.next_stream(Duration::ZERO, |_| true), Some(INVENTORY));
+        task.buffers[INVENTORY].clear();
+        assert!(task.buffer(INVENTORY, record(1, 20, Duration::ZERO)));
+        assert_eq!(task.next_stream(Duration::ZERO, |_| true), Some(SALES));
+        assert!(!task.buffer(INVENTORY, record(1, 20, Duration::ZERO)), "a record fetched again is not buffered twice");
+    }
+
+    #[test]
+    fn a_partition_known_to_hold_more_is_waited_for_however_long_it_takes() {
+        let mut task = task();
+        task.buffer(SALES, record(0, 10, Duration::from_secs(3600)));
+        assert_eq!(task.next_stream(Duration::ZERO, |stream| stream == INVENTORY), None);
+        assert_eq!(task.waiting().map(|(stream, _)| stream), Some(INVENTORY));
+        // Inventory read to its end: sales goes on, after max_idle.
+        assert_eq!(task.next_stream(Duration::ZERO, |_| false), Some(SALES));
+        assert_eq!(task.next_stream(Duration::from_secs(7200), |_| false), None);
+        assert_eq!(task.next_stream(Duration::from_secs(60), |_| false), Some(SALES));
+    }
 
     #[test]
     fn offsets_header_round_trips() {

@@ -34,6 +34,8 @@ use super::{RunError, now_millis};
 const MAX_VALUE_BYTES: usize = 900_000;
 /// How long one Kafka call of the commit path may take before it counts as failed.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a task waits for a partition known to hold more before it is logged.
+const WAIT_WARNING: Duration = Duration::from_secs(30);
 
 /// Counts failed deliveries (at-least-once mode checks them before committing offsets).
 #[derive(Default)]
@@ -103,8 +105,9 @@ pub struct Worker {
     /// Input record timestamps of the open transaction (end-to-end latency at commit).
     timestamps: Vec<i64>,
     last_commit: Instant,
-    /// How long a task waits for a partition known to hold more records.
-    max_wait: Duration,
+    /// How long a task waits for a partition read to its end (one known to hold more is
+    /// waited for without a limit).
+    max_idle: Duration,
     /// Input partitions, which is the number of tasks of the pipeline.
     partitions: u32,
     input_topics: [Arc<str>; 3],
@@ -127,7 +130,7 @@ impl Worker {
         producer: BaseProducer<DeliveryContext>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-        max_wait: Duration,
+        max_idle: Duration,
     ) -> Self {
         Worker {
             input_topics: [
@@ -135,7 +138,7 @@ impl Worker {
                 Arc::from(topics.inventory.as_str()),
                 Arc::from(topics.repartition.as_deref().unwrap_or_default()),
             ],
-            max_wait,
+            max_idle,
             partitions,
             value: Vec::with_capacity(1024),
             output_counters: BTreeMap::new(),
@@ -236,6 +239,12 @@ impl Worker {
             arrived: Instant::now(),
         };
         if task.buffer(stream, record) {
+            if task.buffers[stream].len() >= task::MAX_BUFFERED && !task.paused[stream] {
+                // Waiting for the other partition: stop fetching this one until the task
+                // catches up (librdkafka fetches it again from the position).
+                set_paused(consumer, self.input_topics[stream].as_ref(), task.partition, true)?;
+                task.paused[stream] = true;
+            }
             self.drain(consumer, message.partition())?;
         }
         Ok(())
@@ -245,13 +254,16 @@ impl Worker {
     fn drain<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partition: i32) -> Result<(), RunError> {
         let Some(task) = self.tasks.get_mut(&partition) else { return Ok(()) };
         let inputs = [self.topics.sales.as_str(), self.topics.inventory.as_str()];
-        // A partition counts as holding more until a fetch response said where it ends.
+        // A partition holds more while the consumer's position (which passes transaction
+        // markers, unlike the offset after the last record) is behind the end the last fetch
+        // response gave, and until a fetch response gave one.
+        let fetched = task.fetched;
         let has_more = |stream: usize| {
-            let fetched = task.fetched[stream].unwrap_or(0);
-            cached_high_watermark(consumer, inputs[stream], partition).is_none_or(|high| fetched < high)
+            let position = app_position(consumer, inputs[stream], partition).or(fetched[stream]).unwrap_or(0);
+            cached_high_watermark(consumer, inputs[stream], partition).is_none_or(|high| position < high)
         };
         let mut processed = false;
-        while let Some(stream) = task.next_stream(self.max_wait, has_more) {
+        while let Some(stream) = task.next_stream(self.max_idle, has_more) {
             let Some(record) = task.buffers[stream].pop_front() else { break };
             let topic = &self.input_topics[stream];
             // One engine stream for the task: its records arrive merged in produced order.
@@ -262,7 +274,26 @@ impl Worker {
             self.timestamps.push(record.timestamp);
             processed = true;
         }
+        for stream in [SALES, INVENTORY] {
+            if task.paused[stream] && task.buffers[stream].len() <= task::MAX_BUFFERED / 2 {
+                set_paused(consumer, inputs[stream], partition, false)?;
+                task.paused[stream] = false;
+            }
+        }
         if processed { self.send_outputs() } else { Ok(()) }
+    }
+
+    /// Resumes the partitions of a task leaving this instance or rewound, and forgets its
+    /// buffers.
+    fn release<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, task: &mut Task) {
+        for stream in [SALES, INVENTORY] {
+            if task.paused[stream]
+                && let Err(e) = set_paused(consumer, &self.input_topics[stream], task.partition, false)
+            {
+                tracing::warn!(error = %e, partition = task.partition, "resuming a paused partition");
+            }
+        }
+        task.clear_buffers();
     }
 
     /// Advances processing time in every task (idle partitions, windows due, records that
@@ -271,6 +302,22 @@ impl Worker {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for partition in partitions {
             self.drain(consumer, partition)?;
+        }
+        for task in self.tasks.values_mut() {
+            // A task that waits long for a partition known to hold more says so, once a wait.
+            match task.waiting() {
+                Some((stream, since)) if since.elapsed() >= WAIT_WARNING && !task.warned => {
+                    task.warned = true;
+                    tracing::warn!(
+                        partition = task.partition,
+                        waiting_for = %self.input_topics[stream],
+                        waited_seconds = since.elapsed().as_secs(),
+                        "task waits for a partition that holds more records than it has fetched (the broker is slow or the partition has no leader)"
+                    );
+                }
+                None => task.warned = false,
+                _ => {}
+            }
         }
         for task in self.tasks.values_mut() {
             let before = self.outputs.len();
@@ -459,7 +506,9 @@ impl Worker {
                 // The engines are ahead of what was committed: rebuild them from the changelog
                 // and rewind the inputs to the committed offsets.
                 let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-                self.tasks.clear();
+                for mut task in std::mem::take(&mut self.tasks).into_values() {
+                    self.release(consumer, &mut task);
+                }
                 self.create_tasks(consumer, &partitions, true)
             }
         }
@@ -542,12 +591,45 @@ impl Worker {
         }
         for element in revoked.elements() {
             if let Some(mut task) = self.tasks.remove(&element.partition()) {
-                task.clear_buffers();
+                self.release(consumer, &mut task);
                 self.suspended.insert(task.partition, task);
             }
         }
         self.metrics.tasks.set(self.tasks.len() as i64);
     }
+}
+
+/// The consumer's position in a partition: the offset after the last record (or transaction
+/// marker) handed to the application, without a request; `None` before the first.
+fn app_position<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Option<i64> {
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    tpl.add_partition(topic, partition);
+    // SAFETY: the client pointer is valid while `consumer` lives and `tpl` owns its list;
+    // rd_kafka_position only writes the offsets of the list's elements (rdkafka's `position`
+    // does the same for the whole assignment, a list built per call).
+    let error = unsafe { rdkafka_sys::rd_kafka_position(consumer.client().native_ptr(), tpl.ptr()) };
+    if error != rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return None;
+    }
+    match tpl.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+/// Pauses or resumes fetching one partition.
+fn set_paused<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    paused: bool,
+) -> Result<(), RunError> {
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    tpl.add_partition(topic, partition);
+    let result = if paused { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+    result.map_err(|e| {
+        RunError::kafka(&format!("{} {topic}/{partition}", if paused { "pausing" } else { "resuming" }), e)
+    })
 }
 
 /// The high watermark of a partition as the consumer last saw it in a fetch response (no
@@ -619,6 +701,11 @@ pub struct RebalanceContext {
 }
 
 impl ClientContext for RebalanceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The processing loop gets the error from poll and logs, counts and shows it.
+        super::client::log_consumer_error(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {

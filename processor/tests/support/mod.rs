@@ -215,9 +215,7 @@ impl Pipeline {
 
     /// Starts a processor instance.
     pub fn start(&self, instance: &str) -> Processor {
-        // A generous wait for a task's other partition: the order of processing, and so
-        // lateness, stays that of production even on a loaded two-core machine.
-        self.start_with(instance, &["--max-task-wait", "20s"])
+        self.start_with(instance, &[])
     }
 
     /// Starts a processor instance with more arguments of `run`.
