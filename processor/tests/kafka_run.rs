@@ -143,8 +143,9 @@ fn a_stalled_broker_delays_figures_and_changes_none() {
     let kafka = Kafka::shared();
     let mut pipeline = Pipeline::create(&kafka.bootstrap, "stall", 4);
     pipeline.produce_events(33, 60_000);
-    let mut processor = pipeline.start("stall-0");
-    processor.address(Duration::from_secs(30));
+    // Small task buffers, so that waiting tasks pause and resume their other partition.
+    let mut processor = pipeline.start_with("stall-0", &["--max-buffered-records", "300"]);
+    let address = processor.address(Duration::from_secs(30));
     // Stall the broker twice while the backlog is worked through: each time some task has
     // records of one partition and waits for the other's next fetch, which takes longer
     // than any fixed wait a task could give up after.
@@ -159,6 +160,12 @@ fn a_stalled_broker_delays_figures_and_changes_none() {
     let (done, total) = pipeline.committed_progress();
     assert!(done < total, "the stalls fell in the middle of the work: {done} of {total} committed");
     pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    let (_, metrics) = http_get(&address, "/metrics");
+    let pauses = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("stockpulse_processor_partition_pauses_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(pauses.is_some_and(|n| n > 0), "partitions were paused and resumed: {pauses:?}");
     terminate(&mut processor);
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
 }

@@ -43,12 +43,22 @@ pub fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, and never handed out before by this process
+/// (the kernel may give a just-closed port again at once, and two services started on one
+/// port fail: Kafka's broker and controller listeners did).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free loopback port: {e}"));
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until `addr` accepts TCP connections, or panics naming `what` after `timeout`.

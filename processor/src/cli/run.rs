@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::{Duration, PipelineConfig};
-use crate::runtime::{RunOptions, run as run_on_kafka};
+use crate::runtime::{MergeOptions, RunOptions, run as run_on_kafka};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// order (Kafka Streams' max.task.idle.ms).
     #[arg(long, default_value = "0s")]
     max_task_idle: Duration,
+    /// Records a task buffers of one partition while it waits for the other, before fetching
+    /// that partition pauses (resumed at half).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_buffered_records: u32,
     /// How long reading the stores and catalog topics to their end may take at start.
     #[arg(long, default_value = "2m")]
     reference_timeout: Duration,
@@ -51,7 +55,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         instance_id,
         http_port: args.http_port,
         commit_interval: std::time::Duration::from_millis(args.commit_interval.as_millis()),
-        max_task_idle: std::time::Duration::from_millis(args.max_task_idle.as_millis()),
+        merge: MergeOptions {
+            max_idle: std::time::Duration::from_millis(args.max_task_idle.as_millis()),
+            max_buffered: args.max_buffered_records as usize,
+        },
         reference_timeout: std::time::Duration::from_millis(args.reference_timeout.as_millis()),
         address_file: args.address_file,
         advertised_address: args.advertised_address,

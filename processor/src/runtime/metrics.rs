@@ -31,6 +31,7 @@ pub struct Metrics {
     pub tasks: Gauge,
     pub reference_errors: Family<Labels, Counter>,
     pub kafka_errors: Family<Labels, Counter>,
+    pub partition_pauses: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +97,12 @@ impl Metrics {
         );
         let kafka_errors = Family::<Labels, Counter>::default();
         registry.register("kafka_errors", "Kafka errors by operation (retried unless fatal)", kafka_errors.clone());
+        let partition_pauses = Counter::default();
+        registry.register(
+            "partition_pauses",
+            "Times a task paused fetching one of its partitions, its buffer full while it waited for the other",
+            partition_pauses.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -111,6 +118,7 @@ impl Metrics {
             tasks,
             reference_errors,
             kafka_errors,
+            partition_pauses,
         }
     }
 

@@ -39,9 +39,25 @@ pub const REPARTITION: usize = 2;
 /// was read yet; the third is absent in changelogs written before the repartition stage).
 pub const OFFSETS_HEADER: &str = "stockpulse.offsets";
 
-/// Records buffered per partition before the consumer pauses fetching it (Kafka Streams'
-/// `buffered.records.per.partition` is 1,000; these records are small).
-pub const MAX_BUFFERED: usize = 5_000;
+/// How a task merges its two partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeOptions {
+    /// How long a task waits for a partition read to its end (one known to hold more is
+    /// waited for without a limit).
+    pub max_idle: Duration,
+    /// Records buffered per partition before the consumer pauses fetching it; resumed at
+    /// half. Kafka Streams' `buffered.records.per.partition` is 1,000; these records are
+    /// small, and a backlog's fetches bring a partition's records in chunks of up to 4 MB
+    /// (about 13,000 events), which should not pause a partition in normal running: pausing
+    /// drops librdkafka's prefetched records of the partition, fetched again on resume.
+    pub max_buffered: usize,
+}
+
+impl Default for MergeOptions {
+    fn default() -> Self {
+        MergeOptions { max_idle: Duration::ZERO, max_buffered: 20_000 }
+    }
+}
 
 /// A record fetched and not processed yet.
 pub struct Buffered {

@@ -105,9 +105,7 @@ pub struct Worker {
     /// Input record timestamps of the open transaction (end-to-end latency at commit).
     timestamps: Vec<i64>,
     last_commit: Instant,
-    /// How long a task waits for a partition read to its end (one known to hold more is
-    /// waited for without a limit).
-    max_idle: Duration,
+    merge: task::MergeOptions,
     /// Input partitions, which is the number of tasks of the pipeline.
     partitions: u32,
     input_topics: [Arc<str>; 3],
@@ -130,7 +128,7 @@ impl Worker {
         producer: BaseProducer<DeliveryContext>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-        max_idle: Duration,
+        merge: task::MergeOptions,
     ) -> Self {
         Worker {
             input_topics: [
@@ -138,7 +136,7 @@ impl Worker {
                 Arc::from(topics.inventory.as_str()),
                 Arc::from(topics.repartition.as_deref().unwrap_or_default()),
             ],
-            max_idle,
+            merge,
             partitions,
             value: Vec::with_capacity(1024),
             output_counters: BTreeMap::new(),
@@ -239,11 +237,12 @@ impl Worker {
             arrived: Instant::now(),
         };
         if task.buffer(stream, record) {
-            if task.buffers[stream].len() >= task::MAX_BUFFERED && !task.paused[stream] {
+            if task.buffers[stream].len() >= self.merge.max_buffered && !task.paused[stream] {
                 // Waiting for the other partition: stop fetching this one until the task
                 // catches up (librdkafka fetches it again from the position).
                 set_paused(consumer, self.input_topics[stream].as_ref(), task.partition, true)?;
                 task.paused[stream] = true;
+                self.metrics.partition_pauses.inc();
             }
             self.drain(consumer, message.partition())?;
         }
@@ -263,7 +262,7 @@ impl Worker {
             cached_high_watermark(consumer, inputs[stream], partition).is_none_or(|high| position < high)
         };
         let mut processed = false;
-        while let Some(stream) = task.next_stream(self.max_idle, has_more) {
+        while let Some(stream) = task.next_stream(self.merge.max_idle, has_more) {
             let Some(record) = task.buffers[stream].pop_front() else { break };
             let topic = &self.input_topics[stream];
             // One engine stream for the task: its records arrive merged in produced order.
@@ -275,7 +274,7 @@ impl Worker {
             processed = true;
         }
         for stream in [SALES, INVENTORY] {
-            if task.paused[stream] && task.buffers[stream].len() <= task::MAX_BUFFERED / 2 {
+            if task.paused[stream] && task.buffers[stream].len() <= self.merge.max_buffered / 2 {
                 set_paused(consumer, inputs[stream], partition, false)?;
                 task.paused[stream] = false;
             }
