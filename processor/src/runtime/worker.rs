@@ -663,16 +663,20 @@ fn is_fatal(error: &KafkaError) -> bool {
 
 /// Waits until every record sent is delivered, serving delivery reports as they come.
 /// (rdkafka's own flush serves them in 100 ms slices, since its poll runs to the end of its
-/// timeout: that cost every commit 100 ms.)
+/// timeout: that cost every commit 100 ms. Its poll with a short timeout spins through the
+/// last millisecond, which made a commit's wait cost CPU; this one sleeps between polls.)
 fn flush(producer: &BaseProducer<DeliveryContext>, timeout: Duration) -> Result<(), KafkaError> {
     let deadline = Instant::now() + timeout;
-    while producer.in_flight_count() > 0 {
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return Ok(());
+        }
         if Instant::now() >= deadline {
             return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
         }
-        producer.poll(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_micros(250));
     }
-    Ok(())
 }
 
 /// Sends a record, serving delivery reports while the producer's queue is full.
