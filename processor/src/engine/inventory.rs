@@ -284,6 +284,7 @@ mod tests {
             unit_price: None,
             currency: None,
             channel: None,
+            unknown_channel: false,
         }
     }
 

@@ -78,6 +78,8 @@ pub struct EngineStats {
     pub dedupe_evicted_early: u64,
     /// Partials of other tasks that came after their merged window's state was dropped.
     pub late_partials: u64,
+    /// Events kept although their channel is one this version does not know.
+    pub unknown_channels: u64,
 }
 
 impl EngineStats {
@@ -98,6 +100,7 @@ impl EngineStats {
         self.inventory_records += other.inventory_records;
         self.dedupe_evicted_early += other.dedupe_evicted_early;
         self.late_partials += other.late_partials;
+        self.unknown_channels += other.unknown_channels;
     }
 }
 
@@ -116,7 +119,11 @@ impl std::fmt::Display for EngineStats {
             self.corrections,
             self.inventory_records,
             self.alerts
-        )
+        )?;
+        if self.unknown_channels > 0 {
+            write!(f, "; {} with a channel this version does not know (given the store's)", self.unknown_channels)?;
+        }
+        Ok(())
     }
 }
 
@@ -426,6 +433,9 @@ impl Engine {
                 return;
             }
         };
+        if event.unknown_channel {
+            self.stats.unknown_channels += 1;
+        }
         if event.event_time > self.now.saturating_add(self.max_future_skew) {
             let reason = format!(
                 "event_time_in_future: event_time {} is more than {} ahead of processing time {}",

@@ -429,3 +429,44 @@ fn three_tasks_merged_give_the_figures_of_one_engine() {
     assert!(expected.len() > 150, "{} groups", expected.len());
     assert_eq!(last_values(merged), expected);
 }
+
+#[test]
+fn a_sale_on_a_channel_this_version_does_not_know_counts_on_the_store_channel() {
+    let yaml = CONFIG.replace("groupBy: [store, sku]", "groupBy: [store, channel]");
+    let mut run = Run::new(&yaml);
+    run.engine.apply_reference(&ReferenceUpdate::Store(StoreRecord {
+        store_id: "S1".into(),
+        name: "Berlin Mitte".into(),
+        region: "eu-central".into(),
+        channel: Channel::Physical,
+        format: "flagship".into(),
+        city: "Berlin".into(),
+        country: "DE".into(),
+        timezone: "Europe/Berlin".into(),
+        currency: "EUR".into(),
+    }));
+    let with_channel = |id: u32, channel: &str| {
+        let mut v: Value = serde_json::from_str(&sale(id, "10:01:00", "S1", 1, "2.00")).unwrap();
+        v["channel"] = json!(channel);
+        v.to_string()
+    };
+    let out = run.feed(&[with_channel(1, "pos"), with_channel(2, "Online"), with_channel(3, "kiosk")]);
+    assert!(out.iter().all(|(k, _)| !k.starts_with("dead-letter")), "{out:?}");
+    let mut out = Vec::new();
+    run.engine.finish(&mut out);
+    let mut groups: Vec<(String, i64)> = shown(out)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("aggregates"))
+        .map(|(k, v)| (k, v["units_sold"].as_i64().unwrap()))
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        vec![
+            ("aggregates w5|2026-11-27T10:00:00Z|S1|online|EUR".to_string(), 1),
+            ("aggregates w5|2026-11-27T10:00:00Z|S1|physical|EUR".to_string(), 2),
+        ]
+    );
+    assert_eq!(run.engine.stats().unknown_channels, 2);
+    assert_eq!(run.engine.stats().events_applied, 3);
+}

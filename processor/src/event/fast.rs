@@ -86,6 +86,7 @@ struct Fields {
     unit_price: Option<(usize, usize)>,
     currency: Option<Currency>,
     channel: Option<Channel>,
+    unknown_channel: bool,
 }
 
 const EVENT_ID: u16 = 1;
@@ -207,7 +208,10 @@ impl Fields {
             SKU_ID => self.sku_id = (start, end),
             UNIT_PRICE => self.unit_price = Some((start, end)),
             CURRENCY => self.currency = Some(currency(text)?),
-            _ => self.channel = Some(channel(text)?),
+            _ => {
+                self.channel = Channel::from_name(ascii(text));
+                self.unknown_channel = self.channel.is_none();
+            }
         }
         Some(end + 1)
     }
@@ -241,6 +245,7 @@ impl Fields {
             unit_price,
             currency: self.currency,
             channel: self.channel,
+            unknown_channel: self.unknown_channel,
         })
     }
 }
@@ -264,16 +269,6 @@ fn event_type(text: &[u8]) -> Option<EventType> {
         b"TRANSFER_IN" => EventType::TransferIn,
         b"RESERVATION" => EventType::Reservation,
         b"RESERVATION_RELEASE" => EventType::ReservationRelease,
-        _ => return None,
-    })
-}
-
-fn channel(text: &[u8]) -> Option<Channel> {
-    Some(match text {
-        b"physical" => Channel::Physical,
-        b"online" => Channel::Online,
-        b"warehouse" => Channel::Warehouse,
-        b"marketplace" => Channel::Marketplace,
         _ => return None,
     })
 }

@@ -124,8 +124,9 @@ impl Channel {
         }
     }
 
+    /// The channel of a name, in any ASCII case.
     pub fn from_name(name: &str) -> Option<Channel> {
-        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+        Channel::ALL.into_iter().find(|c| c.as_str().eq_ignore_ascii_case(name))
     }
 }
 
@@ -171,6 +172,10 @@ pub struct Event<'a> {
     pub unit_price: Option<Decimal>,
     pub currency: Option<Currency>,
     pub channel: Option<Channel>,
+    /// The event named a channel this version does not know (a newer producer's, or a POS
+    /// feed's own such as `pos`): it is kept, with the store's channel, and counted, rather
+    /// than dead-lettered with its sale.
+    pub unknown_channel: bool,
 }
 
 /// A version-1 event as producers write it; what `generate` emits and tests build.

@@ -187,16 +187,26 @@ pub(super) fn parse_checked(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
             return Err(InvalidEvent::new("missing_field", format!("a {event_type} needs a currency")));
         }
     }
-    let channel = match wire.channel {
-        Some(Text(text)) => Some(Channel::from_name(&text).ok_or_else(|| {
-            InvalidEvent::new(
-                "invalid_channel",
-                format!("channel {text:?} is not one of physical, online, warehouse, marketplace"),
-            )
-        })?),
-        None => None,
+    // A channel this version does not know keeps the event (with the store's channel).
+    let (channel, unknown_channel) = match wire.channel {
+        Some(Text(text)) => {
+            let channel = Channel::from_name(&text);
+            (channel, channel.is_none())
+        }
+        None => (None, false),
     };
-    Ok(Event { event_id, event_type, event_time, store_id, sku_id, quantity_delta, unit_price, currency, channel })
+    Ok(Event {
+        event_id,
+        event_type,
+        event_time,
+        store_id,
+        sku_id,
+        quantity_delta,
+        unit_price,
+        currency,
+        channel,
+        unknown_channel,
+    })
 }
 
 pub(super) fn parse_price(text: &str) -> Result<Decimal, InvalidEvent> {
@@ -342,10 +352,7 @@ mod tests {
             (with("unit_price", "<absent>"), "missing_field: a SALE needs a unit_price"),
             (with("currency", "\"euro\""), "invalid_currency: currency \"euro\" is not a 3-letter ISO 4217 code"),
             (with("currency", "<absent>"), "missing_field: a SALE needs a currency"),
-            (
-                with("channel", "\"kiosk\""),
-                "invalid_channel: channel \"kiosk\" is not one of physical, online, warehouse, marketplace",
-            ),
+            (with("channel", "7"), "invalid_type: channel must be a string, got the number 7"),
             (
                 with("schema_version", "2"),
                 "unsupported_schema_version: schema_version 2 is not supported (this processor reads 1)",
@@ -353,6 +360,25 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(reason(&input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn a_channel_this_version_does_not_know_keeps_the_sale() {
+        for (value, channel, unknown) in [
+            ("\"online\"", Some(Channel::Online), false),
+            ("\"ONLINE\"", Some(Channel::Online), false),
+            ("\"pos\"", None, true),
+            ("\"kiosk\"", None, true),
+            ("null", None, false),
+            ("<absent>", None, false),
+        ] {
+            let input = with("channel", value);
+            // Both readers give the same verdict: the fast path and the checked one.
+            for event in [parse_event(input.as_bytes()).unwrap(), parse_checked(input.as_bytes()).unwrap()] {
+                assert_eq!((event.channel, event.unknown_channel), (channel, unknown), "channel {value}");
+                assert_eq!(event.quantity_delta, -2, "the sale is kept");
+            }
         }
     }
 

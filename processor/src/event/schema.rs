@@ -31,7 +31,7 @@ pub fn event_json_schema() -> Value {
             "quantity_delta": { "type": "integer", "not": { "const": 0 }, "minimum": -1000000000, "maximum": 1000000000, "description": "Signed units, at most a billion either way; sales negative. The sign each event_type requires is in allOf." },
             "unit_price": { "type": ["string", "null"], "pattern": "^[0-9]{1,10}(\\.[0-9]+)?$", "description": "A non-negative decimal string below ten billion (at most ten integer digits); money is never a binary float." },
             "currency": { "type": ["string", "null"], "pattern": "^[A-Z]{3}$", "description": "ISO 4217." },
-            "channel": { "enum": channels.iter().map(|c| Value::from(*c)).chain([Value::Null]).collect::<Vec<_>>(), "description": "Defaults to the store's channel." },
+            "channel": { "type": ["string", "null"], "examples": channels, "description": "physical, online, warehouse or marketplace, in any case. Absent, or a value this version does not know, is the store's channel (the event is kept and counted, not refused)." },
             "terminal_id": { "type": ["string", "null"] },
             "order_id": { "type": ["string", "null"] },
             "sequence": { "type": ["integer", "null"] },

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub reference_errors: Family<Labels, Counter>,
     pub kafka_errors: Family<Labels, Counter>,
     pub partition_pauses: Counter,
+    pub unknown_values: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +104,12 @@ impl Metrics {
             "Times a task paused fetching one of its partitions, its buffer full while it waited for the other",
             partition_pauses.clone(),
         );
+        let unknown_values = Family::<Labels, Counter>::default();
+        registry.register(
+            "unknown_values",
+            "Events kept although a field held a value this version does not know, by field (channel: given the store's)",
+            unknown_values.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -119,6 +126,7 @@ impl Metrics {
             reference_errors,
             kafka_errors,
             partition_pauses,
+            unknown_values,
         }
     }
 
@@ -134,6 +142,11 @@ impl Metrics {
             if b > a {
                 self.events.get_or_create(&vec![("outcome", outcome.to_string())]).inc_by(b - a);
             }
+        }
+        if after.unknown_channels > before.unknown_channels {
+            self.unknown_values
+                .get_or_create(&vec![("field", "channel".to_string())])
+                .inc_by(after.unknown_channels - before.unknown_channels);
         }
         for (reason, count) in &after.dead_letter_reasons {
             let was = before.dead_letter_reasons.get(reason).copied().unwrap_or(0);
