@@ -52,6 +52,21 @@ fn stock(id: u32, kind: &str, hms: &str, store: &str, delta: i64) -> String {
     .to_string()
 }
 
+/// Store S1, a physical flagship in Berlin, in `region`.
+fn store_s1(region: &str) -> StoreRecord {
+    StoreRecord {
+        store_id: "S1".into(),
+        name: "Berlin Mitte".into(),
+        region: region.into(),
+        channel: Channel::Physical,
+        format: "flagship".into(),
+        city: "Berlin".into(),
+        country: "DE".into(),
+        timezone: "Europe/Berlin".into(),
+        currency: "EUR".into(),
+    }
+}
+
 struct Run {
     engine: Engine,
     topic: Arc<str>,
@@ -225,17 +240,7 @@ fn event_beyond_the_future_skew_is_dead_lettered_and_does_not_move_the_watermark
 fn reference_data_change_applies_to_later_events_only() {
     let yaml = CONFIG.replace("groupBy: [store, sku]", "groupBy: [region, category, channel]");
     let mut run = Run::new(&yaml);
-    let store = |region: &str| StoreRecord {
-        store_id: "S1".into(),
-        name: "Berlin Mitte".into(),
-        region: region.into(),
-        channel: Channel::Physical,
-        format: "flagship".into(),
-        city: "Berlin".into(),
-        country: "DE".into(),
-        timezone: "Europe/Berlin".into(),
-        currency: "EUR".into(),
-    };
+    let store = store_s1;
     run.engine.apply_reference(&ReferenceUpdate::Store(store("eu-central")));
     run.feed(&[sale(1, "10:01:00", "S1", 1, "1.00")]);
     run.engine.apply_reference(&ReferenceUpdate::Store(store("eu-west")));
@@ -434,17 +439,7 @@ fn three_tasks_merged_give_the_figures_of_one_engine() {
 fn a_sale_on_a_channel_this_version_does_not_know_counts_on_the_store_channel() {
     let yaml = CONFIG.replace("groupBy: [store, sku]", "groupBy: [store, channel]");
     let mut run = Run::new(&yaml);
-    run.engine.apply_reference(&ReferenceUpdate::Store(StoreRecord {
-        store_id: "S1".into(),
-        name: "Berlin Mitte".into(),
-        region: "eu-central".into(),
-        channel: Channel::Physical,
-        format: "flagship".into(),
-        city: "Berlin".into(),
-        country: "DE".into(),
-        timezone: "Europe/Berlin".into(),
-        currency: "EUR".into(),
-    }));
+    run.engine.apply_reference(&ReferenceUpdate::Store(store_s1("eu-central")));
     let with_channel = |id: u32, channel: &str| {
         let mut v: Value = serde_json::from_str(&sale(id, "10:01:00", "S1", 1, "2.00")).unwrap();
         v["channel"] = json!(channel);
