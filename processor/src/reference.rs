@@ -25,15 +25,19 @@ pub struct StoreRecord {
     pub currency: String,
 }
 
+/// A catalog record: what enrichment needs is the category, brand and price band; the name
+/// and list price are optional (the processor does not read them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductRecord {
     pub sku_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     pub category: String,
     pub brand: String,
     /// `budget`, `mid` or `premium`.
     pub price_band: String,
     /// List price in EUR, a decimal string.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub list_price: String,
 }
 
@@ -85,13 +89,24 @@ impl ReferenceUpdate {
     }
 }
 
-/// Reads NDJSON reference records (one store or product per line) from text.
-pub fn read_ndjson<T: for<'de> Deserialize<'de>>(text: &str, origin: &str) -> Result<Vec<T>, String> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{origin}:{}: {e}", i + 1)))
-        .collect()
+/// NDJSON reference records (one store or product per line) read from text: those that
+/// could be read, and for each line that could not, a message naming the file and line. A
+/// bad record leaves the rest applying (a catalog with one broken line is still a catalog).
+pub struct NdjsonRecords<T> {
+    pub records: Vec<T>,
+    pub errors: Vec<String>,
+}
+
+/// Reads NDJSON reference records from text; `origin` names it in error messages.
+pub fn read_ndjson<T: for<'de> Deserialize<'de>>(text: &str, origin: &str) -> NdjsonRecords<T> {
+    let mut read = NdjsonRecords { records: Vec::new(), errors: Vec::new() };
+    for (i, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(record) => read.records.push(record),
+            Err(e) => read.errors.push(format!("{origin}:{}: {e}", i + 1)),
+        }
+    }
+    read
 }
 
 #[cfg(test)]
@@ -113,8 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn ndjson_errors_name_the_line() {
-        let err = read_ndjson::<ProductRecord>("\n{}\n", "catalog.ndjson").unwrap_err();
-        assert_eq!(err, "catalog.ndjson:2: missing field `sku_id` at line 1 column 2");
+    fn a_bad_ndjson_line_is_named_and_the_rest_is_read() {
+        let text = concat!(
+            "{\"sku_id\":\"K1\",\"category\":\"running\",\"brand\":\"Stridex\",\"price_band\":\"mid\"}\n",
+            "\n",
+            "{}\n",
+            "{\"sku_id\":\"K2\",\"name\":\"Trail\",\"category\":\"outdoor\",\"brand\":\"Alpin\",\"price_band\":\"premium\",\"list_price\":\"120.00\"}\n",
+            "not json\n",
+        );
+        let read = read_ndjson::<ProductRecord>(text, "catalog.ndjson");
+        let ids: Vec<&str> = read.records.iter().map(|p| p.sku_id.as_str()).collect();
+        assert_eq!(ids, ["K1", "K2"], "name and list_price are optional");
+        assert_eq!(
+            read.errors,
+            [
+                "catalog.ndjson:3: missing field `sku_id` at line 1 column 2",
+                "catalog.ndjson:5: expected ident at line 1 column 2",
+            ]
+        );
     }
 }

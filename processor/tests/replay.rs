@@ -333,3 +333,71 @@ fn bad_config_and_missing_input_are_named() {
     let out = Command::new(BIN).args(["generate", "--events", "5", "--duplicate-share", "2"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"2\" is not a share between 0 and 1"));
 }
+
+#[test]
+fn unreadable_reference_records_are_named_and_the_rest_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (events, stores, catalog) = (path("events.ndjson"), path("stores.ndjson"), path("catalog.ndjson"));
+    run(&[
+        "generate",
+        "--seed",
+        "5",
+        "--events",
+        "3000",
+        "--out",
+        events.to_str().unwrap(),
+        "--stores-out",
+        stores.to_str().unwrap(),
+        "--catalog-out",
+        catalog.to_str().unwrap(),
+    ]);
+    // Every product without its optional name and list price, then a broken line; a store
+    // without its time zone.
+    let mut products: Vec<String> = lines(&catalog)
+        .into_iter()
+        .map(|mut p| {
+            let object = p.as_object_mut().unwrap();
+            object.remove("name");
+            object.remove("list_price");
+            p.to_string()
+        })
+        .collect();
+    products.push("{\"sku_id\": \"SKU-BROKEN\"".into());
+    std::fs::write(&catalog, products.join("\n")).unwrap();
+    // The store of the first readable event loses its time zone.
+    let events_text = std::fs::read_to_string(&events).unwrap();
+    let left_out = events_text
+        .lines()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok().and_then(|e| e["store_id"].as_str().map(String::from)))
+        .unwrap();
+    let mut store_lines: Vec<Value> = lines(&stores);
+    let at = store_lines.iter().position(|s| s["store_id"] == left_out.as_str()).unwrap();
+    store_lines[at].as_object_mut().unwrap().remove("timezone");
+    std::fs::write(&stores, store_lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+
+    let output = Command::new(BIN)
+        .args(["replay", "--config", CONFIG, "--input", events.to_str().unwrap()])
+        .args(["--stores", stores.to_str().unwrap(), "--catalog", catalog.to_str().unwrap()])
+        .args(["--out", path("out").to_str().unwrap(), "--now", NOW])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let broken_line = products.len();
+    assert!(stderr.contains(&format!("product record left out: {}:{broken_line}: EOF", catalog.display())), "{stderr}");
+    assert!(stderr.contains(&format!("stores.ndjson:{}: missing field `timezone`", at + 1)), "{stderr}");
+    assert!(stderr.contains("1 store record(s) left out; the others apply"), "{stderr}");
+    // The products without name or list price enrich as before: no category is unknown;
+    // the store left out is, and only it.
+    let aggregates = lines(&path("out").join("aggregates.ndjson"));
+    let trend: Vec<&Value> = aggregates.iter().filter(|a| a["window"] == "trend-1h").collect();
+    assert!(!trend.is_empty());
+    assert!(trend.iter().all(|a| a["category"] != "unknown"), "a product without name or list price lost its category");
+    let unknown_region = aggregates.iter().filter(|a| a["region"] == "unknown").count();
+    // (The generated events include malformed ones, so they are searched as text.)
+    let needle = format!("\"store_id\":\"{left_out}\"");
+    let of_left_out = events_text.lines().filter(|e| e.contains(&needle)).count();
+    assert!(of_left_out > 0, "the store left out has events");
+    assert!(unknown_region > 0, "the events of the store left out have no region");
+}

@@ -40,22 +40,34 @@ pub struct ReplayArgs {
     partitions: u32,
 }
 
+/// The stores and catalog files as updates. A record that cannot be read is reported on
+/// stderr and left out; the rest applies.
 fn references(args: &ReplayArgs) -> anyhow::Result<Vec<ReferenceUpdate>> {
     let mut updates = Vec::new();
     if let Some(path) = &args.stores {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read stores file {}", path.display()))?;
-        let stores: Vec<StoreRecord> = read_ndjson(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
-        updates.extend(stores.into_iter().map(ReferenceUpdate::Store));
+        let read = read_ndjson::<StoreRecord>(&text, &path.display().to_string());
+        report_left_out("store", &read.errors);
+        updates.extend(read.records.into_iter().map(ReferenceUpdate::Store));
     }
     if let Some(path) = &args.catalog {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read catalog file {}", path.display()))?;
-        let products: Vec<ProductRecord> =
-            read_ndjson(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
-        updates.extend(products.into_iter().map(ReferenceUpdate::Product));
+        let read = read_ndjson::<ProductRecord>(&text, &path.display().to_string());
+        report_left_out("product", &read.errors);
+        updates.extend(read.records.into_iter().map(ReferenceUpdate::Product));
     }
     Ok(updates)
+}
+
+fn report_left_out(kind: &str, errors: &[String]) {
+    for error in errors {
+        eprintln!("warning: {kind} record left out: {error}");
+    }
+    if !errors.is_empty() {
+        eprintln!("warning: {} {kind} record(s) left out; the others apply", errors.len());
+    }
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {

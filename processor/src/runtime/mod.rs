@@ -180,8 +180,12 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     if let Some(path) = &catalog_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| RunError::Config(format!("processing.enrichment.catalogFile: cannot read {path}: {e}")))?;
-        let products: Vec<ProductRecord> = read_ndjson(&text, path).map_err(RunError::Reference)?;
-        for product in products {
+        let read = read_ndjson::<ProductRecord>(&text, path);
+        for error in &read.errors {
+            metrics.reference_errors.get_or_create(&vec![("kind", "product".to_string())]).inc();
+            tracing::warn!(error = %error, "catalog file record left out");
+        }
+        for product in read.records {
             references.products.insert(product.sku_id.clone(), product);
         }
     }
