@@ -20,6 +20,17 @@ fn run(args: &[&str]) {
     assert!(output.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// `generate` with `args` into `dir`: the events, stores and catalog files.
+fn generated(dir: &Path, args: &[&str]) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let files = (dir.join("events.ndjson"), dir.join("stores.ndjson"), dir.join("catalog.ndjson"));
+    let mut all = vec!["generate"];
+    all.extend_from_slice(args);
+    all.extend(["--out", files.0.to_str().unwrap(), "--stores-out", files.1.to_str().unwrap()]);
+    all.extend(["--catalog-out", files.2.to_str().unwrap()]);
+    run(&all);
+    files
+}
+
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -205,22 +216,7 @@ fn aggregate_key(a: &Value) -> String {
 fn replay_is_repeatable_and_matches_an_independent_computation() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let (events, stores, catalog) = (path("events.ndjson"), path("stores.ndjson"), path("catalog.ndjson"));
-    run(&[
-        "generate",
-        "--seed",
-        "11",
-        "--events",
-        "40000",
-        "--peak-rate",
-        "60",
-        "--out",
-        events.to_str().unwrap(),
-        "--stores-out",
-        stores.to_str().unwrap(),
-        "--catalog-out",
-        catalog.to_str().unwrap(),
-    ]);
+    let (events, stores, catalog) = generated(dir.path(), &["--seed", "11", "--events", "40000", "--peak-rate", "60"]);
     for out in ["a", "b"] {
         run(&[
             "replay",
@@ -338,20 +334,7 @@ fn bad_config_and_missing_input_are_named() {
 fn unreadable_reference_records_are_named_and_the_rest_applies() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let (events, stores, catalog) = (path("events.ndjson"), path("stores.ndjson"), path("catalog.ndjson"));
-    run(&[
-        "generate",
-        "--seed",
-        "5",
-        "--events",
-        "3000",
-        "--out",
-        events.to_str().unwrap(),
-        "--stores-out",
-        stores.to_str().unwrap(),
-        "--catalog-out",
-        catalog.to_str().unwrap(),
-    ]);
+    let (events, stores, catalog) = generated(dir.path(), &["--seed", "5", "--events", "3000"]);
     // Every product without its optional name and list price, then a broken line; a store
     // without its time zone.
     let mut products: Vec<String> = lines(&catalog)

@@ -67,6 +67,19 @@ fn store_s1(region: &str) -> StoreRecord {
     }
 }
 
+/// Every aggregate the engine gives when it finishes, with its units sold, sorted by key.
+fn units_sold_at_finish(run: &mut Run) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    run.engine.finish(&mut out);
+    let mut groups: Vec<(String, i64)> = shown(out)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("aggregates"))
+        .map(|(k, v)| (k, v["units_sold"].as_i64().unwrap()))
+        .collect();
+    groups.sort();
+    groups
+}
+
 struct Run {
     engine: Engine,
     topic: Arc<str>,
@@ -255,16 +268,8 @@ fn reference_data_change_applies_to_later_events_only() {
     run.feed(&[sale(2, "10:02:00", "S1", 2, "1.00")]);
     run.engine.apply_reference(&ReferenceUpdate::StoreRemoved("S1".into()));
     run.feed(&[sale(3, "10:03:00", "S1", 4, "1.00")]);
-    let mut out = Vec::new();
-    run.engine.finish(&mut out);
-    let mut groups: Vec<(String, i64)> = shown(out)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("aggregates"))
-        .map(|(k, v)| (k, v["units_sold"].as_i64().unwrap()))
-        .collect();
-    groups.sort();
     assert_eq!(
-        groups,
+        units_sold_at_finish(&mut run),
         vec![
             ("aggregates w5|2026-11-27T10:00:00Z|eu-central|unknown|physical|EUR".to_string(), 1),
             ("aggregates w5|2026-11-27T10:00:00Z|eu-west|running|physical|EUR".to_string(), 2),
@@ -447,16 +452,8 @@ fn a_sale_on_a_channel_this_version_does_not_know_counts_on_the_store_channel() 
     };
     let out = run.feed(&[with_channel(1, "pos"), with_channel(2, "Online"), with_channel(3, "kiosk")]);
     assert!(out.iter().all(|(k, _)| !k.starts_with("dead-letter")), "{out:?}");
-    let mut out = Vec::new();
-    run.engine.finish(&mut out);
-    let mut groups: Vec<(String, i64)> = shown(out)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("aggregates"))
-        .map(|(k, v)| (k, v["units_sold"].as_i64().unwrap()))
-        .collect();
-    groups.sort();
     assert_eq!(
-        groups,
+        units_sold_at_finish(&mut run),
         vec![
             ("aggregates w5|2026-11-27T10:00:00Z|S1|online|EUR".to_string(), 1),
             ("aggregates w5|2026-11-27T10:00:00Z|S1|physical|EUR".to_string(), 2),
