@@ -126,6 +126,11 @@ impl Exchange {
     pub fn patch_answering(path: impl Into<String>, answer: Answer) -> Self {
         Exchange { method: "PATCH", path: path.into(), status: 200, answer }
     }
+    /// A DELETE answered with a success Status (a Deployment deleted in the background).
+    pub fn delete(path: impl Into<String>) -> Self {
+        let answer = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+        Exchange { method: "DELETE", path: path.into(), status: 200, answer: Answer::Json(answer) }
+    }
     pub fn post(path: impl Into<String>) -> Self {
         Exchange { method: "POST", path: path.into(), status: 201, answer: Answer::Echo }
     }

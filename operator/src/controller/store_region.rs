@@ -183,6 +183,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         last_checkpoint: previous.last_checkpoint_time.clone(),
     };
     let replicator_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut dropped: Vec<&str> = Vec::new();
     match (&region.spec.kafka, &pipeline, target_topic.is_some()) {
         (Some(regional), Some(p), true) => {
             let desired = replicator_deployment(&region, regional, p, &ctx.replicator_image);
@@ -216,17 +217,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
             conditions.push(replication_condition(&deployment, &replication));
         }
         (Some(_), _, _) => {
-            if replicator_api.get_opt(&replicator_name(&region)).await?.is_some() {
-                replicator_api.delete(&replicator_name(&region), &Default::default()).await?;
-                ctx.event(
-                    &reference,
-                    false,
-                    "ReplicatorDeleted",
-                    "Replicate",
-                    "the region feeds no pipeline".to_string(),
-                )
-                .await;
-            }
+            delete_replicator(&replicator_api, &region, &ctx, "the region feeds no pipeline").await?;
             conditions.push(NewCondition::new(
                 REPLICATION_READY,
                 false,
@@ -234,11 +225,20 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
                 "the region feeds no pipeline: nothing to replicate to",
             ));
         }
+        // The region had a cluster of its own and no longer has: its replicator goes, and
+        // so does the condition about it.
+        (None, _, _) if previous.conditions.iter().any(|c| c.type_ == REPLICATION_READY) => {
+            delete_replicator(&replicator_api, &region, &ctx, "the region has no Kafka cluster of its own any more")
+                .await?;
+            replication = Replication { lag: None, replicated: None, last_checkpoint: None };
+            dropped.push(REPLICATION_READY);
+        }
         (None, _, _) => {}
     }
+    let kept: Vec<_> = previous.conditions.iter().filter(|c| !dropped.contains(&c.type_.as_str())).cloned().collect();
     let status = StoreRegionStatus {
         observed_generation: generation,
-        conditions: merge(&previous.conditions, &conditions, generation, &now),
+        conditions: merge(&kept, &conditions, generation, &now),
         stores: i32::try_from(region.spec.stores.len()).unwrap_or(i32::MAX),
         published_topic: plan.published_topic.clone(),
         published_stores: plan.published_stores.clone(),
@@ -256,6 +256,16 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
     } else {
         Action::await_change()
     })
+}
+
+/// Deletes the region's replicator if there is one, with an Event saying `why`.
+async fn delete_replicator(api: &Api<Deployment>, region: &StoreRegion, ctx: &Context, why: &str) -> Result<()> {
+    let name = replicator_name(region);
+    if api.get_opt(&name).await?.is_some() {
+        api.delete(&name, &Default::default()).await?;
+        ctx.event(&region.object_ref(&()), false, "ReplicatorDeleted", "Replicate", why.to_string()).await;
+    }
+    Ok(())
 }
 
 async fn cleanup(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {

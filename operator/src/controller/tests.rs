@@ -593,3 +593,43 @@ async fn a_region_with_its_own_cluster_gets_a_replicator() {
     assert_eq!(replication_ready["reason"], "Replicating");
     assert_eq!(replication_ready["message"], "120 records replicated, 7 behind");
 }
+
+#[tokio::test]
+async fn a_region_that_loses_its_own_cluster_loses_its_replicator() {
+    let mut region = fixtures::region("eu-central", "shop", &["de-ber-001"]);
+    region.status = Some(StoreRegionStatus {
+        conditions: vec![crate::crd::common::Condition {
+            type_: "ReplicationReady".into(),
+            status: "True".into(),
+            reason: "Replicating".into(),
+            message: "120 records replicated, 7 behind".into(),
+            last_transition_time: "2026-11-20T09:00:00Z".into(),
+            observed_generation: None,
+        }],
+        replication_lag: Some(7),
+        replicated_records: Some(120),
+        ..StoreRegionStatus::default()
+    });
+    let kafka = Arc::new(MemoryKafka::new());
+    let (ctx, verifier) = context(kafka.clone());
+    let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-central-replicator";
+    let script = vec![
+        Exchange::get(paths::pipeline("shop"), pipeline_json()),
+        Exchange::post(paths::events()),
+        Exchange::get(
+            replicator,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "eu-central-replicator", "namespace": "acme"}}),
+        ),
+        Exchange::delete(replicator),
+        Exchange::post(paths::events()),
+        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
+    ];
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(received[4].body["reason"], "ReplicatorDeleted");
+    assert_eq!(received[4].body["note"], "the region has no Kafka cluster of its own any more");
+    let status = &received[5].body["status"];
+    let types: Vec<&str> = status["conditions"].as_array().unwrap().iter().filter_map(|c| c["type"].as_str()).collect();
+    assert_eq!(types, ["Ready"], "ReplicationReady is gone with the replicator");
+    assert!(status.get("replicationLag").is_none_or(Value::is_null), "{status}");
+}
