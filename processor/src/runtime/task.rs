@@ -39,7 +39,8 @@ pub const REPARTITION: usize = 2;
 /// was read yet; the third is absent in changelogs written before the repartition stage).
 pub const OFFSETS_HEADER: &str = "stockpulse.offsets";
 
-/// How a task merges its two partitions.
+/// How a task merges its two partitions (`run`'s `--max-task-idle` and
+/// `--max-buffered-records` give the values and their defaults).
 #[derive(Debug, Clone, Copy)]
 pub struct MergeOptions {
     /// How long a task waits for a partition read to its end (one known to hold more is
@@ -51,12 +52,6 @@ pub struct MergeOptions {
     /// (about 13,000 events), which should not pause a partition in normal running: pausing
     /// drops librdkafka's prefetched records of the partition, fetched again on resume.
     pub max_buffered: usize,
-}
-
-impl Default for MergeOptions {
-    fn default() -> Self {
-        MergeOptions { max_idle: Duration::ZERO, max_buffered: 20_000 }
-    }
 }
 
 /// A record fetched and not processed yet.
