@@ -112,6 +112,7 @@ fn reference(events: &Path, stores: &Path, catalog: &Path, config: &PipelineConf
     let mut r =
         Reference { aggregates: BTreeMap::new(), inventory: BTreeMap::new(), dead_letters: 0, late: 0, duplicates: 0 };
     let mut seen = HashSet::new();
+    let mut store_newest: HashMap<String, i64> = HashMap::new();
     let mut max_time = i64::MIN;
     for line in std::fs::read_to_string(events).unwrap().lines() {
         let Some(v) = serde_json::from_str::<Value>(line).ok().filter(valid) else {
@@ -119,8 +120,10 @@ fn reference(events: &Path, stores: &Path, catalog: &Path, config: &PipelineConf
             continue;
         };
         let t = ms(v["event_time"].as_str().unwrap());
-        let watermark = if max_time == i64::MIN { i64::MIN } else { max_time - bound };
-        if watermark != i64::MIN && t < watermark - horizon {
+        let store = v["store_id"].as_str().unwrap().to_string();
+        // Dedupe is measured against each store's own newest event.
+        let newest = store_newest.get(&store).copied();
+        if newest.is_some_and(|newest| t < newest - horizon) {
             r.late += 1;
             continue;
         }
@@ -128,7 +131,8 @@ fn reference(events: &Path, stores: &Path, catalog: &Path, config: &PipelineConf
             r.duplicates += 1;
             continue;
         }
-        let store = v["store_id"].as_str().unwrap().to_string();
+        store_newest.insert(store.clone(), newest.map_or(t, |newest| newest.max(t)));
+        let watermark = if max_time == i64::MIN { i64::MIN } else { max_time - bound };
         let sku = v["sku_id"].as_str().unwrap().to_string();
         let kind = v["event_type"].as_str().unwrap();
         let delta = v["quantity_delta"].as_i64().unwrap();

@@ -293,7 +293,7 @@ impl Default for ProcessingSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DedupeSpec {
-    /// How far behind the watermark an `event_id` is remembered; at least `allowedLateness`.
+    /// How far behind its store's newest event an `event_id` is remembered; at least `allowedLateness`.
     #[serde(default = "defaults::dedupe_horizon")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub horizon: String,

@@ -301,7 +301,7 @@ impl WindowConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DedupeConfig {
-    /// How far behind the watermark an `event_id` is remembered.
+    /// How far behind its store's newest event an `event_id` is remembered.
     #[serde(default = "defaults::dedupe_horizon")]
     pub horizon: Duration,
     /// Hard cap on remembered ids; past it the oldest time slice is forgotten early.

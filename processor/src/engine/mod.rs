@@ -447,17 +447,19 @@ impl Engine {
             return;
         }
         let watermark = self.watermarks.current();
-        match self.dedupe.check(event.event_id, event.event_time, watermark) {
-            Verdict::New => {}
+        let store = self.stores.intern(&event.store_id);
+        match self.dedupe.check(event.event_id, store, event.event_time) {
+            Verdict::New => self.stats.dedupe_evicted_early = self.dedupe.evicted_early,
             Verdict::Duplicate => {
                 self.stats.duplicates += 1;
                 return;
             }
-            Verdict::BeyondHorizon => {
+            Verdict::BeyondHorizon { newest } => {
                 let reason = format!(
-                    "beyond_dedupe_horizon: event_time {} is older than the deduplication horizon behind the watermark {}; not applied",
+                    "beyond_dedupe_horizon: event_time {} is older than the deduplication horizon behind store {}'s newest event {}; not applied",
                     format_rfc3339_millis(event.event_time),
-                    format_rfc3339_millis(watermark)
+                    event.store_id,
+                    format_rfc3339_millis(newest)
                 );
                 self.stats.beyond_dedupe_horizon += 1;
                 self.late(input, &event, "beyond_dedupe_horizon", reason, out);
@@ -466,7 +468,6 @@ impl Engine {
         }
         self.stats.events_applied += 1;
 
-        let store = self.stores.intern(&event.store_id);
         let sku = self.skus.intern(&event.sku_id);
         let (region, store_channel) = self.enrichment.store(store).unwrap_or((self.unknown, self.unknown));
         let category = self.enrichment.category(sku).unwrap_or(self.unknown);
@@ -552,8 +553,6 @@ impl Engine {
             self.windows[index].operator.advance(watermark, &mut self.window_results);
             self.emit_window_results(index, out);
         }
-        self.dedupe.expire(watermark);
-        self.stats.dedupe_evicted_early = self.dedupe.evicted_early;
     }
 
     fn emit_window_results(&mut self, index: usize, out: &mut Vec<Output>) {

@@ -16,7 +16,8 @@
 //! | `["pos", store, sku]` | the inventory position |
 //! | `["pane", window, pane, [store, sku, region, category, channel, currency]]` | a pane's figures for a group |
 //! | `["rev", window, window_index, group]` | the last revision a corrected group emitted |
-//! | `["dd", slice, seq]` | a chunk of remembered event ids of a dedupe slice (hex) |
+//! | `["dd", store, slice, seq]` | a chunk of the event ids a store's dedupe slice remembers (hex) |
+//! | `["ddc", store]` | a store's dedupe clock: the newest event time checked from it |
 //! | `["cool", policy, store, sku]` | when a low-stock rule last fired for a position |
 //! | `["mp", window, start, end, group, task]` | a task's partial of a window merged here |
 //! | `["mwm", task]` | a task's watermark, as the merge last heard it |
@@ -32,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::alert::CooldownEntry;
-use super::dedupe::DedupeChunk;
+use super::dedupe::DedupeEntry;
 use super::intern::{Interner, NONE};
 use super::inventory::{PositionState, position_key, split_key};
 use super::watermark::WatermarkState;
@@ -121,15 +122,23 @@ impl Engine {
             });
             windows.insert(name.to_string(), spec.operator.progress());
         }
-        self.dedupe.drain_changes(|chunk| {
-            let value = chunk.ids.map(|ids| {
-                let mut hex = String::with_capacity(ids.len() * 32);
-                for id in ids {
-                    let _ = write!(hex, "{id:032x}");
+        let stores = &self.stores;
+        self.dedupe.drain_changes(|entry| {
+            out.push(match entry {
+                DedupeEntry::Chunk { store, slice, seq, ids } => {
+                    let value = ids.map(|ids| {
+                        let mut hex = String::with_capacity(ids.len() * 32);
+                        for id in ids {
+                            let _ = write!(hex, "{id:032x}");
+                        }
+                        json(&hex)
+                    });
+                    StateChange { key: json(&("dd", &**stores.name(store), slice, seq)), value }
                 }
-                json(&hex)
+                DedupeEntry::Clock { store, newest } => {
+                    StateChange { key: json(&("ddc", &**stores.name(store))), value: Some(json(&newest)) }
+                }
             });
-            out.push(StateChange { key: json(&("dd", chunk.slice, chunk.seq)), value });
         });
         let (stores, skus) = (&self.stores, &self.skus);
         self.alerts.drain_changes(|entry| {
@@ -229,18 +238,33 @@ impl Engine {
                     };
                     self.windows[index].operator.restore(entry);
                 }
+                "dd" if parts.len() == 3 => {
+                    // Written before ids were kept per store: they cannot be placed any more.
+                    report.skipped += 1;
+                }
                 "dd" => {
-                    let (slice, seq) =
-                        match (parts.get(1).and_then(Value::as_i64), parts.get(2).and_then(Value::as_u64)) {
-                            (Some(slice), Some(seq)) => {
-                                (slice, u32::try_from(seq).map_err(|_| fail("chunk number too large"))?)
-                            }
-                            _ => return Err(fail("expected [\"dd\", slice, seq]")),
-                        };
+                    let (store, slice, seq) = match (
+                        parts.get(1).and_then(Value::as_str),
+                        parts.get(2).and_then(Value::as_i64),
+                        parts.get(3).and_then(Value::as_u64),
+                    ) {
+                        (Some(store), Some(slice), Some(seq)) => {
+                            (store, slice, u32::try_from(seq).map_err(|_| fail("chunk number too large"))?)
+                        }
+                        _ => return Err(fail("expected [\"dd\", store, slice, seq]")),
+                    };
                     let hex: String = serde_json::from_str(value).map_err(|e| fail(&e.to_string()))?;
                     let ids = parse_ids(&hex).ok_or_else(|| fail("ids are not 32-digit hex numbers"))?;
                     report.dedupe_ids += ids.len();
-                    self.dedupe.restore(DedupeChunk { slice, seq, ids: Some(ids) });
+                    let store = self.stores.intern(store);
+                    self.dedupe.restore(DedupeEntry::Chunk { store, slice, seq, ids: Some(ids) });
+                }
+                "ddc" => {
+                    let store =
+                        parts.get(1).and_then(Value::as_str).ok_or_else(|| fail("expected [\"ddc\", store]"))?;
+                    let newest: i64 = serde_json::from_str(value).map_err(|e| fail(&e.to_string()))?;
+                    let store = self.stores.intern(store);
+                    self.dedupe.restore(DedupeEntry::Clock { store, newest });
                 }
                 "cool" => {
                     let policy = parts.get(1).and_then(Value::as_str).ok_or_else(|| fail("expected a policy name"))?;
@@ -460,7 +484,7 @@ mod tests {
         let mut engine = engine(&config, 0);
         let err = engine.restore([(r#"["pos","S1"]"#, "{}")]).unwrap_err();
         assert_eq!(err.to_string(), r#"changelog entry ["pos","S1"]: expected ["pos", store, sku]"#);
-        let err = engine.restore([(r#"["dd",1,0]"#, r#""abc""#)]).unwrap_err();
+        let err = engine.restore([(r#"["dd","S1",1,0]"#, r#""abc""#)]).unwrap_err();
         assert!(err.to_string().contains("32-digit hex"), "{err}");
         let err = engine.restore([("not json", "1")]).unwrap_err();
         assert!(err.to_string().starts_with("changelog entry not json: key is not a JSON array"), "{err}");

@@ -462,3 +462,161 @@ fn a_sale_on_a_channel_this_version_does_not_know_counts_on_the_store_channel() 
     assert_eq!(run.engine.stats().unknown_channels, 2);
     assert_eq!(run.engine.stats().events_applied, 3);
 }
+
+/// One delivered event as the offline-store test sees it: store, event time, id, payload.
+struct Delivered {
+    store: String,
+    time: i64,
+    id: String,
+    payload: Vec<u8>,
+}
+
+impl Delivered {
+    fn of(payload: &[u8]) -> Option<Delivered> {
+        // Only events the schema accepts: the dead-lettered ones touch nothing.
+        crate::event::parse_event(payload).ok()?;
+        let v: Value = serde_json::from_slice(payload).ok()?;
+        Some(Delivered {
+            store: v["store_id"].as_str()?.to_string(),
+            time: parse_rfc3339_millis(v["event_time"].as_str()?)?,
+            id: v["event_id"].as_str()?.to_lowercase(),
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// The dedupe bound as docs/processor.md states it, counted from the input: per store, the
+/// distinct ids of its events in the slices (a sixteenth of the horizon each) that are not
+/// wholly more than the horizon behind that store's newest event.
+fn dedupe_bound(delivered: &[Delivered], horizon: i64) -> usize {
+    let slice = horizon / 16;
+    let mut first_seen: std::collections::HashMap<&str, &Delivered> = std::collections::HashMap::new();
+    for d in delivered {
+        first_seen.entry(&d.id).or_insert(d);
+    }
+    let mut newest: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for d in first_seen.values() {
+        let t = newest.entry(&d.store).or_insert(i64::MIN);
+        *t = (*t).max(d.time);
+    }
+    first_seen
+        .values()
+        .filter(|d| d.time.div_euclid(slice) >= (newest[d.store.as_str()] - horizon).div_euclid(slice))
+        .count()
+}
+
+#[test]
+fn a_store_back_after_six_hours_offline_has_every_buffered_event_applied_once() {
+    use crate::generator::brand::{catalog, stores};
+    use crate::generator::{Traffic, TrafficOptions};
+    const HOUR: i64 = 3_600_000;
+
+    let config = PipelineConfig::example();
+    let horizon = config.processing.dedupe.horizon.as_millis_i64();
+    assert_eq!(horizon, HOUR);
+    let options =
+        TrafficOptions { seed: 21, peak_events_per_second: 3.0, late_share: 0.0, ..TrafficOptions::default() };
+    let start = options.start;
+    let traffic: Vec<_> =
+        Traffic::new(options, &stores(), &catalog()).take_while(|e| e.arrival < start + 8 * HOUR).collect();
+    // The busiest physical store goes offline from hour 1 to hour 7 and keeps selling: its
+    // terminals buffer, then upload, after every other store has moved on an hour further.
+    let physical: Vec<String> =
+        stores().into_iter().filter(|s| s.channel == Channel::Physical).map(|s| s.store_id).collect();
+    let mut per_store = std::collections::BTreeMap::<String, usize>::new();
+    for e in &traffic {
+        if let Some(d) = Delivered::of(&e.payload).filter(|d| physical.contains(&d.store)) {
+            *per_store.entry(d.store).or_default() += 1;
+        }
+    }
+    let offline = per_store.iter().max_by_key(|(store, n)| (**n, std::cmp::Reverse(*store))).unwrap().0.clone();
+    let outage = start + HOUR..start + 7 * HOUR;
+    let is_buffered = |e: &crate::generator::GeneratedEvent| {
+        outage.contains(&e.arrival) && Delivered::of(&e.payload).is_some_and(|d| d.store == offline)
+    };
+    let (buffered, online): (Vec<_>, Vec<_>) = traffic.iter().partition(|e| is_buffered(e));
+    // The last ten events the store sent before the outage were never acknowledged: its
+    // terminals send them again, first thing on reconnecting.
+    let retries: Vec<_> = online
+        .iter()
+        .filter(|e| e.arrival < outage.start && Delivered::of(&e.payload).is_some_and(|d| d.store == offline))
+        .rev()
+        .take(10)
+        .copied()
+        .collect();
+    assert!(buffered.len() > 500, "six hours of a busy store: {}", buffered.len());
+
+    let mut engine = Engine::new(&config, start);
+    for update in stores().into_iter().map(ReferenceUpdate::Store) {
+        engine.apply_reference(&update);
+    }
+    engine.assign(0);
+    let topic: Arc<str> = Arc::from("acme-sports.sales");
+    let mut delivered = Vec::new();
+    let mut late_ids = std::collections::BTreeSet::new();
+    let mut feed =
+        |engine: &mut Engine, events: &[&crate::generator::GeneratedEvent], delivered: &mut Vec<Delivered>| {
+            let mut out = Vec::new();
+            for (offset, e) in events.iter().enumerate() {
+                engine.tick(e.arrival, &mut out);
+                let input =
+                    InputRecord { stream: 0, topic: &topic, partition: 0, offset: offset as i64, payload: &e.payload };
+                engine.process(&input, &mut out);
+                delivered.extend(Delivered::of(&e.payload));
+            }
+            for o in out {
+                if let Output::Late(late) = o {
+                    assert_eq!(late.reason_code, "beyond_allowed_lateness", "{}", late.reason);
+                    late_ids.insert(late.event_id);
+                }
+            }
+        };
+    // The store comes back at hour 7 and uploads its buffer, oldest first, before its new sales.
+    let back = online.iter().position(|e| e.arrival >= outage.end).unwrap();
+    feed(&mut engine, &online[..back], &mut delivered);
+    let watermark_at_upload = engine.watermark();
+    assert!(watermark_at_upload > outage.end - 60_000, "the other stores moved on to the end of the outage");
+    assert_eq!(engine.state_size().dedupe_ids, dedupe_bound(&delivered, horizon), "before the upload");
+    let upload: Vec<_> = retries.iter().chain(buffered.iter()).copied().collect();
+    feed(&mut engine, &upload, &mut delivered);
+    assert_eq!(engine.watermark(), watermark_at_upload, "the buffer is older than the watermark");
+    feed(&mut engine, &online[back..], &mut delivered);
+    assert_eq!(engine.state_size().dedupe_ids, dedupe_bound(&delivered, horizon), "at the end");
+    assert_eq!(engine.stats().beyond_dedupe_horizon, 0);
+
+    // Inventory: the straightforward fold of every valid event, each id once.
+    let mut seen = std::collections::HashSet::new();
+    let mut expected = std::collections::BTreeMap::<(String, String), (i64, i64)>::new();
+    let mut expected_late = std::collections::BTreeSet::new();
+    let buffered_ids: std::collections::HashSet<String> =
+        buffered.iter().filter_map(|e| Delivered::of(&e.payload)).map(|d| d.id).collect();
+    for d in &delivered {
+        if !seen.insert(d.id.clone()) {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&d.payload).unwrap();
+        let (kind, delta) = (v["event_type"].as_str().unwrap(), v["quantity_delta"].as_i64().unwrap());
+        let position = expected.entry((d.store.clone(), v["sku_id"].as_str().unwrap().to_string())).or_default();
+        if kind.starts_with("RESERVATION") {
+            position.1 += delta;
+        } else {
+            position.0 += delta;
+        }
+        // A buffered sale or return is late when its first window (the 5-minute one: the
+        // hour-long sliding windows that hold it end with it or later) had closed, 10 minutes
+        // of lateness after its end, at the watermark of the upload.
+        let first_end = d.time.div_euclid(300_000) * 300_000 + 300_000;
+        if buffered_ids.contains(&d.id)
+            && matches!(kind, "SALE" | "RETURN")
+            && first_end + 600_000 <= watermark_at_upload
+        {
+            expected_late.insert(d.id.clone());
+        }
+    }
+    let inventory: std::collections::BTreeMap<(String, String), (i64, i64)> =
+        engine.positions().map(|p| ((p.store_id.to_string(), p.sku_id.to_string()), (p.on_hand, p.reserved))).collect();
+    assert_eq!(inventory, expected);
+    assert!(expected_late.len() > 300, "{}", expected_late.len());
+    assert_eq!(late_ids, expected_late, "the late output holds the buffered sales and returns of closed windows");
+    assert!(engine.stats().duplicates >= 10, "the retries were recognised");
+}
