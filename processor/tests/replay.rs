@@ -388,3 +388,31 @@ fn unreadable_reference_records_are_named_and_the_rest_applies() {
     assert!(of_left_out > 0, "the store left out has events");
     assert!(unknown_region > 0, "the events of the store left out have no region");
 }
+
+#[test]
+fn a_5_mb_line_is_dead_lettered_and_the_rest_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, stores, catalog) =
+        generated(dir.path(), &["--seed", "9", "--events", "200", "--malformed-share", "0"]);
+    let mut text: Vec<String> = std::fs::read_to_string(&events).unwrap().lines().map(String::from).collect();
+    let huge = format!("{{\"note\":\"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    text.insert(2, huge.clone());
+    std::fs::write(&events, text.join("\n")).unwrap();
+    let out = dir.path().join("out");
+    let output = Command::new(BIN)
+        .args(["replay", "--config", CONFIG, "--input", events.to_str().unwrap()])
+        .args(["--stores", stores.to_str().unwrap(), "--catalog", catalog.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--now", NOW])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("line 3: {} bytes, over the 1048576-byte limit", huge.len() + 1)), "{stderr}");
+    let dead = lines(&out.join("dead-letter.ndjson"));
+    assert_eq!(dead.len(), 1, "only the huge line");
+    assert_eq!(dead[0]["reason_code"], "event_too_large");
+    assert_eq!(dead[0]["offset"], 2);
+    assert_eq!(dead[0]["reason"], "event_too_large: the event is over the 1048576-byte limit (1048577 bytes read)");
+    let inventory = lines(&out.join("inventory.ndjson"));
+    assert!(!inventory.is_empty(), "the other 200 events apply");
+}

@@ -92,7 +92,7 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
     if bytes.len() > super::MAX_EVENT_BYTES {
         return Err(InvalidEvent::new(
             "event_too_large",
-            format!("the event is {} bytes; at most {} are read", bytes.len(), super::MAX_EVENT_BYTES),
+            format!("the event is over the {}-byte limit ({} bytes read)", super::MAX_EVENT_BYTES, bytes.len()),
         ));
     }
     let event = match super::fast::parse(bytes) {
@@ -124,11 +124,19 @@ fn check_bounds(event: &Event<'_>) -> Result<(), InvalidEvent> {
 
 /// The checked path: reads any JSON, validates field by field and names the first problem.
 pub(super) fn parse_checked(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
-    let wire: WireEvent<'_> = match super::scan::scan(bytes) {
-        Some(wire) => wire,
-        None => serde_json::from_slice(bytes).map_err(|e| diagnose(bytes, &e))?,
-    };
+    match super::scan::scan(bytes) {
+        Some(wire) => validate(wire),
+        None => parse_with_serde(bytes),
+    }
+}
 
+/// The checked path with serde_json reading every input (the scanner's reference).
+pub(super) fn parse_with_serde(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
+    validate(serde_json::from_slice(bytes).map_err(|e| diagnose(bytes, &e))?)
+}
+
+/// Validates the fields read, in schema order, and names the first problem.
+pub(super) fn validate(wire: WireEvent<'_>) -> Result<Event<'_>, InvalidEvent> {
     if let Some(version) = wire.schema_version
         && version != SCHEMA_VERSION
     {
