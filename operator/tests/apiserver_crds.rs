@@ -231,7 +231,7 @@ fn wrong_variants() -> Vec<Variant> {
             "unknown store channel",
             region,
             vec![("/spec/stores/0/channel", Some(json!("kiosk")))],
-            "StoreRegion.retail.stockpulse.io \"eu-central\" is invalid: spec.stores[0].channel: Unsupported value: \"kiosk\": supported values: \"physical\", \"online\", \"warehouse\", \"marketplace\"",
+            "StoreRegion.retail.stockpulse.io \"eu-central\" is invalid: [spec.stores[0].channel: Unsupported value: \"kiosk\": supported values: \"physical\", \"online\", \"warehouse\", \"marketplace\", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]",
         ),
         (
             "lower-case currency",
@@ -256,6 +256,18 @@ fn wrong_variants() -> Vec<Variant> {
             policy,
             vec![("/spec/rules/salesSpike/factor", Some(json!(0.5)))],
             "AlertPolicy.retail.stockpulse.io \"sales-spike\" is invalid: spec.rules.salesSpike: Invalid value: factor must be greater than 1",
+        ),
+        (
+            "region name too long for its replicator",
+            region,
+            vec![("/metadata/name", Some(json!("eu-central-with-a-very-long-name-for-its-replicator-x")))],
+            "StoreRegion.retail.stockpulse.io \"eu-central-with-a-very-long-name-for-its-replicator-x\" is invalid: <nil>: Invalid value: the name must be a DNS-1035 label of at most 52 characters: the region's replicator is named <name>-replicator and labelled with <name>",
+        ),
+        (
+            "policy name that is no DNS label",
+            policy,
+            vec![("/metadata/name", Some(json!("sales.spike")))],
+            "AlertPolicy.retail.stockpulse.io \"sales.spike\" is invalid: <nil>: Invalid value: the name must be a DNS-1123 label of at most 63 characters: it names the policy in alert records, metric labels and the processor's config",
         ),
         (
             "sink with two targets",

@@ -237,6 +237,22 @@ fn wrong_resources_are_refused_with_a_clear_message() {
             expected: vec!["spec.rules.salesSpike: Invalid value: \"object\": factor must be greater than 1"],
         },
         Case {
+            what: "region name too long for its replicator",
+            sample: region,
+            changes: vec![("/metadata/name", Some(json!("eu-central-with-a-very-long-name-for-its-replicator-x")))],
+            expected: vec![
+                "<nil>: Invalid value: \"object\": the name must be a DNS-1035 label of at most 52 characters: the region's replicator is named <name>-replicator and labelled with <name>",
+            ],
+        },
+        Case {
+            what: "policy name that is no DNS label",
+            sample: policy,
+            changes: vec![("/metadata/name", Some(json!("sales.spike")))],
+            expected: vec![
+                "<nil>: Invalid value: \"object\": the name must be a DNS-1123 label of at most 63 characters: it names the policy in alert records, metric labels and the processor's config",
+            ],
+        },
+        Case {
             what: "sink with two targets",
             sample: policy,
             changes: vec![("/spec/sinks/0/webhook", Some(json!({"urlSecretRef": {"name": "s", "key": "url"}})))],

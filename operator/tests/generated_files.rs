@@ -11,3 +11,24 @@ fn committed_generated_files_are_up_to_date() {
         "stale generated files {stale:?}: run `cargo run -p stockpulse-operator -- crdgen` and commit the result"
     );
 }
+
+/// docs/ and the README are for users who have only the repository: they never send a reader
+/// to design notes outside it.
+#[test]
+fn the_docs_stand_alone() {
+    let root = support::repo_root();
+    let mut files = vec![root.join("README.md"), root.join("charts/stockpulse/templates/NOTES.txt")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for (number, line) in text.lines().enumerate() {
+            if ["DESIGN.md", "STYLE.md", "../shared"].iter().any(|outside| line.contains(outside)) {
+                found.push(format!("{}:{}: {line}", file.display(), number + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "references to files outside the repository:\n{}", found.join("\n"));
+}

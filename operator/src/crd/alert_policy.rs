@@ -20,6 +20,8 @@ use super::common::{Condition, PipelineRef, SecretKeyRef, TOPIC_NAME_PATTERN};
     category = "stockpulse",
     status = "AlertPolicyStatus",
     doc = "Alert rules evaluated by a pipeline's processor.",
+    validation = Rule::new("self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("the name must be a DNS-1123 label of at most 63 characters: it names the policy in alert records, metric labels and the processor's config"),
     printcolumn(name = "Pipeline", type_ = "string", json_path = ".spec.pipelineRef.name"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),

@@ -20,6 +20,8 @@ use super::common::{Condition, DNS_LABEL_PATTERN, ID_PATTERN, KafkaConnection, P
     category = "stockpulse",
     status = "StoreRegionStatus",
     doc = "The stores of one region, published to a pipeline's stores topic.",
+    validation = Rule::new("self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("the name must be a DNS-1035 label of at most 52 characters: the region's replicator is named <name>-replicator and labelled with <name>"),
     printcolumn(name = "Pipeline", type_ = "string", json_path = ".spec.pipelineRef.name"),
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
     printcolumn(name = "Stores", type_ = "integer", json_path = ".status.stores"),
