@@ -14,6 +14,7 @@ use crate::build::replicator::replicator_deployment;
 use crate::build::topics::DesiredTopic;
 use crate::controller::DEFAULT_OPERATOR_IMAGE;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
+use crate::plan::images::AllowedImages;
 use crate::plan::pipeline::{PipelineInput, plan_pipeline, selects};
 
 /// The custom resources read from the input files.
@@ -107,6 +108,8 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
             observed_topics: &no_topics,
             lag: None,
             now,
+            // The preview renders what the spec asks for; the operator's allow-list is its own.
+            allowed_images: &AllowedImages::default(),
         };
         let plan = plan_pipeline(&input)
             .map_err(|p| anyhow::anyhow!("RetailPipeline {}: invalid spec: {p}", pipeline.name_any()))?;

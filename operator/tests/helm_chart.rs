@@ -63,6 +63,17 @@ fn chart_with_two_replicas_adds_a_pdb_and_keeps_leader_election() {
 }
 
 #[test]
+fn chart_passes_the_allowed_processor_images_to_the_operator() {
+    let yaml = helm_template(&["--set", "allowedProcessorImages={ghcr.io/stockpulse/,registry.local/processor}"]);
+    validate_strict(&yaml);
+    assert!(
+        yaml.contains("- name: STOCKPULSE_ALLOWED_PROCESSOR_IMAGES\n              value: \"ghcr.io/stockpulse/,registry.local/processor\""),
+        "{yaml}"
+    );
+    assert!(!helm_template(&[]).contains("STOCKPULSE_ALLOWED_PROCESSOR_IMAGES"), "empty by default: any image");
+}
+
+#[test]
 fn chart_ships_the_generated_crds() {
     let yaml = helm_template(&["--include-crds"]);
     for name in ["retailpipelines", "storeregions", "alertpolicies"] {

@@ -11,6 +11,7 @@ use crate::build::labels::CONFIG_HASH_ANNOTATION;
 use crate::crd::{RetailPipeline, StoreRegionStatus};
 use crate::fixtures::{self, Answer, Exchange, Received, context, list, now, paths, pipeline, play};
 use crate::kafka_admin::memory::{MemoryKafka, MemoryState};
+use crate::plan::images::AllowedImages;
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
@@ -26,6 +27,7 @@ fn plan_of(p: &RetailPipeline, topics: &BTreeMap<String, ObservedTopic>) -> Pipe
         observed_topics: topics,
         lag: None,
         now: now(),
+        allowed_images: &AllowedImages::default(),
     })
     .unwrap_or_else(|e| panic!("plan: {e}"))
 }
@@ -179,6 +181,7 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         observed_topics: &BTreeMap::new(),
         lag: None,
         now: now(),
+        allowed_images: &AllowedImages::default(),
     })
     .unwrap()
     .config_hash;
@@ -331,6 +334,26 @@ async fn an_invalid_spec_is_a_condition_not_a_retry() {
                 "lastTransitionTime": "2026-11-20T10:00:00Z", "observedGeneration": 1}])
     );
     assert!(kafka.state().actions.is_empty());
+}
+
+#[tokio::test]
+async fn an_image_outside_the_allowed_repositories_is_refused_as_a_condition() {
+    let mut p = pipeline();
+    p.spec.processor.image = "docker.io/library/busybox:1".to_string();
+    let kafka = Arc::new(MemoryKafka::new());
+    let (mut ctx, verifier) = context(kafka.clone());
+    Arc::get_mut(&mut ctx).expect("the only handle").allowed_images = AllowedImages::parse("ghcr.io/stockpulse/");
+    let mut script = lists();
+    script.push(Exchange::post(paths::events()));
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(received[2].body["reason"], "InvalidSpec");
+    assert_eq!(
+        received[3].body["status"]["conditions"][0]["message"],
+        "spec.processor.image: image \"docker.io/library/busybox:1\" is not from a repository this operator allows (ghcr.io/stockpulse/); use one of them or ask the operator's administrators to allow it (fix the spec of shop)"
+    );
+    assert!(kafka.state().actions.is_empty(), "no topic, no Deployment for a refused image");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 use stockpulse_processor::config::TopicRole;
 
+use super::images::AllowedImages;
 use super::replicas::{ReplicaDecision, ReplicaInput, plan_replicas};
 use super::topics::{ObservedTopic, TopicPlan, plan_topics};
 use crate::build::config_map::{config_map, config_text, sha256_hex};
@@ -32,6 +33,8 @@ pub struct PipelineInput<'a> {
     /// Consumer lag over the input topics, when it could be read.
     pub lag: Option<i64>,
     pub now: DateTime<Utc>,
+    /// The processor images the operator allows.
+    pub allowed_images: &'a AllowedImages,
 }
 
 /// The Kubernetes objects of a pipeline, in the order they are applied (the Deployment
@@ -78,6 +81,9 @@ pub fn selects(pipeline: &RetailPipeline, region: &StoreRegion) -> Result<bool, 
 pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProblems> {
     let pipeline = input.pipeline;
     let mut problems: Vec<SpecProblem> = Vec::new();
+    if let Some(refusal) = input.allowed_images.refusal(&pipeline.spec.processor.image) {
+        problems.push(SpecProblem { field: "spec.processor.image".to_string(), message: refusal });
+    }
     let topics = desired_topics(pipeline).map_err(|p| problems.extend(p.0)).ok();
     let config = render(pipeline, input.policies).map_err(|p| problems.extend(p.0)).ok();
     let mut regions = Vec::new();
@@ -152,6 +158,7 @@ mod tests {
             observed_topics: &topics,
             lag: None,
             now: now(),
+            allowed_images: &AllowedImages::default(),
         })
         .unwrap()
     }
