@@ -19,6 +19,9 @@ pub struct LeaseConfig {
     pub identity: String,
     /// How long a holder keeps the lease without renewing it.
     pub lease_duration: Duration,
+    /// How long the holder goes on leading without a successful renewal: shorter than
+    /// `lease_duration`, so it has stopped before anyone else may take the lease over.
+    pub renew_deadline: Duration,
     /// How often the holder renews (and a candidate retries).
     pub renew_every: Duration,
 }
@@ -107,6 +110,65 @@ pub async fn try_lead(api: &Api<Lease>, config: &LeaseConfig, now: DateTime<Utc>
     }
 }
 
+/// Renews the lease every `renew_every` through `renew` (one [`try_lead`]) for as long as
+/// this candidate leads; returns why it must stop leading: a renewal that found another
+/// holder, or no successful renewal within `renew_deadline` of the last one (a renewal that
+/// hangs counts as failed at the deadline). The deadline is shorter than the lease, so the
+/// caller has stopped before another candidate may take the lease over.
+pub async fn keep_leading<F, Fut>(config: &LeaseConfig, mut renew: F) -> anyhow::Error
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let mut renewed_at = tokio::time::Instant::now();
+    loop {
+        let deadline = renewed_at + config.renew_deadline;
+        let next = tokio::time::Instant::now() + config.renew_every;
+        if next >= deadline {
+            // The next try would come too late: wait for the deadline and step down.
+            tokio::time::sleep_until(deadline).await;
+        } else {
+            tokio::time::sleep_until(next).await;
+            let attempt_at = tokio::time::Instant::now();
+            match tokio::time::timeout_at(deadline, renew()).await {
+                Ok(Ok(true)) => {
+                    renewed_at = attempt_at;
+                    continue;
+                }
+                Ok(Ok(false)) => return anyhow::anyhow!("lost the leader lease {}", config.name),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot renew the lease");
+                    continue;
+                }
+                Err(_) => {}
+            }
+        }
+        return anyhow::anyhow!(
+            "could not renew the leader lease {} within {:?}: stepping down before it expires",
+            config.name,
+            config.renew_deadline
+        );
+    }
+}
+
+/// Gives the lease up (on shutdown), so that a standby takes it at its next retry instead
+/// of waiting for it to expire. Only a lease this candidate still holds is touched; true
+/// when it was released.
+pub async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool> {
+    let Some(mut lease) = api.get_opt(&config.name).await? else { return Ok(false) };
+    let Some(spec) = lease.spec.as_mut() else { return Ok(false) };
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    match api.replace(&config.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +206,7 @@ mod tests {
             namespace: crate::fixtures::NS.into(),
             identity: "me".into(),
             lease_duration: std::time::Duration::from_secs(15),
+            renew_deadline: std::time::Duration::from_secs(10),
             renew_every: std::time::Duration::from_secs(5),
         }
     }
@@ -202,5 +265,58 @@ mod tests {
         assert_eq!(received[1].body["spec"]["holderIdentity"], "me");
         assert_eq!(received[1].body["spec"]["leaseTransitions"], 1);
         assert_eq!(received[1].body["metadata"]["resourceVersion"], "7", "optimistic concurrency on the takeover");
+    }
+
+    #[tokio::test]
+    async fn release_hands_over_only_a_lease_it_holds() {
+        use crate::fixtures::{Exchange, play};
+        let now = crate::fixtures::now();
+        let mut ours = lease("me", now);
+        ours.metadata.name = Some("stockpulse-operator".into());
+        ours.metadata.resource_version = Some("9".into());
+        let (leases, verifier) = api();
+        let script = vec![
+            Exchange::get(lease_path(), serde_json::to_value(&ours).unwrap()),
+            Exchange { method: "PUT", path: lease_path(), status: 200, answer: crate::fixtures::Answer::Echo },
+        ];
+        let (result, received) = play(verifier, script, release(&leases, &config())).await;
+        assert!(result.unwrap());
+        assert_eq!(received[1].body["spec"].get("holderIdentity"), None, "no holder: the next candidate acquires");
+        assert_eq!(received[1].body["spec"]["leaseDurationSeconds"], 1);
+        assert_eq!(received[1].body["metadata"]["resourceVersion"], "9");
+
+        let (leases, verifier) = api();
+        let theirs = serde_json::to_value(lease("other", now)).unwrap();
+        let (result, received) =
+            play(verifier, vec![Exchange::get(lease_path(), theirs)], release(&leases, &config())).await;
+        assert!(!result.unwrap());
+        assert_eq!(received.len(), 1, "another holder's lease is left alone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_leader_steps_down_at_the_renew_deadline_before_the_lease_expires() {
+        let start = tokio::time::Instant::now();
+        let failing = || async { Err(crate::error::Error::MissingField("Lease", "spec")) };
+        let reason = keep_leading(&config(), failing).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "{reason}");
+        assert_eq!(
+            reason.to_string(),
+            "could not renew the leader lease stockpulse-operator within 10s: stepping down before it expires"
+        );
+
+        let start = tokio::time::Instant::now();
+        let hanging = || std::future::pending::<Result<bool>>();
+        keep_leading(&config(), hanging).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "a renewal that hangs fails at the deadline");
+
+        let start = tokio::time::Instant::now();
+        let mut renewals = 0;
+        let lost = keep_leading(&config(), || {
+            renewals += 1;
+            std::future::ready(Ok(renewals < 4))
+        })
+        .await;
+        assert_eq!(start.elapsed(), Duration::from_secs(20), "renewed three times, lost at the fourth");
+        assert_eq!(lost.to_string(), "lost the leader lease stockpulse-operator");
     }
 }

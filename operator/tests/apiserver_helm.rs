@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use stockpulse_operator::controller::{Context, retail_pipeline};
 use stockpulse_operator::crd::RetailPipeline;
 use stockpulse_operator::kafka_admin::rdkafka_client::RdKafkaAccess;
-use stockpulse_operator::leader::{LeaseConfig, try_lead};
+use stockpulse_operator::leader::{LeaseConfig, release, try_lead};
 use stockpulse_operator::metrics::Metrics;
 use stockpulse_testkit::control_plane::{ControlPlane, binaries_or_skip};
 use stockpulse_testkit::kafka::Kafka;
@@ -168,12 +168,14 @@ async fn helm_installs_the_chart_and_its_rbac_lets_the_operator_reconcile_and_no
             namespace: RELEASE_NAMESPACE.into(),
             identity: "operator-0".into(),
             lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
             renew_every: Duration::from_secs(5),
         };
         let leases: Api<Lease> = Api::namespaced(operator.clone(), RELEASE_NAMESPACE);
         let now = chrono::Utc::now();
         assert!(try_lead(&leases, &lease, now).await.unwrap_or_else(|e| panic!("create the Lease: {e}")));
         assert!(try_lead(&leases, &lease, now).await.unwrap_or_else(|e| panic!("renew the Lease: {e}")));
+        assert!(release(&leases, &lease).await.unwrap_or_else(|e| panic!("release the Lease: {e}")));
 
         // A pipeline (created by an admin) reconciled by the operator's identity.
         let namespace = "rbac";

@@ -153,7 +153,8 @@ impl Guarded {
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
         let err = out.try_clone().unwrap_or_else(|e| panic!("cannot clone the log handle of {name}: {e}"));
         // The guard: the program in the background; when stdin closes (the test process
-        // ended, or kill() closed it), SIGKILL it, then remove what it was given. The
+        // ended, or kill() closed it), SIGKILL it, then remove what it was given. A SIGTERM
+        // to the guard (terminate()) is passed on to the program. The
         // explicit `<&0` matters: without it a non-interactive bash gives a background list
         // /dev/null as stdin, and the guard would fire at once.
         let mut command = Command::new("bash");
@@ -161,9 +162,12 @@ impl Guarded {
             .arg("-c")
             .arg(
                 r#"remove=$1; shift; "$@" </dev/null & pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null' TERM
 { cat >/dev/null; kill -9 "$pid" 2>/dev/null; [ -z "$remove" ] && exit
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; rm -rf "$remove"; } <&0 &
-wait "$pid""#,
+wait "$pid"; status=$?
+while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done
+exit "$status""#,
             )
             .arg(format!("{name}-guard"))
             .arg(remove.map(|p| p.as_os_str()).unwrap_or_default())
@@ -194,6 +198,23 @@ wait "$pid""#,
     /// The process's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends the process SIGTERM (a graceful stop) and waits up to `within` for it to exit;
+    /// its exit status, or `None` if it was still running and got killed.
+    pub fn terminate(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill();
+        None
     }
 
     /// SIGKILLs the process and waits for its guard.

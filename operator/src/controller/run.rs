@@ -20,7 +20,7 @@ use super::{Context, alert_policy, retail_pipeline, store_region};
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::http::{HttpState, router};
 use crate::kafka_admin::rdkafka_client::RdKafkaAccess;
-use crate::leader::{LeaseConfig, try_lead};
+use crate::leader::{LeaseConfig, keep_leading, release, try_lead};
 use crate::metrics::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -77,6 +77,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         namespace: options.lease_namespace.clone(),
         identity: me.clone(),
         lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
         renew_every: Duration::from_secs(5),
     };
     let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
@@ -98,25 +99,22 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         if !options.leader_election {
             return futures::future::pending::<anyhow::Result<()>>().await;
         }
-        let mut last_renewed = tokio::time::Instant::now();
-        loop {
-            tokio::time::sleep(lease.renew_every).await;
-            match try_lead(&leases, &lease, chrono::Utc::now()).await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => anyhow::bail!("lost the leader lease {}", lease.name),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot renew the lease");
-                    if last_renewed.elapsed() > lease.lease_duration {
-                        anyhow::bail!("could not renew the leader lease for {:?}", lease.lease_duration);
-                    }
-                }
-            }
-        }
+        Err(keep_leading(&lease, || try_lead(&leases, &lease, chrono::Utc::now())).await)
     };
-    tokio::select! {
+    let outcome = tokio::select! {
         () = controllers => Ok(()),
         result = keep_lease => result,
+    };
+    if options.leader_election && outcome.is_ok() {
+        // Stopped by a signal: hand the Lease over now rather than let the standby wait for
+        // it to expire.
+        match release(&leases, &lease).await {
+            Ok(true) => tracing::info!(lease = %lease.name, "released the leader lease"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release the leader lease; it expires on its own"),
+        }
     }
+    outcome
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
