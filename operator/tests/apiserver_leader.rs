@@ -86,6 +86,23 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .and_then(|s| s.holder_identity)
 }
 
+/// Waits until `next` holds the Lease, at most `bound` after `since` (when the leader
+/// stopped, as `how` says); prints and returns how long it took.
+async fn takes_over(leases: &Api<Lease>, next: &mut Operator, since: Instant, bound: Duration, how: &str) -> Duration {
+    while holder(leases).await.as_deref() != Some(next.identity) {
+        next.assert_running();
+        assert!(since.elapsed() < bound, "{} did not take over within {bound:?}:\n{}", next.identity, next.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = since.elapsed();
+    let _ = writeln!(
+        std::io::stderr(),
+        "leader election: {} took the Lease {took:.1?} after the leader {how}",
+        next.identity
+    );
+    took
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_elect_one_leader_and_the_other_takes_over_when_it_is_killed() {
     let test = async {
@@ -135,17 +152,8 @@ async fn two_operators_elect_one_leader_and_the_other_takes_over_when_it_is_kill
         let transitions_before = leases.get(LEASE).await.ok().and_then(|l| l.spec).and_then(|s| s.lease_transitions);
         let killed_at = Instant::now();
         a.kill();
-        let bound = LEASE_DURATION + RETRY + Duration::from_secs(2);
-        while holder(&leases).await.as_deref() != Some("operator-b") {
-            b.assert_running();
-            assert!(killed_at.elapsed() < bound, "operator-b did not take over within {bound:?}:\n{}", b.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let takeover = killed_at.elapsed();
-        let _ = writeln!(
-            std::io::stderr(),
-            "leader election: operator-b took the Lease {takeover:.1?} after operator-a was killed"
-        );
+        let takeover =
+            takes_over(&leases, &mut b, killed_at, LEASE_DURATION + RETRY + Duration::from_secs(2), "was killed").await;
         // Not before the lease of a (renewed at most 5 s before the kill) could expire.
         assert!(takeover >= LEASE_DURATION - RETRY, "took over after {takeover:?}, before the lease expired");
         let lease = leases.get(LEASE).await.unwrap_or_else(|e| panic!("{e}")).spec.unwrap_or_default();
@@ -171,17 +179,7 @@ async fn two_operators_elect_one_leader_and_the_other_takes_over_when_it_is_kill
         let status = tokio::task::block_in_place(|| b.process.terminate(Duration::from_secs(10)));
         assert!(status.is_some_and(|s| s.success()), "operator-b did not stop cleanly ({status:?}):\n{}", b.log_text());
         assert!(b.log_text().contains("released the leader lease"), "{}", b.log_text());
-        let bound = RETRY + Duration::from_secs(2);
-        while holder(&leases).await.as_deref() != Some("operator-c") {
-            c.assert_running();
-            assert!(stopped_at.elapsed() < bound, "operator-c did not take over within {bound:?}:\n{}", c.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let handover = stopped_at.elapsed();
-        let _ = writeln!(
-            std::io::stderr(),
-            "leader election: operator-c took the Lease {handover:.1?} after operator-b was stopped with SIGTERM"
-        );
+        takes_over(&leases, &mut c, stopped_at, RETRY + Duration::from_secs(2), "was stopped with SIGTERM").await;
     };
     tokio::time::timeout(TEST_TIMEOUT, test).await.expect("leader election test timed out");
 }

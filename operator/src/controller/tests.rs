@@ -315,45 +315,44 @@ async fn a_partition_decrease_is_refused_with_a_condition() {
     assert_eq!(received[8].body["status"]["consumerLag"], 4_200);
 }
 
-#[tokio::test]
-async fn an_invalid_spec_is_a_condition_not_a_retry() {
-    let mut p = pipeline();
-    p.spec.processing.allowed_lateness = "2h".to_string();
+/// Reconciles a pipeline whose spec the operator refuses: an Event and a status, nothing on
+/// Kafka, and no retry until the spec changes. Returns the status written.
+async fn reconcile_refused(p: RetailPipeline, allowed_images: AllowedImages) -> Value {
     let kafka = Arc::new(MemoryKafka::new());
-    let (ctx, verifier) = context(kafka.clone());
+    let (mut ctx, verifier) = context(kafka.clone());
+    Arc::get_mut(&mut ctx).expect("the only handle").allowed_images = allowed_images;
     let mut script = lists();
     script.push(Exchange::post(paths::events()));
     script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
     let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert_eq!(received[2].body["reason"], "InvalidSpec");
+    assert!(kafka.state().actions.is_empty(), "nothing is done on Kafka for a refused spec");
+    received[3].body["status"].clone()
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_a_condition_not_a_retry() {
+    let mut p = pipeline();
+    p.spec.processing.allowed_lateness = "2h".to_string();
+    let status = reconcile_refused(p, AllowedImages::default()).await;
     assert_eq!(
-        received[3].body["status"]["conditions"],
+        status["conditions"],
         json!([{"type": "Ready", "status": "False", "reason": "InvalidSpec",
                 "message": "spec.processing.dedupe.horizon: must be at least allowedLateness (2h), or a late correction could count a duplicate (fix the spec of shop)",
                 "lastTransitionTime": "2026-11-20T10:00:00Z", "observedGeneration": 1}])
     );
-    assert!(kafka.state().actions.is_empty());
 }
 
 #[tokio::test]
 async fn an_image_outside_the_allowed_repositories_is_refused_as_a_condition() {
     let mut p = pipeline();
     p.spec.processor.image = "docker.io/library/busybox:1".to_string();
-    let kafka = Arc::new(MemoryKafka::new());
-    let (mut ctx, verifier) = context(kafka.clone());
-    Arc::get_mut(&mut ctx).expect("the only handle").allowed_images = AllowedImages::parse("ghcr.io/stockpulse/");
-    let mut script = lists();
-    script.push(Exchange::post(paths::events()));
-    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
-    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
-    assert_eq!(result.unwrap(), Action::await_change());
-    assert_eq!(received[2].body["reason"], "InvalidSpec");
+    let status = reconcile_refused(p, AllowedImages::parse("ghcr.io/stockpulse/")).await;
     assert_eq!(
-        received[3].body["status"]["conditions"][0]["message"],
+        status["conditions"][0]["message"],
         "spec.processor.image: image \"docker.io/library/busybox:1\" is not from a repository this operator allows (ghcr.io/stockpulse/); use one of them or ask the operator's administrators to allow it (fix the spec of shop)"
     );
-    assert!(kafka.state().actions.is_empty(), "no topic, no Deployment for a refused image");
 }
 
 #[tokio::test]
