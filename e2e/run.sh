@@ -88,6 +88,7 @@ done
 echo "==> samples (bootstrap servers pointed at tansu, replication factor 1)"
 mkdir -p "$work/samples"
 for f in manifests/samples/*.yaml; do
+  [ "$(basename "$f")" = kustomization.yaml ] && continue # it lists the files; not a resource
   sed -e 's#bootstrapServers: .*#bootstrapServers: tansu.acme-sports.svc:9092#' \
       -e 's#replicationFactor: 3#replicationFactor: 1#' "$f" > "$work/samples/$(basename "$f")"
 done

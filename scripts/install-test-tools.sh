@@ -141,6 +141,7 @@ cat >"$root/.tools/env.sh" <<EOF
 export PATH="$root/.tools/bin:\$PATH"
 export STOCKPULSE_TANSU="$root/.tools/bin/tansu"
 export STOCKPULSE_HELM="$root/.tools/bin/helm"
+export STOCKPULSE_KUBECTL="$cache/helm-layer-v33/kubectl"
 export STOCKPULSE_KUBERNETES_VALIDATE="$root/.tools/bin/kubernetes-validate"
 export STOCKPULSE_KAFKA_LIBS="$kafka_home/libs"
 export STOCKPULSE_KAFKA_LOG4J="$root/scripts/tools/kafka/log4j2.properties"

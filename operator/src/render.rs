@@ -72,6 +72,8 @@ pub fn read_resources(text: &str, origin: &str, into: &mut Resources) -> anyhow:
             "AlertPolicy" => into
                 .policies
                 .push(with_namespace(serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?)),
+            // A kustomization next to the samples lists them; it is no resource of its own.
+            "Kustomization" => {}
             other => anyhow::bail!(
                 "{origin}, document {}: kind {other:?} is not a stockpulse resource (RetailPipeline, StoreRegion, AlertPolicy)",
                 i + 1

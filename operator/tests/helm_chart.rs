@@ -1,6 +1,7 @@
 //! The Helm chart renders objects that the official Kubernetes schemas accept strictly, in
-//! both shapes (one replica; two replicas with leader election and a PDB), and the plain
-//! manifests in manifests/operator/ are what the chart renders.
+//! both shapes (one replica; two replicas with leader election and a PDB), the plain
+//! manifests in manifests/operator/ are what the chart renders, and `kubectl kustomize`
+//! renders the install (manifests/) and the samples (manifests/samples/).
 
 mod support;
 
@@ -89,4 +90,46 @@ fn plain_manifests_are_what_the_chart_renders() {
         committed == helm_template(&[]),
         "manifests/operator/install.yaml is stale: run `helm template stockpulse charts/stockpulse --namespace stockpulse-system > manifests/operator/install.yaml`"
     );
+}
+
+fn kustomize(dir: &str) -> String {
+    let kubectl = support::tool("STOCKPULSE_KUBECTL");
+    let output = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(support::repo_root().join(dir))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", kubectl.display()));
+    assert!(output.status.success(), "kubectl kustomize {dir} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// (kind, name) of every document of a multi-document YAML text, sorted.
+fn kinds_and_names(text: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = serde_yaml::Deserializer::from_str(text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .filter(|v: &serde_yaml::Value| !v.is_null())
+        .map(|v| (v["kind"].as_str().unwrap().to_string(), v["metadata"]["name"].as_str().unwrap().to_string()))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn kustomize_renders_the_install_and_the_samples() {
+    let install = kustomize("manifests");
+    let resources = validate_strict(&install);
+    let mut expected: Vec<String> = vec!["namespace/stockpulse-system".into(), "namespace/acme-sports".into()];
+    for crd in ["retailpipelines", "storeregions", "alertpolicies"] {
+        expected.push(format!("customresourcedefinition/{crd}.retail.stockpulse.io"));
+    }
+    expected.extend(validate_strict(&helm_template(&[])));
+    let mut resources = resources;
+    resources.sort();
+    expected.sort();
+    assert_eq!(resources, expected, "the install is the namespaces, the CRDs and what the chart renders");
+
+    let samples = kustomize("manifests/samples");
+    let files: String =
+        support::sample_files().iter().map(|f| format!("{}\n---\n", std::fs::read_to_string(f).unwrap())).collect();
+    assert_eq!(kinds_and_names(&samples), kinds_and_names(&files), "the samples kustomization lists every sample");
 }
