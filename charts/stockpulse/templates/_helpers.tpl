@@ -13,8 +13,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ include "stockpulse.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: stockpulse
+{{- if not .Values.plainManifests }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
 {{- end -}}
 
 {{- define "stockpulse.image" -}}
