@@ -36,6 +36,10 @@ else
   doctests=0
 fi
 
+echo "==> fuzz (cargo fuzz, ${FUZZ_SECONDS:-60}s per target on the kept corpora; scripts/fuzz.sh)"
+bash scripts/fuzz.sh 2>&1 | tee -a "$log"
+fuzz=${PIPESTATUS[0]}
+
 echo "==> e2e (kind + helm)"
 bash e2e/run.sh 2>&1 | tee -a "$log"
 e2e=${PIPESTATUS[0]}
@@ -47,7 +51,7 @@ set -e
 
 # Count from the runners' own summaries: nextest's "N tests run: X passed, Y failed" line,
 # cargo test's "test result: ... X passed; Y failed" lines (doctests, or every test without
-# nextest), and the e2e suites' "ok   - " / "FAIL - " lines.
+# nextest), and the fuzz runs' and e2e suites' "ok   - " / "FAIL - " lines.
 read -r passed failed < <(awk '
   /tests run: [0-9]+ passed/ || /^test result: / {
     for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i }
@@ -64,7 +68,7 @@ if grep -q '^SKIPPED: e2e-local' "$log"; then
 fi
 skipped=$((skipped + $(grep -c '^SKIPPED: control plane' "$log" || true)))
 status=0
-if [ "$tests" -ne 0 ] || [ "$doctests" -ne 0 ] || [ "$e2e" -ne 0 ] || [ "$e2e_local" -ne 0 ]; then
+if [ "$tests" -ne 0 ] || [ "$doctests" -ne 0 ] || [ "$fuzz" -ne 0 ] || [ "$e2e" -ne 0 ] || [ "$e2e_local" -ne 0 ]; then
   status=1
   [ "$failed" -gt 0 ] || failed=1
 fi

@@ -19,6 +19,33 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use parse::{InvalidEvent, parse_event};
+
+/// The parser's paths one by one, for the differential fuzz target (`processor/fuzz`): not
+/// part of the API.
+#[doc(hidden)]
+pub mod paths {
+    use super::{Event, InvalidEvent};
+
+    /// The fast path: an event, or `None` where it declines.
+    pub fn fast(bytes: &[u8]) -> Option<Event<'_>> {
+        super::fast::parse(bytes)
+    }
+
+    /// The checked path: the scanner where it reads the input, serde_json elsewhere.
+    pub fn checked(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
+        super::parse::parse_checked(bytes)
+    }
+
+    /// The checked path with serde_json reading every input.
+    pub fn serde(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
+        super::parse::parse_with_serde(bytes)
+    }
+
+    /// Whether the scanner reads the input (else it declines and serde_json reads it).
+    pub fn scanned(bytes: &[u8]) -> bool {
+        super::scan::scan(bytes).is_some()
+    }
+}
 pub use schema::event_json_schema;
 
 /// The schema version this processor reads; an absent `schema_version` means this one.
