@@ -137,3 +137,115 @@ fn kustomize_renders_the_install_and_the_samples() {
         support::sample_files().iter().map(|f| format!("{}\n---\n", std::fs::read_to_string(f).unwrap())).collect();
     assert_eq!(kinds_and_names(&samples), kinds_and_names(&files), "the samples kustomization lists every sample");
 }
+
+/// Every option of values.yaml (its top-level keys and those of `image`, `leaderElection`,
+/// `metrics`), each as a value that differs from the default and what it must put in the
+/// rendered chart (or, after `!`, take out of it).
+const OPTIONS: &[(&str, &[&str], &str)] = &[
+    (
+        "image.repository",
+        &["image.repository=registry.local/stockpulse-operator"],
+        "image: registry.local/stockpulse-operator:0.1.0",
+    ),
+    ("image.tag", &["image.tag=0.2.0"], "stockpulse-operator:0.2.0"),
+    ("image.pullPolicy", &["image.pullPolicy=Always"], "imagePullPolicy: Always"),
+    ("imagePullSecrets", &["imagePullSecrets[0].name=regcred"], "- name: regcred"),
+    ("replicaCount", &["replicaCount=3"], "replicas: 3"),
+    ("leaderElection.enabled", &["leaderElection.enabled=false"], "- --leader-election=false"),
+    ("leaderElection.leaseName", &["leaderElection.leaseName=acme-lease"], "- --lease-name=acme-lease"),
+    ("watchNamespace", &["watchNamespace=acme-sports"], "- --namespace=acme-sports"),
+    ("allowedProcessorImages", &["allowedProcessorImages={ghcr.io/acme/}"], "value: \"ghcr.io/acme/\""),
+    ("logLevel", &["logLevel=debug"], "value: \"debug\""),
+    ("resources", &["resources.limits.memory=512Mi"], "memory: 512Mi"),
+    ("metrics.port", &["metrics.port=9095"], "containerPort: 9095"),
+    ("metrics.scrapeAnnotations", &["metrics.scrapeAnnotations=false"], "!prometheus.io/scrape"),
+    ("podAnnotations", &["podAnnotations.team=retail"], "team: retail"),
+    ("nodeSelector", &["nodeSelector.pool=system"], "pool: system"),
+    ("tolerations", &["tolerations[0].key=dedicated", "tolerations[0].operator=Exists"], "key: dedicated"),
+    (
+        "affinity",
+        &[
+            "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+            "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+        ],
+        "nodeAffinity:",
+    ),
+    ("plainManifests", &["plainManifests=true"], "!helm.sh/chart"),
+];
+
+/// The option paths of values.yaml: top-level keys, and the keys of the objects whose keys
+/// are options themselves.
+fn documented_options() -> Vec<String> {
+    let text = std::fs::read_to_string(support::repo_root().join("charts/stockpulse/values.yaml")).unwrap();
+    let values: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
+    let mut options = Vec::new();
+    for (key, value) in &values {
+        let key = key.as_str().unwrap();
+        match value.as_mapping() {
+            Some(inner) if ["image", "leaderElection", "metrics"].contains(&key) => {
+                options.extend(inner.keys().map(|k| format!("{key}.{}", k.as_str().unwrap())));
+            }
+            _ => options.push(key.to_string()),
+        }
+    }
+    options.sort();
+    options
+}
+
+#[test]
+fn every_documented_option_renders_valid_objects_and_takes_effect() {
+    let mut covered: Vec<String> = OPTIONS.iter().map(|(name, _, _)| name.to_string()).collect();
+    covered.sort();
+    assert_eq!(covered, documented_options(), "every option of values.yaml has a case here, and only those");
+    let default = helm_template(&[]);
+    for (name, sets, effect) in OPTIONS {
+        let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", *s]).collect();
+        let yaml = helm_template(&args);
+        validate_strict(&yaml);
+        match effect.strip_prefix('!') {
+            Some(gone) => assert!(!yaml.contains(gone), "{name}: the rendered chart still has {gone:?}:\n{yaml}"),
+            None => assert!(yaml.contains(effect), "{name}: the rendered chart lacks {effect:?}:\n{yaml}"),
+        }
+        assert_ne!(yaml, default, "{name}: changing it changes nothing");
+    }
+}
+
+#[test]
+fn the_values_schema_refuses_typos_and_wrong_types_and_helm_lint_passes() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(support::repo_root().join("charts/stockpulse/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut in_schema = Vec::new();
+    for (key, property) in schema["properties"].as_object().unwrap() {
+        match property["properties"].as_object() {
+            Some(inner) if property["additionalProperties"] == false => {
+                in_schema.extend(inner.keys().map(|k| format!("{key}.{k}")));
+            }
+            _ => in_schema.push(key.clone()),
+        }
+    }
+    in_schema.sort();
+    assert_eq!(in_schema, documented_options(), "values.schema.json describes exactly the options of values.yaml");
+
+    let helm = support::tool("STOCKPULSE_HELM");
+    let run = |args: &[&str]| {
+        let output = Command::new(&helm).current_dir(support::repo_root()).args(args).output().unwrap();
+        (
+            output.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+        )
+    };
+    let (ok, text) = run(&["lint", "charts/stockpulse"]);
+    assert!(ok, "helm lint: {text}");
+    for (set, message) in [
+        ("replicaCont=2", "additional properties 'replicaCont' not allowed"),
+        ("replicaCount=two", "at '/replicaCount': got string, want integer"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
+        ("metrics.port=70000", "at '/metrics/port'"),
+        ("watchNamespace=Acme_Sports", "at '/watchNamespace'"),
+    ] {
+        let (ok, text) = run(&["template", "stockpulse", "charts/stockpulse", "--set", set]);
+        assert!(!ok && text.contains(message), "--set {set}: expected a refusal with {message:?}, got:\n{text}");
+    }
+}
