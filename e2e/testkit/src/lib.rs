@@ -5,6 +5,7 @@
 //!   exactly-once, rebalance and lag claim is proven on it), from the jars that
 //!   `scripts/install-test-tools.sh` puts in `STOCKPULSE_KAFKA_LIBS`.
 //! - [`tansu::Tansu`]: the tansu broker, in memory, for quick protocol tests.
+//! - [`image`]: whether an image's runtime base provides the libraries its binary links.
 //! - [`control_plane::ControlPlane`]: etcd and kube-apiserver with an admin kubeconfig and
 //!   the CRDs of `crds/` installed (`STOCKPULSE_ETCD`, `STOCKPULSE_KUBE_APISERVER`); where
 //!   they are not installed its tests print `SKIPPED: control plane: ...` and return, except
@@ -14,6 +15,7 @@
 //! never passes, or skips silently, for want of its broker.
 
 pub mod control_plane;
+pub mod image;
 pub mod kafka;
 pub mod tansu;
 
