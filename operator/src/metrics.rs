@@ -33,6 +33,7 @@ pub struct Metrics {
     pub duration: Family<KindLabels, Histogram>,
     pub consumer_lag: Family<PipelineLabels, Gauge>,
     pub desired_replicas: Family<PipelineLabels, Gauge>,
+    pub ready_replicas: Family<PipelineLabels, Gauge>,
     pub registry: Registry,
 }
 
@@ -53,7 +54,13 @@ impl Default for Metrics {
         let desired_replicas = Family::<PipelineLabels, Gauge>::default();
         registry.register("consumer_lag", "Consumer-group lag over a pipeline's input topics", consumer_lag.clone());
         registry.register("desired_replicas", "Processor replicas the operator asks for", desired_replicas.clone());
-        Metrics { reconciles, errors, duration, consumer_lag, desired_replicas, registry }
+        let ready_replicas = Family::<PipelineLabels, Gauge>::default();
+        registry.register(
+            "ready_replicas",
+            "Processor replicas ready, as the Deployment reports",
+            ready_replicas.clone(),
+        );
+        Metrics { reconciles, errors, duration, consumer_lag, desired_replicas, ready_replicas, registry }
     }
 }
 
@@ -68,13 +75,14 @@ impl Metrics {
         self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), error: error.to_string() }).inc();
     }
 
-    /// Records a pipeline's lag (when known) and desired replicas.
-    pub fn pipeline(&self, namespace: &str, pipeline: &str, lag: Option<i64>, desired_replicas: i32) {
+    /// Records a pipeline's lag (when known), desired replicas and ready replicas.
+    pub fn pipeline(&self, namespace: &str, pipeline: &str, lag: Option<i64>, desired_replicas: i32, ready: i32) {
         let labels = PipelineLabels { namespace: namespace.to_string(), pipeline: pipeline.to_string() };
         if let Some(lag) = lag {
             self.consumer_lag.get_or_create(&labels).set(lag);
         }
         self.desired_replicas.get_or_create(&labels).set(i64::from(desired_replicas));
+        self.ready_replicas.get_or_create(&labels).set(i64::from(ready));
     }
 
     /// The text exposition format.
@@ -112,7 +120,7 @@ mod tests {
         drop(metrics.start("RetailPipeline"));
         drop(metrics.start("RetailPipeline"));
         metrics.error("StoreRegion", "kafka");
-        metrics.pipeline("acme", "shop", Some(4200), 3);
+        metrics.pipeline("acme", "shop", Some(4200), 3, 2);
         let text = metrics.encode();
         assert!(text.contains("stockpulse_operator_reconciles_total{kind=\"RetailPipeline\"} 2"), "{text}");
         assert!(
@@ -128,5 +136,6 @@ mod tests {
             text.contains("stockpulse_operator_desired_replicas{namespace=\"acme\",pipeline=\"shop\"} 3"),
             "{text}"
         );
+        assert!(text.contains("stockpulse_operator_ready_replicas{namespace=\"acme\",pipeline=\"shop\"} 2"), "{text}");
     }
 }

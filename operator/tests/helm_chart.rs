@@ -139,7 +139,7 @@ fn kustomize_renders_the_install_and_the_samples() {
 }
 
 /// Every option of values.yaml (its top-level keys and those of `image`, `leaderElection`,
-/// `metrics`), each as a value that differs from the default and what it must put in the
+/// `metrics`, `monitoring`), each as a value that differs from the default and what it must put in the
 /// rendered chart (or, after `!`, take out of it).
 const OPTIONS: &[(&str, &[&str], &str)] = &[
     (
@@ -159,6 +159,26 @@ const OPTIONS: &[(&str, &[&str], &str)] = &[
     ("resources", &["resources.limits.memory=512Mi"], "memory: 512Mi"),
     ("metrics.port", &["metrics.port=9095"], "containerPort: 9095"),
     ("metrics.scrapeAnnotations", &["metrics.scrapeAnnotations=false"], "!prometheus.io/scrape"),
+    (
+        "monitoring.serviceMonitor",
+        &["monitoring.serviceMonitor.enabled=true", "monitoring.serviceMonitor.interval=1m"],
+        "kind: ServiceMonitor",
+    ),
+    (
+        "monitoring.podMonitor",
+        &["monitoring.podMonitor.enabled=true", "monitoring.podMonitor.interval=20s"],
+        "targetLabel: pipeline",
+    ),
+    (
+        "monitoring.prometheusRule",
+        &["monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.lagThreshold=50000"],
+        "stockpulse_operator_consumer_lag > 50000",
+    ),
+    (
+        "monitoring.dashboard",
+        &["monitoring.dashboard.enabled=true", "monitoring.dashboard.label=grafana_dashboard"],
+        "grafana_dashboard: \"1\"",
+    ),
     ("podAnnotations", &["podAnnotations.team=retail"], "team: retail"),
     ("nodeSelector", &["nodeSelector.pool=system"], "pool: system"),
     ("tolerations", &["tolerations[0].key=dedicated", "tolerations[0].operator=Exists"], "key: dedicated"),
@@ -182,7 +202,7 @@ fn documented_options() -> Vec<String> {
     for (key, value) in &values {
         let key = key.as_str().unwrap();
         match value.as_mapping() {
-            Some(inner) if ["image", "leaderElection", "metrics"].contains(&key) => {
+            Some(inner) if ["image", "leaderElection", "metrics", "monitoring"].contains(&key) => {
                 options.extend(inner.keys().map(|k| format!("{key}.{}", k.as_str().unwrap())));
             }
             _ => options.push(key.to_string()),
@@ -247,5 +267,89 @@ fn the_values_schema_refuses_typos_and_wrong_types_and_helm_lint_passes() {
     ] {
         let (ok, text) = run(&["template", "stockpulse", "charts/stockpulse", "--set", set]);
         assert!(!ok && text.contains(message), "--set {set}: expected a refusal with {message:?}, got:\n{text}");
+    }
+}
+
+/// The metric names the processor and the operator export, as Prometheus sees them
+/// (counters with `_total`, histograms with `_bucket`, `_sum`, `_count`).
+fn exported_metrics() -> std::collections::BTreeSet<String> {
+    // A family is encoded once it has a series: give every one of them one.
+    let processor = stockpulse_processor::runtime::metrics::Metrics::new();
+    for family in [
+        &processor.events,
+        &processor.dead_letters,
+        &processor.outputs,
+        &processor.transactions,
+        &processor.reference_errors,
+        &processor.kafka_errors,
+        &processor.unknown_values,
+    ] {
+        family.get_or_create(&vec![("x", String::new())]).inc();
+    }
+    processor.watermark_delay.get_or_create(&vec![("x", String::new())]).set(1.0);
+    processor.consumer_lag.get_or_create(&vec![("x", String::new())]).set(1);
+    let operator = stockpulse_operator::metrics::Metrics::default();
+    operator.pipeline("ns", "p", Some(1), 1, 1);
+    operator.error("RetailPipeline", "kafka");
+    drop(operator.start("RetailPipeline"));
+    let text = processor.encode() + &operator.encode();
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let mut words = line.strip_prefix("# TYPE ").unwrap_or_default().split_whitespace();
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else { continue };
+        match kind {
+            "counter" => names.insert(format!("{name}_total")),
+            "histogram" => ["_bucket", "_sum", "_count"].iter().all(|s| names.insert(format!("{name}{s}"))),
+            _ => names.insert(name.to_string()),
+        };
+    }
+    names
+}
+
+/// The `stockpulse_*` metric names a PromQL expression reads.
+fn metrics_read(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("stockpulse_"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_read_only_metrics_the_code_exports() {
+    let root = support::repo_root();
+    let dashboard = std::fs::read_to_string(root.join("charts/stockpulse/dashboards/stockpulse.json")).unwrap();
+    let copy = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
+    assert_eq!(dashboard, copy, "docs/grafana-dashboard.json is a copy of the chart's dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let titles: Vec<String> = panels.iter().map(|p| p["title"].as_str().unwrap().to_lowercase()).collect();
+    for subject in
+        ["throughput", "lag", "watermark", "dead letters", "late", "replicas", "transactions", "alerts", "reconciles"]
+    {
+        assert!(titles.iter().any(|t| t.contains(subject)), "no panel shows {subject}: {titles:?}");
+    }
+    let mut exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    let rules = helm_template(&["--set", "monitoring.prometheusRule.enabled=true"]);
+    for doc in serde_yaml::Deserializer::from_str(&rules) {
+        let doc: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if doc["kind"] == "PrometheusRule" {
+            for group in doc["spec"]["groups"].as_sequence().unwrap() {
+                for rule in group["rules"].as_sequence().unwrap() {
+                    exprs.push(rule["expr"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    }
+    assert!(exprs.len() >= panels.len() + 5, "the panels' queries and the five rules: {exprs:?}");
+    let exported = exported_metrics();
+    for expr in &exprs {
+        let read = metrics_read(expr);
+        assert!(!read.is_empty(), "{expr} reads no stockpulse metric");
+        for name in read {
+            assert!(exported.contains(&name), "{expr} reads {name}, which the code does not export: {exported:?}");
+        }
     }
 }

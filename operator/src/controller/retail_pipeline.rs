@@ -267,7 +267,8 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     {
         ctx.event(&reference, true, &c.reason, "ReconcileTopics", c.message.clone()).await;
     }
-    ctx.metrics.pipeline(&namespace, &name, lag, plan.replicas.desired);
+    let ready = status.replicas.as_ref().map_or(0, |r| r.ready);
+    ctx.metrics.pipeline(&namespace, &name, lag, plan.replicas.desired, ready);
     let previous_desired = pipeline.status.as_ref().and_then(|s| s.replicas.as_ref()).map(|r| r.desired);
     if let Some(before) = previous_desired
         && before != plan.replicas.desired
