@@ -14,8 +14,8 @@ use crate::build::replicator::replicator_deployment;
 use crate::build::topics::DesiredTopic;
 use crate::controller::DEFAULT_OPERATOR_IMAGE;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
-use crate::plan::images::AllowedImages;
 use crate::plan::pipeline::{PipelineInput, plan_pipeline, selects};
+use crate::plan::settings::OperatorSettings;
 
 /// The custom resources read from the input files.
 #[derive(Default, Debug)]
@@ -110,8 +110,8 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
             observed_topics: &no_topics,
             lag: None,
             now,
-            // The preview renders what the spec asks for; the operator's allow-list is its own.
-            allowed_images: &AllowedImages::default(),
+            // The preview renders what the spec asks for; the operator's settings are its own.
+            settings: &OperatorSettings::default(),
         };
         let plan = plan_pipeline(&input)
             .map_err(|p| anyhow::anyhow!("RetailPipeline {}: invalid spec: {p}", pipeline.name_any()))?;
@@ -140,7 +140,7 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
         let fed_by =
             resources.pipelines.iter().find(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
         if let (Some(pipeline), Some(regional)) = (fed_by, &region.spec.kafka) {
-            out.objects.push(serde_json::to_value(replicator_deployment(region, regional, pipeline, &image))?);
+            out.objects.push(serde_json::to_value(replicator_deployment(region, regional, pipeline, &image, &[]))?);
         }
         if fed_by.is_none() {
             out.warnings.push(format!(

@@ -149,7 +149,11 @@ const OPTIONS: &[(&str, &[&str], &str)] = &[
     ),
     ("image.tag", &["image.tag=0.2.0"], "stockpulse-operator:0.2.0"),
     ("image.pullPolicy", &["image.pullPolicy=Always"], "imagePullPolicy: Always"),
-    ("imagePullSecrets", &["imagePullSecrets[0].name=regcred"], "- name: regcred"),
+    (
+        "imagePullSecrets",
+        &["imagePullSecrets[0].name=regcred"],
+        "name: STOCKPULSE_IMAGE_PULL_SECRETS\n              value: \"regcred\"",
+    ),
     ("replicaCount", &["replicaCount=3"], "replicas: 3"),
     ("leaderElection.enabled", &["leaderElection.enabled=false"], "- --leader-election=false"),
     ("leaderElection.leaseName", &["leaderElection.leaseName=acme-lease"], "- --lease-name=acme-lease"),

@@ -72,8 +72,21 @@ fn volume_of(mount: &FileMount) -> Volume {
     }
 }
 
+/// The pod's `imagePullSecrets`: `None` when there are none (the field left out).
+pub fn pull_secrets(names: &[String]) -> Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>> {
+    (!names.is_empty()).then(|| {
+        names.iter().map(|name| k8s_openapi::api::core::v1::LocalObjectReference { name: name.clone() }).collect()
+    })
+}
+
 /// The Deployment with `replicas` pods whose template carries `config_hash`.
-pub fn deployment(pipeline: &RetailPipeline, replicas: i32, config_hash: &str, mounts: &[FileMount]) -> Deployment {
+pub fn deployment(
+    pipeline: &RetailPipeline,
+    replicas: i32,
+    config_hash: &str,
+    mounts: &[FileMount],
+    image_pull_secrets: &[String],
+) -> Deployment {
     let spec = &pipeline.spec.processor;
     let mut volumes = vec![
         Volume {
@@ -172,6 +185,7 @@ pub fn deployment(pipeline: &RetailPipeline, replicas: i32, config_hash: &str, m
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(processor_name(pipeline)),
+                    image_pull_secrets: pull_secrets(image_pull_secrets),
                     automount_service_account_token: Some(false),
                     termination_grace_period_seconds: Some(60),
                     security_context: Some(PodSecurityContext {

@@ -74,6 +74,7 @@ pub fn replicator_deployment(
     regional: &KafkaConnection,
     pipeline: &RetailPipeline,
     image: &str,
+    image_pull_secrets: &[String],
 ) -> Deployment {
     let selector = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "stockpulse-replicator".to_string()),
@@ -115,6 +116,7 @@ pub fn replicator_deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
                 spec: Some(PodSpec {
+                    image_pull_secrets: crate::build::deployment::pull_secrets(image_pull_secrets),
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),

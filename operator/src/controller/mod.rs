@@ -24,7 +24,7 @@ pub use run::{RunOptions, run_blocking};
 use crate::error::{Error, Result};
 use crate::kafka_admin::KafkaAccess;
 use crate::metrics::Metrics;
-use crate::plan::images::AllowedImages;
+use crate::plan::settings::OperatorSettings;
 
 /// The operator image when `STOCKPULSE_OPERATOR_IMAGE` is not set (the chart sets it).
 pub const DEFAULT_OPERATOR_IMAGE: &str = "ghcr.io/stockpulse/stockpulse-operator:0.1.0";
@@ -37,8 +37,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The image of replicator Deployments (the operator's own image).
     pub replicator_image: String,
-    /// The processor images pipelines may name (`STOCKPULSE_ALLOWED_PROCESSOR_IMAGES`).
-    pub allowed_images: AllowedImages,
+    /// The operator's own configuration: allowed processor images, image pull Secrets.
+    pub settings: OperatorSettings,
     /// The time, injected so tests are deterministic.
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     failures: Mutex<HashMap<String, u32>>,
@@ -54,9 +54,7 @@ impl Context {
             metrics,
             replicator_image: std::env::var("STOCKPULSE_OPERATOR_IMAGE")
                 .unwrap_or_else(|_| DEFAULT_OPERATOR_IMAGE.to_string()),
-            allowed_images: AllowedImages::parse(
-                &std::env::var("STOCKPULSE_ALLOWED_PROCESSOR_IMAGES").unwrap_or_default(),
-            ),
+            settings: OperatorSettings::from_env(),
             clock: Arc::new(Utc::now),
             failures: Mutex::new(HashMap::new()),
         }

@@ -201,7 +201,7 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         observed_topics: &observed_topics,
         lag,
         now,
-        allowed_images: &ctx.allowed_images,
+        settings: &ctx.settings,
     };
     let plan = match plan_pipeline(&input) {
         Ok(plan) => plan,

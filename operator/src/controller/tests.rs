@@ -13,6 +13,7 @@ use crate::fixtures::{self, Answer, Exchange, Received, context, list, now, path
 use crate::kafka_admin::memory::{MemoryKafka, MemoryState};
 use crate::plan::images::AllowedImages;
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
+use crate::plan::settings::OperatorSettings;
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
 use stockpulse_processor::config::TopicRole;
@@ -27,7 +28,7 @@ fn plan_of(p: &RetailPipeline, topics: &BTreeMap<String, ObservedTopic>) -> Pipe
         observed_topics: topics,
         lag: None,
         now: now(),
-        allowed_images: &AllowedImages::default(),
+        settings: &OperatorSettings::default(),
     })
     .unwrap_or_else(|e| panic!("plan: {e}"))
 }
@@ -181,7 +182,7 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         observed_topics: &BTreeMap::new(),
         lag: None,
         now: now(),
-        allowed_images: &AllowedImages::default(),
+        settings: &OperatorSettings::default(),
     })
     .unwrap()
     .config_hash;
@@ -320,7 +321,7 @@ async fn a_partition_decrease_is_refused_with_a_condition() {
 async fn reconcile_refused(p: RetailPipeline, allowed_images: AllowedImages) -> Value {
     let kafka = Arc::new(MemoryKafka::new());
     let (mut ctx, verifier) = context(kafka.clone());
-    Arc::get_mut(&mut ctx).expect("the only handle").allowed_images = allowed_images;
+    Arc::get_mut(&mut ctx).expect("the only handle").settings.allowed_images = allowed_images;
     let mut script = lists();
     script.push(Exchange::post(paths::events()));
     script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));

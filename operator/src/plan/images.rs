@@ -13,7 +13,7 @@ impl AllowedImages {
     /// From a comma-separated list (the operator's `STOCKPULSE_ALLOWED_PROCESSOR_IMAGES`);
     /// blank entries are ignored.
     pub fn parse(list: &str) -> Self {
-        AllowedImages(list.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect())
+        AllowedImages(super::settings::list(list))
     }
 
     /// `None` when `image` may run, else why not.

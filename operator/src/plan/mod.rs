@@ -3,5 +3,6 @@
 pub mod images;
 pub mod pipeline;
 pub mod replicas;
+pub mod settings;
 pub mod stores;
 pub mod topics;

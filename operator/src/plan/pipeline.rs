@@ -11,8 +11,8 @@ use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 use stockpulse_processor::config::TopicRole;
 
-use super::images::AllowedImages;
 use super::replicas::{ReplicaDecision, ReplicaInput, plan_replicas};
+use super::settings::OperatorSettings;
 use super::topics::{ObservedTopic, TopicPlan, plan_topics};
 use crate::build::config_map::{config_map, config_text, sha256_hex};
 use crate::build::deployment::deployment;
@@ -33,8 +33,8 @@ pub struct PipelineInput<'a> {
     /// Consumer lag over the input topics, when it could be read.
     pub lag: Option<i64>,
     pub now: DateTime<Utc>,
-    /// The processor images the operator allows.
-    pub allowed_images: &'a AllowedImages,
+    /// The operator's own configuration.
+    pub settings: &'a OperatorSettings,
 }
 
 /// The Kubernetes objects of a pipeline, in the order they are applied (the Deployment
@@ -81,7 +81,7 @@ pub fn selects(pipeline: &RetailPipeline, region: &StoreRegion) -> Result<bool, 
 pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProblems> {
     let pipeline = input.pipeline;
     let mut problems: Vec<SpecProblem> = Vec::new();
-    if let Some(refusal) = input.allowed_images.refusal(&pipeline.spec.processor.image) {
+    if let Some(refusal) = input.settings.allowed_images.refusal(&pipeline.spec.processor.image) {
         problems.push(SpecProblem { field: "spec.processor.image".to_string(), message: refusal });
     }
     let topics = desired_topics(pipeline).map_err(|p| problems.extend(p.0)).ok();
@@ -138,7 +138,13 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
         config_map: config_map(pipeline, &text),
         service: service(pipeline),
         pod_disruption_budget: pod_disruption_budget(pipeline),
-        deployment: deployment(pipeline, replicas.desired, &config_hash, &config.mounts),
+        deployment: deployment(
+            pipeline,
+            replicas.desired,
+            &config_hash,
+            &config.mounts,
+            &input.settings.image_pull_secrets,
+        ),
     };
     Ok(PipelinePlan { topics, topic_plan, config, config_hash, replicas, objects, regions, stores })
 }
@@ -158,7 +164,7 @@ mod tests {
             observed_topics: &topics,
             lag: None,
             now: now(),
-            allowed_images: &AllowedImages::default(),
+            settings: &OperatorSettings::default(),
         })
         .unwrap()
     }
@@ -242,5 +248,33 @@ mod tests {
         assert_eq!(c["resources"]["requests"]["cpu"], "500m");
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["metadata"]["ownerReferences"][0]["kind"], "RetailPipeline");
+    }
+
+    #[test]
+    fn the_operators_pull_secrets_go_on_processor_and_replicator_pods() {
+        let settings = OperatorSettings { image_pull_secrets: vec!["regcred".into()], ..OperatorSettings::default() };
+        let topics = BTreeMap::new();
+        let p = pipeline();
+        let input = PipelineInput {
+            pipeline: &p,
+            regions: &[],
+            policies: &[],
+            observed_topics: &topics,
+            lag: None,
+            now: now(),
+            settings: &settings,
+        };
+        let deployment = plan_pipeline(&input).unwrap().objects.deployment;
+        let pod = |d: &Deployment| serde_json::to_value(d).unwrap()["spec"]["template"]["spec"].clone();
+        assert_eq!(pod(&deployment)["imagePullSecrets"], serde_json::json!([{"name": "regcred"}]));
+        assert_eq!(pod(&plan(&p, &[], &[]).objects.deployment).get("imagePullSecrets"), None, "none by default");
+
+        let mut r = region("eu-central", "shop", &["a"]);
+        let regional =
+            crate::crd::common::KafkaConnection { bootstrap_servers: "kafka.eu:9092".into(), tls: None, sasl: None };
+        r.spec.kafka = Some(regional.clone());
+        let replicator =
+            crate::build::replicator::replicator_deployment(&r, &regional, &p, "img", &settings.image_pull_secrets);
+        assert_eq!(pod(&replicator)["imagePullSecrets"], serde_json::json!([{"name": "regcred"}]));
     }
 }
