@@ -276,3 +276,21 @@ fn wrong_resources_are_refused_with_a_clear_message() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The sample pipeline's peak schedule runs from a Black Friday (the day after the fourth
+/// Thursday of November) at midnight UTC through the Cyber Monday after it.
+#[test]
+fn the_sample_schedule_is_black_friday_through_cyber_monday() {
+    use chrono::{Datelike, Weekday};
+    let pipeline = sample("retailpipeline-acme-sports.yaml");
+    let schedule = &pipeline["spec"]["processor"]["schedules"][0];
+    let at = |field: &str| chrono::DateTime::parse_from_rfc3339(schedule[field].as_str().unwrap()).unwrap();
+    let (start, end) = (at("start"), at("end"));
+    let thanksgiving = (22..=28)
+        .map(|day| chrono::NaiveDate::from_ymd_opt(start.year(), 11, day).unwrap())
+        .find(|d| d.weekday() == Weekday::Thu)
+        .unwrap();
+    assert_eq!(start.date_naive(), thanksgiving.succ_opt().unwrap(), "starts on Black Friday {}", start.year());
+    assert_eq!(start.time(), chrono::NaiveTime::MIN);
+    assert_eq!(end.date_naive(), start.date_naive() + chrono::Days::new(3), "ends on Cyber Monday");
+}
