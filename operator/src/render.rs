@@ -140,7 +140,13 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
         let fed_by =
             resources.pipelines.iter().find(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
         if let (Some(pipeline), Some(regional)) = (fed_by, &region.spec.kafka) {
-            out.objects.push(serde_json::to_value(replicator_deployment(region, regional, pipeline, &image, &[]))?);
+            out.objects.push(serde_json::to_value(replicator_deployment(
+                region,
+                regional,
+                pipeline,
+                &image,
+                &Default::default(),
+            ))?);
         }
         if fed_by.is_none() {
             out.warnings.push(format!(

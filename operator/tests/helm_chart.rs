@@ -139,7 +139,7 @@ fn kustomize_renders_the_install_and_the_samples() {
 }
 
 /// Every option of values.yaml (its top-level keys and those of `image`, `leaderElection`,
-/// `metrics`, `monitoring`), each as a value that differs from the default and what it must put in the
+/// `metrics`, `monitoring`, `workloadPods`), each as a value that differs from the default and what it must put in the
 /// rendered chart (or, after `!`, take out of it).
 const OPTIONS: &[(&str, &[&str], &str)] = &[
     (
@@ -183,6 +183,8 @@ const OPTIONS: &[(&str, &[&str], &str)] = &[
         &["monitoring.dashboard.enabled=true", "monitoring.dashboard.label=grafana_dashboard"],
         "grafana_dashboard: \"1\"",
     ),
+    ("workloadPods.labels", &["workloadPods.labels.team=retail"], r#"value: "{\"team\":\"retail\"}""#),
+    ("workloadPods.annotations", &["workloadPods.annotations.owner=platform"], r#"value: "{\"owner\":\"platform\"}""#),
     ("podAnnotations", &["podAnnotations.team=retail"], "team: retail"),
     ("nodeSelector", &["nodeSelector.pool=system"], "pool: system"),
     ("tolerations", &["tolerations[0].key=dedicated", "tolerations[0].operator=Exists"], "key: dedicated"),
@@ -206,7 +208,7 @@ fn documented_options() -> Vec<String> {
     for (key, value) in &values {
         let key = key.as_str().unwrap();
         match value.as_mapping() {
-            Some(inner) if ["image", "leaderElection", "metrics", "monitoring"].contains(&key) => {
+            Some(inner) if ["image", "leaderElection", "metrics", "monitoring", "workloadPods"].contains(&key) => {
                 options.extend(inner.keys().map(|k| format!("{key}.{}", k.as_str().unwrap())));
             }
             _ => options.push(key.to_string()),

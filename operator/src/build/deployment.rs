@@ -7,7 +7,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy,
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -17,6 +18,7 @@ use super::labels::{CONFIG_HASH_ANNOTATION, config_map_name, labels, object_meta
 use super::pipeline_config::{CONFIG_DIR, CONFIG_FILE, FileMount, MountSource};
 use crate::crd::RetailPipeline;
 use crate::crd::retail_pipeline::PullPolicy;
+use crate::plan::settings::{PodSettings, merged};
 
 /// The user id the processor runs as (distroless `nonroot`).
 pub const RUN_AS_USER: i64 = 65532;
@@ -72,6 +74,22 @@ fn volume_of(mount: &FileMount) -> Volume {
     }
 }
 
+/// A pipeline's processors spread over zones, then nodes, as far as the cluster allows
+/// (`ScheduleAnyway`: a single-zone cluster still schedules them); per ReplicaSet, so a
+/// rollout does not count the old pods.
+fn spread(selector: BTreeMap<String, String>) -> Vec<TopologySpreadConstraint> {
+    ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+        .into_iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.to_string(),
+            when_unsatisfiable: "ScheduleAnyway".to_string(),
+            label_selector: Some(LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() }),
+            match_label_keys: Some(vec!["pod-template-hash".to_string()]),
+            ..TopologySpreadConstraint::default()
+        })
+        .collect()
+}
 /// The pod's `imagePullSecrets`: `None` when there are none (the field left out).
 pub fn pull_secrets(names: &[String]) -> Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>> {
     (!names.is_empty()).then(|| {
@@ -85,7 +103,7 @@ pub fn deployment(
     replicas: i32,
     config_hash: &str,
     mounts: &[FileMount],
-    image_pull_secrets: &[String],
+    pods: &PodSettings,
 ) -> Deployment {
     let spec = &pipeline.spec.processor;
     let mut volumes = vec![
@@ -179,13 +197,14 @@ pub fn deployment(
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(pipeline)),
-                    annotations: Some(annotations),
+                    labels: Some(merged(labels(pipeline), &pods.labels)),
+                    annotations: Some(merged(annotations, &pods.annotations)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(processor_name(pipeline)),
-                    image_pull_secrets: pull_secrets(image_pull_secrets),
+                    image_pull_secrets: pull_secrets(&pods.image_pull_secrets),
+                    topology_spread_constraints: Some(spread(selector_labels(pipeline))),
                     automount_service_account_token: Some(false),
                     termination_grace_period_seconds: Some(60),
                     security_context: Some(PodSecurityContext {

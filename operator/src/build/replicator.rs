@@ -18,6 +18,7 @@ use super::labels::FIELD_MANAGER;
 use super::topics::topic_name;
 use crate::crd::common::KafkaConnection;
 use crate::crd::{RetailPipeline, StoreRegion};
+use crate::plan::settings::{PodSettings, merged};
 use crate::replicator::group_of;
 
 /// Name of a region's replicator Deployment.
@@ -74,7 +75,7 @@ pub fn replicator_deployment(
     regional: &KafkaConnection,
     pipeline: &RetailPipeline,
     image: &str,
-    image_pull_secrets: &[String],
+    pods: &PodSettings,
 ) -> Deployment {
     let selector = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "stockpulse-replicator".to_string()),
@@ -114,9 +115,13 @@ pub fn replicator_deployment(
             strategy: Some(DeploymentStrategy { type_: Some("Recreate".to_string()), ..DeploymentStrategy::default() }),
             selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(merged(labels, &pods.labels)),
+                    annotations: (!pods.annotations.is_empty()).then(|| pods.annotations.clone()),
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(PodSpec {
-                    image_pull_secrets: crate::build::deployment::pull_secrets(image_pull_secrets),
+                    image_pull_secrets: crate::build::deployment::pull_secrets(&pods.image_pull_secrets),
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),

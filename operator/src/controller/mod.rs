@@ -54,10 +54,16 @@ impl Context {
             metrics,
             replicator_image: std::env::var("STOCKPULSE_OPERATOR_IMAGE")
                 .unwrap_or_else(|_| DEFAULT_OPERATOR_IMAGE.to_string()),
-            settings: OperatorSettings::from_env(),
+            settings: OperatorSettings::default(),
             clock: Arc::new(Utc::now),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The operator's own configuration (allowed images, what its pods get).
+    pub fn with_settings(mut self, settings: OperatorSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>) -> Self {

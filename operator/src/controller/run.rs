@@ -22,6 +22,7 @@ use crate::http::{HttpState, router};
 use crate::kafka_admin::rdkafka_client::RdKafkaAccess;
 use crate::leader::{LeaseConfig, keep_leading, release, try_lead};
 use crate::metrics::Metrics;
+use crate::plan::settings::OperatorSettings;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunOptions {
@@ -58,6 +59,7 @@ fn identity(options: &RunOptions) -> String {
 }
 
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let settings = OperatorSettings::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -93,7 +95,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::info!(identity = %me, lease = %lease.name, "leading");
     }
     let kafka = Arc::new(RdKafkaAccess::default());
-    let ctx = Arc::new(Context::new(client.clone(), kafka, metrics, Some(me)));
+    let ctx = Arc::new(Context::new(client.clone(), kafka, metrics, Some(me)).with_settings(settings));
     let controllers = run_controllers(client.clone(), options.namespace.clone(), ctx);
     let keep_lease = async {
         if !options.leader_election {

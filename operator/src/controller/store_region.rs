@@ -186,8 +186,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
     let mut dropped: Vec<&str> = Vec::new();
     match (&region.spec.kafka, &pipeline, target_topic.is_some()) {
         (Some(regional), Some(p), true) => {
-            let desired =
-                replicator_deployment(&region, regional, p, &ctx.replicator_image, &ctx.settings.image_pull_secrets);
+            let desired = replicator_deployment(&region, regional, p, &ctx.replicator_image, &ctx.settings.pods);
             let (deployment, changed) = apply_if_changed(&replicator_api, &desired).await?;
             if changed {
                 ctx.event(

@@ -138,13 +138,7 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
         config_map: config_map(pipeline, &text),
         service: service(pipeline),
         pod_disruption_budget: pod_disruption_budget(pipeline),
-        deployment: deployment(
-            pipeline,
-            replicas.desired,
-            &config_hash,
-            &config.mounts,
-            &input.settings.image_pull_secrets,
-        ),
+        deployment: deployment(pipeline, replicas.desired, &config_hash, &config.mounts, &input.settings.pods),
     };
     Ok(PipelinePlan { topics, topic_plan, config, config_hash, replicas, objects, regions, stores })
 }
@@ -251,8 +245,13 @@ mod tests {
     }
 
     #[test]
-    fn the_operators_pull_secrets_go_on_processor_and_replicator_pods() {
-        let settings = OperatorSettings { image_pull_secrets: vec!["regcred".into()], ..OperatorSettings::default() };
+    fn the_operators_pod_settings_go_on_processor_and_replicator_pods() {
+        let pods = crate::plan::settings::PodSettings {
+            image_pull_secrets: vec!["regcred".into()],
+            labels: BTreeMap::from([("team".into(), "retail".into()), ("app.kubernetes.io/name".into(), "x".into())]),
+            annotations: BTreeMap::from([("owner".into(), "platform".into())]),
+        };
+        let settings = OperatorSettings { pods, ..OperatorSettings::default() };
         let topics = BTreeMap::new();
         let p = pipeline();
         let input = PipelineInput {
@@ -267,14 +266,24 @@ mod tests {
         let deployment = plan_pipeline(&input).unwrap().objects.deployment;
         let pod = |d: &Deployment| serde_json::to_value(d).unwrap()["spec"]["template"]["spec"].clone();
         assert_eq!(pod(&deployment)["imagePullSecrets"], serde_json::json!([{"name": "regcred"}]));
+        let meta = |d: &Deployment| serde_json::to_value(d).unwrap()["spec"]["template"]["metadata"].clone();
+        assert_eq!(meta(&deployment)["labels"]["team"], "retail");
+        assert_eq!(meta(&deployment)["labels"]["app.kubernetes.io/name"], "stockpulse-processor", "ours win");
+        assert_eq!(meta(&deployment)["annotations"]["owner"], "platform");
+        assert_eq!(
+            pod(&deployment)["topologySpreadConstraints"][0]["topologyKey"],
+            "topology.kubernetes.io/zone",
+            "a pipeline's processors spread over zones"
+        );
         assert_eq!(pod(&plan(&p, &[], &[]).objects.deployment).get("imagePullSecrets"), None, "none by default");
 
         let mut r = region("eu-central", "shop", &["a"]);
         let regional =
             crate::crd::common::KafkaConnection { bootstrap_servers: "kafka.eu:9092".into(), tls: None, sasl: None };
         r.spec.kafka = Some(regional.clone());
-        let replicator =
-            crate::build::replicator::replicator_deployment(&r, &regional, &p, "img", &settings.image_pull_secrets);
+        let replicator = crate::build::replicator::replicator_deployment(&r, &regional, &p, "img", &settings.pods);
         assert_eq!(pod(&replicator)["imagePullSecrets"], serde_json::json!([{"name": "regcred"}]));
+        assert_eq!(meta(&replicator)["labels"]["team"], "retail");
+        assert_eq!(meta(&replicator)["annotations"]["owner"], "platform");
     }
 }
