@@ -4,18 +4,14 @@
 
 use std::path::Path;
 
-use stockpulse_testkit::image::libraries_missing_from_runtime;
+use stockpulse_testkit::image::{assert_image_runs, libraries_missing_from_runtime};
 
 const DOCKERFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile");
 const BINARY: &str = env!("CARGO_BIN_EXE_stockpulse-operator");
 
 #[test]
 fn the_runtime_base_has_every_library_the_binary_links() {
-    let missing = libraries_missing_from_runtime(Path::new(DOCKERFILE), Path::new(BINARY)).unwrap();
-    let dockerfile = std::fs::read_to_string(DOCKERFILE).unwrap();
-    assert!(dockerfile.contains("USER 65532:65532"), "the image runs as non-root");
-    assert!(dockerfile.contains("strip target/release/stockpulse-operator"), "the binary is stripped");
-    assert!(missing.is_empty(), "operator/Dockerfile's runtime base lacks {missing:?}");
+    assert_image_runs(Path::new(DOCKERFILE), Path::new(BINARY), "stockpulse-operator");
 }
 
 #[test]

@@ -84,6 +84,21 @@ pub fn libraries_missing_from_runtime(dockerfile: &Path, binary: &Path) -> Resul
     Ok(linked.into_iter().filter(|l| !provided.contains(&l.as_str())).collect())
 }
 
+/// Panics unless the image `dockerfile` builds would start `binary` (named `name`, as the
+/// Dockerfile's `strip` names it): a non-root user, a stripped binary, and a runtime base
+/// with every library the binary links.
+pub fn assert_image_runs(dockerfile: &Path, binary: &Path, name: &str) {
+    let text = std::fs::read_to_string(dockerfile).unwrap_or_else(|e| panic!("{}: {e}", dockerfile.display()));
+    assert!(text.contains("USER 65532:65532"), "{}: the image must run as non-root", dockerfile.display());
+    assert!(
+        text.contains(&format!("strip target/release/{name}")),
+        "{}: {name} must be stripped",
+        dockerfile.display()
+    );
+    let missing = libraries_missing_from_runtime(dockerfile, binary).unwrap_or_else(|e| panic!("{e}"));
+    assert!(missing.is_empty(), "{}: the runtime base lacks {missing:?}, which {name} links", dockerfile.display());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
