@@ -5,7 +5,8 @@
 //! observed), `status` (pure: conditions and status), `controller` (observe, apply, status
 //! through the API), `kafka_admin` (topics and store records on the broker), `render` (the
 //! offline preview), `replicator` (a region's topics from its regional cluster to the
-//! pipeline's), `generate` (CRDs and reference docs), `metrics`, `http`, `leader`,
+//! pipeline's), `settings` (the operator's own configuration: allowed processor images, what
+//! its pods get), `generate` (CRDs and reference docs), `metrics`, `http`, `leader`,
 //! `telemetry`, and `fixtures` (test builders and the mocked API server).
 
 pub mod build;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod plan;
 pub mod render;
 pub mod replicator;
+pub mod settings;
 pub mod status;
 pub mod telemetry;
 

@@ -15,7 +15,7 @@ use crate::build::topics::DesiredTopic;
 use crate::controller::DEFAULT_OPERATOR_IMAGE;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::plan::pipeline::{PipelineInput, plan_pipeline, selects};
-use crate::plan::settings::OperatorSettings;
+use crate::settings::OperatorSettings;
 
 /// The custom resources read from the input files.
 #[derive(Default, Debug)]

@@ -18,7 +18,7 @@ use super::labels::{CONFIG_HASH_ANNOTATION, config_map_name, labels, object_meta
 use super::pipeline_config::{CONFIG_DIR, CONFIG_FILE, FileMount, MountSource};
 use crate::crd::RetailPipeline;
 use crate::crd::retail_pipeline::PullPolicy;
-use crate::plan::settings::{PodSettings, merged};
+use crate::settings::{PodSettings, merged};
 
 /// The user id the processor runs as (distroless `nonroot`).
 pub const RUN_AS_USER: i64 = 65532;
@@ -90,6 +90,7 @@ fn spread(selector: BTreeMap<String, String>) -> Vec<TopologySpreadConstraint> {
         })
         .collect()
 }
+
 /// The pod's `imagePullSecrets`: `None` when there are none (the field left out).
 pub fn pull_secrets(names: &[String]) -> Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>> {
     (!names.is_empty()).then(|| {

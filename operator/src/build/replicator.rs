@@ -18,8 +18,8 @@ use super::labels::FIELD_MANAGER;
 use super::topics::topic_name;
 use crate::crd::common::KafkaConnection;
 use crate::crd::{RetailPipeline, StoreRegion};
-use crate::plan::settings::{PodSettings, merged};
 use crate::replicator::group_of;
+use crate::settings::{PodSettings, merged};
 
 /// Name of a region's replicator Deployment.
 pub fn replicator_name(region: &StoreRegion) -> String {

@@ -24,7 +24,7 @@ pub use run::{RunOptions, run_blocking};
 use crate::error::{Error, Result};
 use crate::kafka_admin::KafkaAccess;
 use crate::metrics::Metrics;
-use crate::plan::settings::OperatorSettings;
+use crate::settings::OperatorSettings;
 
 /// The operator image when `STOCKPULSE_OPERATOR_IMAGE` is not set (the chart sets it).
 pub const DEFAULT_OPERATOR_IMAGE: &str = "ghcr.io/stockpulse/stockpulse-operator:0.1.0";

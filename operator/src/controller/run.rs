@@ -22,7 +22,7 @@ use crate::http::{HttpState, router};
 use crate::kafka_admin::rdkafka_client::RdKafkaAccess;
 use crate::leader::{LeaseConfig, keep_leading, release, try_lead};
 use crate::metrics::Metrics;
-use crate::plan::settings::OperatorSettings;
+use crate::settings::OperatorSettings;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunOptions {

@@ -11,11 +11,11 @@ use crate::build::labels::CONFIG_HASH_ANNOTATION;
 use crate::crd::{RetailPipeline, StoreRegionStatus};
 use crate::fixtures::{self, Answer, Exchange, Received, context, list, now, paths, pipeline, play};
 use crate::kafka_admin::memory::{MemoryKafka, MemoryState};
-use crate::plan::images::AllowedImages;
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
-use crate::plan::settings::OperatorSettings;
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
+use crate::settings::OperatorSettings;
+use crate::settings::images::AllowedImages;
 use stockpulse_processor::config::TopicRole;
 
 const PROCESSOR: &str = "shop-processor";

@@ -1,8 +1,6 @@
 //! Pure planners: what to change, from what is wanted and what was observed.
 
-pub mod images;
 pub mod pipeline;
 pub mod replicas;
-pub mod settings;
 pub mod stores;
 pub mod topics;

@@ -12,7 +12,6 @@ use kube::core::{Selector, SelectorExt};
 use stockpulse_processor::config::TopicRole;
 
 use super::replicas::{ReplicaDecision, ReplicaInput, plan_replicas};
-use super::settings::OperatorSettings;
 use super::topics::{ObservedTopic, TopicPlan, plan_topics};
 use crate::build::config_map::{config_map, config_text, sha256_hex};
 use crate::build::deployment::deployment;
@@ -23,6 +22,7 @@ use crate::build::service_account::service_account;
 use crate::build::topics::{DesiredTopic, desired_topics};
 use crate::build::{SpecProblem, SpecProblems};
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
+use crate::settings::OperatorSettings;
 
 /// What the plan reads.
 pub struct PipelineInput<'a> {
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn the_operators_pod_settings_go_on_processor_and_replicator_pods() {
-        let pods = crate::plan::settings::PodSettings {
+        let pods = crate::settings::PodSettings {
             image_pull_secrets: vec!["regcred".into()],
             labels: BTreeMap::from([("team".into(), "retail".into()), ("app.kubernetes.io/name".into(), "x".into())]),
             annotations: BTreeMap::from([("owner".into(), "platform".into())]),

@@ -13,7 +13,7 @@ impl AllowedImages {
     /// From a comma-separated list (the operator's `STOCKPULSE_ALLOWED_PROCESSOR_IMAGES`);
     /// blank entries are ignored.
     pub fn parse(list: &str) -> Self {
-        AllowedImages(super::settings::list(list))
+        AllowedImages(super::list(list))
     }
 
     /// `None` when `image` may run, else why not.

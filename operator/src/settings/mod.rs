@@ -1,9 +1,11 @@
 //! What the operator's own configuration (the chart's values, as its environment) adds to
 //! every plan.
 
+pub mod images;
+
 use std::collections::BTreeMap;
 
-use super::images::AllowedImages;
+use images::AllowedImages;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OperatorSettings {
