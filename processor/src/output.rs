@@ -121,6 +121,13 @@ fn optional_decimal_number<S: Serializer>(value: &Option<Decimal>, s: S) -> Resu
     }
 }
 
+fn optional_rfc3339<S: Serializer>(value: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(millis) => s.collect_str(&Rfc3339Millis(*millis)),
+        None => s.serialize_none(),
+    }
+}
+
 fn optional_date<S: Serializer>(value: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(millis) => s.collect_str(&DateOf(*millis)),
@@ -135,26 +142,88 @@ impl InventoryRecord {
 }
 
 /// An alert fired by a rule of an alert policy.
+///
+/// `alert_id` is a pure function of its cause (policy, rule, key and the crossing event or
+/// window), so a replay or a restart after a crash gives the same id, and a consumer keeps
+/// one alert per id. Fields that do not apply to the rule are left out.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertRecord {
+    pub alert_id: String,
     pub policy: Arc<str>,
+    /// `lowStock`, `stuckInventory`, `salesSpike` or `amountOutlier`.
     pub rule: &'static str,
-    pub store_id: Arc<str>,
-    pub sku_id: Arc<str>,
-    pub region: Arc<str>,
-    pub category: Arc<str>,
-    pub available: i64,
-    pub threshold: i64,
-    /// Time of the event that made the rule fire.
+    /// `critical`, `warning` or `info`.
+    pub severity: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sku_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_rfc3339")]
+    pub window_start: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_rfc3339")]
+    pub window_end: Option<i64>,
+    /// The figures that made the rule fire.
+    pub figures: AlertFigures,
+    /// Event time of what made the rule fire (for a window, its end).
     #[serde(serialize_with = "rfc3339")]
     pub event_time: i64,
-    pub event_id: String,
+    /// The event that made the rule fire (not for window rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
     pub message: String,
+}
+
+/// The figures behind an alert; each rule fills its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AlertFigures {
+    /// lowStock: available stock after the event, the threshold, and the level stock must
+    /// climb above before the rule re-arms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rearm_above: Option<i64>,
+    /// stuckInventory: on-hand stock, unchanged since `unchanged_since`, over
+    /// `events_since_change` events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_hand: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_rfc3339")]
+    pub unchanged_since: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_since_change: Option<u32>,
+    /// salesSpike: the window's measure (`units` or `revenue`), its value, the baseline
+    /// and the factor; amountOutlier: the sale line's amount as `value`, and the store's
+    /// mean, standard deviation, sigma and samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measure: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stddev: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
 }
 
 impl AlertRecord {
     pub fn key(&self) -> String {
-        format!("{}|{}|{}|{}|{}", self.policy, self.rule, self.store_id, self.sku_id, self.event_id)
+        self.alert_id.clone()
     }
 }
 
@@ -198,7 +267,7 @@ fn original_fields(original: &[u8]) -> (String, bool) {
 pub enum Output {
     Aggregate(AggregateRecord),
     Inventory(InventoryRecord),
-    Alert(AlertRecord),
+    Alert(Box<AlertRecord>),
     DeadLetter(DeadLetterRecord),
     Late(LateRecord),
     /// A task's partial figures of a window merged across tasks (the repartition stage).

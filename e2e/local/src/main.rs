@@ -1266,16 +1266,7 @@ fn compare(
     // Alerts.
     let result = (|| {
         let kafka = last_values(&topic(TopicRole::Alerts)?);
-        let replay = keyed("alerts.ndjson", &|v| {
-            format!(
-                "{}|{}|{}|{}|{}",
-                text(v, "policy"),
-                text(v, "rule"),
-                text(v, "store_id"),
-                text(v, "sku_id"),
-                text(v, "event_id")
-            )
-        })?;
+        let replay = keyed("alerts.ndjson", &|v| text(v, "alert_id").to_string())?;
         same("alerts", &kafka, &replay).map(|()| replay.len())
     })();
     let n = result.as_ref().map(|n| *n).unwrap_or(0);

@@ -5,7 +5,7 @@ use kube::ResourceExt;
 use stockpulse_processor::config::{
     AlertPolicyConfig, AlertScope, AlertSinkConfig, AmountOutlierRule, DedupeConfig, Dimension, Duration,
     EnrichmentConfig, HttpConfig, KafkaConfig, LowStockRule, PipelineConfig, ProcessingConfig, SalesSpikeRule,
-    SaslConfig, StuckInventoryRule, TlsConfig, TopicNames, TopicRole, WindowConfig, WindowKind,
+    SaslConfig, SpikeMeasure, StuckInventoryRule, TlsConfig, TopicNames, TopicRole, WindowConfig, WindowKind,
 };
 
 use super::topics::topic_spec;
@@ -242,13 +242,29 @@ pub fn alert_policy_config(
             skus: spec.scope.skus.clone(),
             categories: spec.scope.categories.clone(),
         },
-        low_stock: rules.low_stock.as_ref().map(|r| LowStockRule { threshold: r.threshold }),
+        low_stock: rules.low_stock.as_ref().map(|r| LowStockRule { threshold: r.threshold, hysteresis: r.hysteresis }),
         stuck_inventory: rules.stuck_inventory.as_ref().map(|r| StuckInventoryRule {
             period: duration("spec.rules.stuckInventory.period", &r.period, &mut problems),
             min_events: u32::try_from(r.min_events).unwrap_or(0),
         }),
-        sales_spike: rules.sales_spike.as_ref().map(|r| SalesSpikeRule { window: r.window.clone(), factor: r.factor }),
-        amount_outlier: rules.amount_outlier.as_ref().map(|r| AmountOutlierRule { sigma: r.sigma }),
+        sales_spike: rules.sales_spike.as_ref().map(|r| SalesSpikeRule {
+            window: r.window.clone(),
+            factor: r.factor,
+            measure: match r.measure {
+                Some(crate::crd::alert_policy::SpikeMeasure::Revenue) => SpikeMeasure::Revenue,
+                Some(crate::crd::alert_policy::SpikeMeasure::Units) | None => SpikeMeasure::Units,
+            },
+            baseline_windows: r
+                .baseline_windows
+                .map_or(SalesSpikeRule::DEFAULT_BASELINE_WINDOWS, |n| u32::try_from(n).unwrap_or(0)),
+            min_baseline: r.min_baseline.unwrap_or(SalesSpikeRule::DEFAULT_MIN_BASELINE),
+        }),
+        amount_outlier: rules.amount_outlier.as_ref().map(|r| AmountOutlierRule {
+            sigma: r.sigma,
+            min_samples: r
+                .min_samples
+                .map_or(AmountOutlierRule::DEFAULT_MIN_SAMPLES, |n| u32::try_from(n).unwrap_or(0)),
+        }),
         cooldown: duration("spec.cooldown", &spec.cooldown, &mut problems),
         sinks,
     };

@@ -492,8 +492,13 @@ async fn a_store_region_without_its_pipeline_says_so() {
 #[tokio::test]
 async fn an_alert_policy_is_validated_against_its_pipeline() {
     let mut policy = fixtures::low_stock_policy("spike", "shop", 3);
-    policy.spec.rules.sales_spike =
-        Some(crate::crd::alert_policy::SalesSpikeRule { window: "no-such-window".into(), factor: 2.0 });
+    policy.spec.rules.sales_spike = Some(crate::crd::alert_policy::SalesSpikeRule {
+        window: "no-such-window".into(),
+        factor: 2.0,
+        measure: None,
+        baseline_windows: None,
+        min_baseline: None,
+    });
     let (ctx, verifier) = context(Arc::new(MemoryKafka::new()));
     let script = vec![
         Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),

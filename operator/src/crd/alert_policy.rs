@@ -80,12 +80,18 @@ pub struct AlertRules {
     pub amount_outlier: Option<AmountOutlierRule>,
 }
 
-/// Fires when `available` falls to `threshold` or below.
+/// Fires when `available` falls to `threshold` or below; it re-arms for a position only
+/// once stock climbs above `threshold + hysteresis`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LowStockRule {
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1_000_000_000))]
     pub threshold: i64,
+    /// Units above the threshold that stock must climb past before the rule can fire again
+    /// for the position (default: half the threshold, at least 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
+    pub hysteresis: Option<i64>,
 }
 
 /// Fires when on-hand stock has not changed for `period` despite `minEvents` events.
@@ -98,7 +104,8 @@ pub struct StuckInventoryRule {
     pub min_events: i32,
 }
 
-/// Fires when a window's units sold exceed `factor` times its baseline.
+/// Fires when a window's units sold (or net revenue) exceed `factor` times the group's
+/// baseline: its mean over the `baselineWindows` windows before.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.factor > 1.0").message("factor must be greater than 1"))]
@@ -107,14 +114,37 @@ pub struct SalesSpikeRule {
     #[schemars(length(min = 1, max = 63))]
     pub window: String,
     pub factor: f64,
+    /// `units` (default) or `revenue` (net revenue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<SpikeMeasure>,
+    /// How many windows before the one evaluated make its baseline (default 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub baseline_windows: Option<i32>,
+    /// Groups whose baseline is below this are not evaluated (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_baseline: Option<f64>,
 }
 
-/// Fires on a sale whose amount is more than `sigma` standard deviations from the mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SpikeMeasure {
+    Units,
+    Revenue,
+}
+
+/// Fires on a sale line whose amount is more than `sigma` standard deviations from the mean
+/// of the store's sale lines.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.sigma > 0.0").message("sigma must be greater than 0"))]
 pub struct AmountOutlierRule {
     pub sigma: f64,
+    /// Sale lines a store's distribution must hold before it judges one (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 1_000_000))]
+    pub min_samples: Option<i32>,
 }
 
 /// Exactly one of `kafka` or `webhook`.

@@ -206,8 +206,13 @@ mod tests {
     #[test]
     fn an_invalid_alert_policy_is_left_out() {
         let mut bad = low_stock_policy("bad", "shop", 3);
-        bad.spec.rules.sales_spike =
-            Some(crate::crd::alert_policy::SalesSpikeRule { window: "missing".into(), factor: 2.0 });
+        bad.spec.rules.sales_spike = Some(crate::crd::alert_policy::SalesSpikeRule {
+            window: "missing".into(),
+            factor: 2.0,
+            measure: None,
+            baseline_windows: None,
+            min_baseline: None,
+        });
         let plan = plan(&pipeline(), &[], &[bad, low_stock_policy("good", "shop", 1)]);
         assert_eq!(plan.config.alert_policies, vec!["good"]);
     }

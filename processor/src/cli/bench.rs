@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// How many progress rows to print.
     #[arg(long, default_value_t = 10)]
     rows: u64,
+    /// Leave out the example's alert policies (one of each rule kind), to measure what the
+    /// rules cost.
+    #[arg(long)]
+    no_alerts: bool,
 }
 
 /// (VmRSS, VmHWM) of this process in KiB, from /proc.
@@ -54,7 +58,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.events == 0 || args.batch == 0 || args.partitions == 0 {
         anyhow::bail!("--events, --batch and --partitions must be greater than zero");
     }
-    let config = PipelineConfig::example();
+    let mut config = PipelineConfig::example();
+    if args.no_alerts {
+        config.alerts.clear();
+    }
     let options = TrafficOptions {
         seed: args.seed,
         out_of_order_share: 0.02,
@@ -89,6 +96,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
+    let policies: Vec<String> = config
+        .alerts
+        .iter()
+        .map(|p| {
+            let rules = [
+                p.low_stock.as_ref().map(|_| "lowStock"),
+                p.stuck_inventory.as_ref().map(|_| "stuckInventory"),
+                p.sales_spike.as_ref().map(|_| "salesSpike"),
+                p.amount_outlier.as_ref().map(|_| "amountOutlier"),
+            ];
+            format!("{} ({})", p.name, rules.into_iter().flatten().collect::<Vec<_>>().join("+"))
+        })
+        .collect();
     println!("stockpulse engine benchmark");
     println!(
         "  events      {} (seed {}), {} stores, {} SKUs, {} partitions, commit every {}",
@@ -105,6 +125,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!("  disorder    2% out of order (within 25s), 1% duplicates");
     println!("  windows     {}", windows.join("; "));
+    println!(
+        "  alerts      {}",
+        if policies.is_empty() { "none (--no-alerts)".to_string() } else { policies.join("; ") }
+    );
     println!(
         "  path        parse, validate, dedupe, enrich, windows, inventory, alerts (one thread; generation and output serialization not timed)"
     );

@@ -1,7 +1,7 @@
 //! The demo's live view, built from the engine's output records the way a downstream
 //! consumer of the output topics would: keyed upserts, latest revision wins.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -22,7 +22,8 @@ pub struct Dashboard {
     units_by_sku: HashMap<Arc<str>, i64>,
     revenue_by_key: HashMap<String, (RegionChannel, Decimal)>,
     revenue: BTreeMap<RegionChannel, Decimal>,
-    alerts: VecDeque<AlertRecord>,
+    /// Each rule's count and latest alert.
+    alerts: BTreeMap<&'static str, (u64, AlertRecord)>,
     alert_count: u64,
 }
 
@@ -54,7 +55,7 @@ impl Dashboard {
             units_by_sku: HashMap::new(),
             revenue_by_key: HashMap::new(),
             revenue: BTreeMap::new(),
-            alerts: VecDeque::new(),
+            alerts: BTreeMap::new(),
             alert_count: 0,
         }
     }
@@ -78,10 +79,11 @@ impl Dashboard {
             }
             Output::Alert(a) => {
                 self.alert_count += 1;
-                if self.alerts.len() == 6 {
-                    self.alerts.pop_front();
+                let entry = self.alerts.entry(a.rule).or_insert_with(|| (0, (**a).clone()));
+                entry.0 += 1;
+                if a.event_time >= entry.1.event_time {
+                    entry.1 = (**a).clone();
                 }
-                self.alerts.push_back(a.clone());
             }
             _ => {}
         }
@@ -138,16 +140,14 @@ impl Dashboard {
             let _ = writeln!(s, "  {:<11} {:<12} {} {:>14}", region, channel, currency, value.round_dp(2));
         }
         let _ = writeln!(s);
-        let _ = writeln!(s, "Low-stock alerts (latest)");
-        for a in self.alerts.iter().rev() {
+        let _ = writeln!(s, "Alerts by rule (count so far, latest)");
+        for (rule, (count, a)) in &self.alerts {
             let _ = writeln!(
                 s,
-                "  {}  {:<8} {:<11} available {:>3}  ({})",
+                "  {rule:<14} {count:>5}  {}  {:<8} {}",
                 format_rfc3339_millis(a.event_time),
-                a.store_id,
-                a.sku_id,
-                a.available,
-                a.policy
+                a.severity,
+                a.message
             );
         }
         s

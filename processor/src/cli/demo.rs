@@ -28,7 +28,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "60s")]
     duration: Duration,
     /// Simulated seconds per wall-clock second.
-    #[arg(long, default_value_t = 60.0, value_parser = super::parse_positive)]
+    #[arg(long, default_value_t = 120.0, value_parser = super::parse_positive)]
     speed: f64,
     /// Partitions of the in-memory sales topic.
     #[arg(long, default_value_t = 4)]

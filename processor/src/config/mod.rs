@@ -394,6 +394,17 @@ pub struct AlertScope {
 pub struct LowStockRule {
     /// Fires when `available` falls to this value or below.
     pub threshold: i64,
+    /// After firing, the rule re-arms for a position only once its available stock climbs
+    /// above `threshold + hysteresis`, so stock that hovers at the threshold fires once.
+    /// Default: half the threshold, at least 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hysteresis: Option<i64>,
+}
+
+impl LowStockRule {
+    pub fn hysteresis(&self) -> i64 {
+        self.hysteresis.unwrap_or((self.threshold / 2).max(2))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,17 +419,49 @@ pub struct StuckInventoryRule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SalesSpikeRule {
-    /// The window (by name) whose rate is compared with its baseline.
+    /// The window (by name) whose figures are compared with their baseline.
     pub window: String,
-    /// Fires when the window's units sold exceed `factor` x the baseline.
+    /// Fires when a window's measure exceeds `factor` x the baseline of its group.
     pub factor: f64,
+    /// What is compared: units sold, or net revenue.
+    #[serde(default)]
+    pub measure: SpikeMeasure,
+    /// The baseline: the mean of the group's measure over this many windows before the
+    /// one evaluated (a window with no sales counts as 0).
+    #[serde(default = "defaults::baseline_windows")]
+    pub baseline_windows: u32,
+    /// A group whose baseline is below this (in the measure's unit) is not evaluated: a
+    /// rise from 1 to 4 units is no spike.
+    #[serde(default = "defaults::min_baseline")]
+    pub min_baseline: f64,
+}
+
+impl SalesSpikeRule {
+    pub const DEFAULT_BASELINE_WINDOWS: u32 = 12;
+    pub const DEFAULT_MIN_BASELINE: f64 = 5.0;
+}
+
+impl AmountOutlierRule {
+    pub const DEFAULT_MIN_SAMPLES: u32 = 30;
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SpikeMeasure {
+    #[default]
+    Units,
+    Revenue,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AmountOutlierRule {
-    /// Fires on a sale whose amount is more than `sigma` standard deviations from the mean.
+    /// Fires on a sale line whose amount (unit price x units) is more than `sigma`
+    /// standard deviations from the mean of the store's sale lines so far.
     pub sigma: f64,
+    /// The store's distribution must hold this many sale lines before it judges one.
+    #[serde(default = "defaults::min_samples")]
+    pub min_samples: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -502,6 +545,15 @@ mod defaults {
     }
     pub fn cooldown() -> Duration {
         Duration::from_hours(1)
+    }
+    pub fn baseline_windows() -> u32 {
+        super::SalesSpikeRule::DEFAULT_BASELINE_WINDOWS
+    }
+    pub fn min_baseline() -> f64 {
+        super::SalesSpikeRule::DEFAULT_MIN_BASELINE
+    }
+    pub fn min_samples() -> u32 {
+        super::AmountOutlierRule::DEFAULT_MIN_SAMPLES
     }
     pub fn http_port() -> u16 {
         8080

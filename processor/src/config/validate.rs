@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::{PipelineConfig, TopicRole, WindowKind};
+use super::{Dimension, PipelineConfig, TopicRole, WindowKind};
 
 /// One thing wrong with a config, at a field path such as `processing.windows[1].slide`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,10 +133,13 @@ impl PipelineConfig {
             {
                 problem(at.clone(), "has no rule (lowStock, stuckInventory, salesSpike or amountOutlier)".into());
             }
-            if let Some(r) = &a.low_stock
-                && r.threshold < 0
-            {
-                problem(format!("{at}.lowStock.threshold"), "must not be negative".into());
+            if let Some(r) = &a.low_stock {
+                if r.threshold < 0 {
+                    problem(format!("{at}.lowStock.threshold"), "must not be negative".into());
+                }
+                if r.hysteresis.is_some_and(|h| h < 1) {
+                    problem(format!("{at}.lowStock.hysteresis"), "must be at least 1".into());
+                }
             }
             if let Some(r) = &a.stuck_inventory
                 && (r.min_events == 0 || r.period.as_millis() == 0)
@@ -147,14 +150,45 @@ impl PipelineConfig {
                 if !(r.factor > 1.0 && r.factor.is_finite()) {
                     problem(format!("{at}.salesSpike.factor"), "must be a number greater than 1".into());
                 }
-                if !p.windows.iter().any(|w| w.name == r.window) {
-                    problem(format!("{at}.salesSpike.window"), format!("no window named {:?}", r.window));
+                if !(1..=1000).contains(&r.baseline_windows) {
+                    problem(format!("{at}.salesSpike.baselineWindows"), "must be between 1 and 1000".into());
+                }
+                if !(r.min_baseline >= 0.0 && r.min_baseline.is_finite()) {
+                    problem(format!("{at}.salesSpike.minBaseline"), "must be a number of at least 0".into());
+                }
+                match p.windows.iter().find(|w| w.name == r.window) {
+                    None => problem(format!("{at}.salesSpike.window"), format!("no window named {:?}", r.window)),
+                    Some(w) => {
+                        // The rule sees the window's groups: a scope can only name what they carry.
+                        let dims = p.group_by_of(w);
+                        let scoped = [
+                            (Dimension::Store, "stores", &a.scope.stores),
+                            (Dimension::Sku, "skus", &a.scope.skus),
+                            (Dimension::Region, "regions", &a.scope.regions),
+                            (Dimension::Category, "categories", &a.scope.categories),
+                        ];
+                        for (dim, field, list) in scoped {
+                            if !list.is_empty() && !dims.contains(&dim) {
+                                problem(
+                                    format!("{at}.scope.{field}"),
+                                    format!(
+                                        "the salesSpike window {:?} is not grouped by {}",
+                                        r.window,
+                                        format!("{dim:?}").to_lowercase()
+                                    ),
+                                );
+                            }
+                        }
+                    }
                 }
             }
-            if let Some(r) = &a.amount_outlier
-                && !(r.sigma > 0.0 && r.sigma.is_finite())
-            {
-                problem(format!("{at}.amountOutlier.sigma"), "must be a number greater than 0".into());
+            if let Some(r) = &a.amount_outlier {
+                if !(r.sigma > 0.0 && r.sigma.is_finite()) {
+                    problem(format!("{at}.amountOutlier.sigma"), "must be a number greater than 0".into());
+                }
+                if r.min_samples < 2 {
+                    problem(format!("{at}.amountOutlier.minSamples"), "must be at least 2".into());
+                }
             }
         }
 

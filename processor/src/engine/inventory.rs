@@ -167,6 +167,9 @@ const VACANT: u32 = u32::MAX;
 pub struct Change {
     pub available_before: i64,
     pub available_after: i64,
+    pub on_hand_after: i64,
+    /// The event moved on-hand stock (a reservation or a zero delta does not).
+    pub on_hand_moved: bool,
 }
 
 impl InventoryTable {
@@ -215,6 +218,7 @@ impl InventoryTable {
         let slot = self.find_or_insert(key);
         let position = &mut self.positions[slot as usize];
         let available_before = position.available();
+        let on_hand_before = position.on_hand;
         if event.event_type.changes_on_hand() {
             position.on_hand = position.on_hand.saturating_add(event.quantity_delta);
         } else {
@@ -228,7 +232,12 @@ impl InventoryTable {
             position.dirty = true;
             self.dirty.push(slot);
         }
-        Change { available_before, available_after: position.available() }
+        Change {
+            available_before,
+            available_after: position.available(),
+            on_hand_after: position.on_hand,
+            on_hand_moved: position.on_hand != on_hand_before,
+        }
     }
 
     /// Sets a position from its changelog state (not marked changed).
@@ -302,8 +311,10 @@ mod tests {
         let c = t.apply(k, &event(EventType::ReservationRelease, -1, 7));
         let p = t.get(k).unwrap();
         assert_eq!((p.on_hand, p.reserved, p.available()), (14, 3, 11));
-        assert_eq!(c, Change { available_before: 10, available_after: 11 });
+        assert_eq!(c, Change { available_before: 10, available_after: 11, on_hand_after: 14, on_hand_moved: false });
         assert_eq!(p.last_event_time, 7);
+        let c = t.apply(k, &event(EventType::Sale, -2, 8));
+        assert_eq!(c, Change { available_before: 11, available_after: 9, on_hand_after: 12, on_hand_moved: true });
     }
 
     #[test]

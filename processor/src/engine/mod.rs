@@ -24,12 +24,10 @@ use serde::Serialize;
 use crate::config::{Dimension, PipelineConfig, WindowConfig};
 use crate::event::time::format_rfc3339_millis;
 use crate::event::{Channel, Currency, parse_event};
-use crate::output::{
-    AggregateRecord, AlertRecord, DeadLetterRecord, InventoryRecord, LateRecord, Output, SourceCoordinates,
-};
+use crate::output::{AggregateRecord, DeadLetterRecord, InventoryRecord, LateRecord, Output, SourceCoordinates};
 use crate::reference::ReferenceUpdate;
 
-use alert::{AlertRules, LowStockAlert, Subject};
+use alert::{AlertRules, Fired, Names, Subject};
 use dedupe::{Dedupe, Verdict};
 use enrich::Enrichment;
 pub use enrich::UNKNOWN;
@@ -74,6 +72,8 @@ pub struct EngineStats {
     pub window_results: u64,
     pub corrections: u64,
     pub alerts: u64,
+    /// Alerts a rule held back because its cooldown for the key had not passed.
+    pub alerts_suppressed: u64,
     pub inventory_records: u64,
     pub dedupe_evicted_early: u64,
     /// Partials of other tasks that came after their merged window's state was dropped.
@@ -97,6 +97,7 @@ impl EngineStats {
         self.window_results += other.window_results;
         self.corrections += other.corrections;
         self.alerts += other.alerts;
+        self.alerts_suppressed += other.alerts_suppressed;
         self.inventory_records += other.inventory_records;
         self.dedupe_evicted_early += other.dedupe_evicted_early;
         self.late_partials += other.late_partials;
@@ -204,7 +205,7 @@ pub struct Engine {
     max_future_skew: i64,
     stats: EngineStats,
     window_results: Vec<WindowResult>,
-    fired_alerts: Vec<LowStockAlert>,
+    fired_alerts: Vec<Fired>,
     /// State changed since the last drain, when a changelog is kept ([`Engine::track_changes`]).
     state_changes: Option<Vec<StateChange>>,
     lateness: i64,
@@ -226,7 +227,7 @@ impl Engine {
         let channel_labels = Channel::ALL.map(|c| labels.intern(c.as_str()));
         let mut stores = Interner::default();
         let mut skus = Interner::default();
-        let alerts = AlertRules::new(&config.alerts, &mut stores, &mut skus, &mut labels);
+        let alerts = AlertRules::new(&config.alerts, &p.windows, lateness, &mut stores, &mut skus, &mut labels);
         Engine {
             windows,
             dedupe: Dedupe::new(p.dedupe.horizon.as_millis_i64(), p.dedupe.max_entries),
@@ -297,10 +298,7 @@ impl Engine {
             .and_then(|record| merge.apply(record, &mut self.merged).map_err(|e| e.to_string()));
         self.stats.late_partials = merge.late_partials;
         match applied {
-            Ok(()) => {
-                self.stats.window_results += self.merged.len() as u64;
-                out.extend(self.merged.drain(..).map(Output::Aggregate));
-            }
+            Ok(()) => self.emit_merged(out),
             Err(message) => {
                 let reason = format!("repartition_record_invalid: {message}");
                 self.dead_letter(input, "repartition_record_invalid", reason, out);
@@ -393,8 +391,7 @@ impl Engine {
     pub fn finish_merge(&mut self, out: &mut Vec<Output>) {
         if let Some(merge) = self.merge.as_mut() {
             merge.finish(&mut self.merged);
-            self.stats.window_results += self.merged.len() as u64;
-            out.extend(self.merged.drain(..).map(Output::Aggregate));
+            self.emit_merged(out);
         }
     }
 
@@ -475,28 +472,10 @@ impl Engine {
 
         let key = position_key(store, sku);
         let change = self.inventory.apply(key, &event);
-        if !self.alerts.is_empty() {
+        if self.alerts.on_events() {
             let subject = Subject { key, store, sku, region, category };
-            self.alerts.evaluate(subject, change, event.event_time, &mut self.fired_alerts);
-            for fired in self.fired_alerts.drain(..) {
-                self.stats.alerts += 1;
-                out.push(Output::Alert(AlertRecord {
-                    message: format!(
-                        "{} {}: available {} is at or below {} ({})",
-                        event.store_id, event.sku_id, fired.available, fired.threshold, fired.policy
-                    ),
-                    policy: fired.policy,
-                    rule: "lowStock",
-                    store_id: self.stores.name(store).clone(),
-                    sku_id: self.skus.name(sku).clone(),
-                    region: self.labels.name(region).clone(),
-                    category: self.labels.name(category).clone(),
-                    available: fired.available,
-                    threshold: fired.threshold,
-                    event_time: event.event_time,
-                    event_id: uuid::Uuid::from_u128(event.event_id).to_string(),
-                }));
-            }
+            self.alerts.evaluate(subject, change, &event, &mut self.fired_alerts);
+            self.emit_alerts(out);
         }
 
         if let (Some(delta), Some(currency)) = (Figures::of_event(&event), event.currency) {
@@ -595,6 +574,35 @@ impl Engine {
                 transactions: r.figures.transactions,
                 revision: r.revision,
             }));
+            if let (true, Some(Output::Aggregate(record))) = (self.alerts.on_windows(), out.last()) {
+                self.alerts.evaluate_window(record, &mut self.fired_alerts);
+            }
+        }
+        self.emit_alerts(out);
+    }
+
+    /// Windows merged across tasks: their aggregates, and the spike rules on them.
+    fn emit_merged(&mut self, out: &mut Vec<Output>) {
+        self.stats.window_results += self.merged.len() as u64;
+        if self.alerts.on_windows() {
+            for record in &self.merged {
+                self.alerts.evaluate_window(record, &mut self.fired_alerts);
+            }
+        }
+        out.extend(self.merged.drain(..).map(Output::Aggregate));
+        self.emit_alerts(out);
+    }
+
+    /// The alerts the rules fired, as records.
+    fn emit_alerts(&mut self, out: &mut Vec<Output>) {
+        self.stats.alerts_suppressed = self.alerts.suppressed;
+        if self.fired_alerts.is_empty() {
+            return;
+        }
+        let names = Names { stores: &self.stores, skus: &self.skus, labels: &self.labels };
+        for fired in self.fired_alerts.drain(..) {
+            self.stats.alerts += 1;
+            out.push(Output::Alert(Box::new(fired.into_record(&names))));
         }
     }
 

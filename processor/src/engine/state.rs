@@ -18,7 +18,10 @@
 //! | `["rev", window, window_index, group]` | the last revision a corrected group emitted |
 //! | `["dd", store, slice, seq]` | a chunk of the event ids a store's dedupe slice remembers (hex) |
 //! | `["ddc", store]` | a store's dedupe clock: the newest event time checked from it |
-//! | `["cool", policy, store, sku]` | when a low-stock rule last fired for a position |
+//! | `["low", policy, store, sku]` | a low-stock rule's state for a position that fired: armed, last fired |
+//! | `["stuck", policy, store, sku]` | a stuck-inventory rule's clock for a position |
+//! | `["spike", policy, group]` | a sales-spike rule's recent windows of a group (`store\|sku\|...\|currency`) |
+//! | `["outl", policy, store]` | an amount-outlier rule's running distribution of a store's sale lines |
 //! | `["mp", window, start, end, group, task]` | a task's partial of a window merged here |
 //! | `["mwm", task]` | a task's watermark, as the merge last heard it |
 //! | `["merge"]` | the merged watermark |
@@ -28,11 +31,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::alert::CooldownEntry;
+use super::alert::{AlertEntry, LowStockState};
 use super::dedupe::DedupeEntry;
 use super::intern::{Interner, NONE};
 use super::inventory::{PositionState, position_key, split_key};
@@ -62,7 +66,8 @@ pub struct RestoreReport {
     pub pane_groups: usize,
     pub revisions: usize,
     pub dedupe_ids: usize,
-    pub cooldowns: usize,
+    /// Alert rules' states (cooldowns, hysteresis, clocks, baselines, distributions).
+    pub alert_states: usize,
     /// Other tasks' partials of windows merged here.
     pub merged_partials: usize,
     /// Entries of windows whose size or step changed since they were written: left out.
@@ -142,10 +147,26 @@ impl Engine {
         });
         let (stores, skus) = (&self.stores, &self.skus);
         self.alerts.drain_changes(|entry| {
-            let (store, sku) = split_key(entry.key);
-            out.push(StateChange {
-                key: json(&("cool", &*entry.policy, &**stores.name(store), &**skus.name(sku))),
-                value: Some(json(&entry.last_fired)),
+            let position = |key| {
+                let (store, sku) = split_key(key);
+                (&**stores.name(store), &**skus.name(sku))
+            };
+            out.push(match entry {
+                AlertEntry::LowStock { policy, key, state } => {
+                    let (store, sku) = position(key);
+                    StateChange { key: json(&("low", &*policy, store, sku)), value: state.as_ref().map(json) }
+                }
+                AlertEntry::Stuck { policy, key, state } => {
+                    let (store, sku) = position(key);
+                    StateChange { key: json(&("stuck", &*policy, store, sku)), value: state.as_ref().map(json) }
+                }
+                AlertEntry::Spike { policy, group, state } => {
+                    StateChange { key: json(&("spike", &*policy, group)), value: state.as_ref().map(json) }
+                }
+                AlertEntry::Outlier { policy, store, state } => StateChange {
+                    key: json(&("outl", &*policy, &**stores.name(store))),
+                    value: state.as_ref().map(json),
+                },
             });
         });
         if let Some(merge) = self.merge.as_mut() {
@@ -266,17 +287,14 @@ impl Engine {
                     let store = self.stores.intern(store);
                     self.dedupe.restore(DedupeEntry::Clock { store, newest });
                 }
-                "cool" => {
-                    let policy = parts.get(1).and_then(Value::as_str).ok_or_else(|| fail("expected a policy name"))?;
-                    let (store, sku) =
-                        match (parts.get(2).and_then(Value::as_str), parts.get(3).and_then(Value::as_str)) {
-                            (Some(store), Some(sku)) => (store, sku),
-                            _ => return Err(fail("expected [\"cool\", policy, store, sku]")),
-                        };
-                    let last_fired: i64 = serde_json::from_str(value).map_err(|e| fail(&e.to_string()))?;
-                    let key = position_key(self.stores.intern(store), self.skus.intern(sku));
-                    self.alerts.restore(CooldownEntry { policy: policy.into(), key, last_fired });
-                    report.cooldowns += 1;
+                "cool" | "low" | "stuck" | "spike" | "outl" => {
+                    let entry = self.alert_entry(kind, &parts, value).map_err(|m| fail(&m))?;
+                    if self.alerts.restore(entry) {
+                        report.alert_states += 1;
+                    } else {
+                        // A rule that is gone (its policy removed or changed).
+                        report.skipped += 1;
+                    }
                 }
                 "merge" | "mwm" | "mp" => {
                     let Some(merge) = self.merge.as_mut() else {
@@ -291,6 +309,40 @@ impl Engine {
             }
         }
         Ok(report)
+    }
+
+    /// An alert rule's changelog entry; `["cool", policy, store, sku]` (a low-stock rule's
+    /// last firing, written before hysteresis) restores as an armed position.
+    fn alert_entry(&mut self, kind: &str, parts: &[Value], value: &str) -> Result<AlertEntry, String> {
+        fn parse<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
+            serde_json::from_str(value).map_err(|e| e.to_string())
+        }
+        let text = |i: usize| parts.get(i).and_then(Value::as_str);
+        let policy: Arc<str> = text(1).ok_or_else(|| format!("expected [\"{kind}\", policy, ...]"))?.into();
+        let mut position = || match (text(2), text(3)) {
+            (Some(store), Some(sku)) => Ok(position_key(self.stores.intern(store), self.skus.intern(sku))),
+            _ => Err(format!("expected [\"{kind}\", policy, store, sku]")),
+        };
+        Ok(match kind {
+            "cool" => {
+                let last_fired: i64 = parse(value)?;
+                AlertEntry::LowStock {
+                    policy,
+                    key: position()?,
+                    state: Some(LowStockState { armed: true, last_fired: Some(last_fired) }),
+                }
+            }
+            "low" => AlertEntry::LowStock { policy, key: position()?, state: Some(parse(value)?) },
+            "stuck" => AlertEntry::Stuck { policy, key: position()?, state: Some(parse(value)?) },
+            "spike" => {
+                let group = text(2).ok_or("expected [\"spike\", policy, group]")?.to_string();
+                AlertEntry::Spike { policy, group, state: Some(parse(value)?) }
+            }
+            _ => {
+                let store = text(2).ok_or("expected [\"outl\", policy, store]")?;
+                AlertEntry::Outlier { policy, store: self.stores.intern(store), state: Some(parse(value)?) }
+            }
+        })
     }
 
     fn group_key(&mut self, names: &GroupNames) -> GroupKey {
@@ -437,6 +489,11 @@ mod tests {
             let entries = changelog.iter().map(|(k, v)| (k.as_str(), v.as_str()));
             let report = restored.restore(entries).expect("restore");
             assert!(report.positions > 100 && report.pane_groups > 100 && report.dedupe_ids > 1_000, "{report:?}");
+            for kind in ["stuck", "spike", "outl"] {
+                let prefix = format!("[\"{kind}\"");
+                assert!(changelog.keys().any(|k| k.starts_with(&prefix)), "no {kind} state in the changelog");
+            }
+            assert!(report.alert_states > 1_000, "{report:?}");
             assert_eq!(report.skipped, 0);
             let mut original_copy = HashMap::new();
             let mut restored_log = HashMap::new();

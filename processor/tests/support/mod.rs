@@ -105,7 +105,10 @@ impl Pipeline {
                  \x20   - {{name: region-channel-5m, type: tumbling, size: 5m, groupBy: [region, channel]}}\n\
                  \x20 maxOutOfOrderness: 30s\n  allowedLateness: 10m\n  idleTimeout: 1h\n  maxFutureSkew: 15m\n\
                  \x20 dedupe: {{horizon: 1h}}\n  exactlyOnce: {exactly_once}\n\
-                 alerts:\n  - {{name: low-stock, lowStock: {{threshold: 3}}, cooldown: 1h}}\n"
+                 alerts:\n  - {{name: low-stock, lowStock: {{threshold: 3}}, cooldown: 1h}}\n\
+                 \x20 - {{name: stuck, stuckInventory: {{period: 20m, minEvents: 5}}, cooldown: 1h}}\n\
+                 \x20 - {{name: spike, salesSpike: {{window: store-channel-15m, factor: 1.5, baselineWindows: 3, minBaseline: 5}}, cooldown: 10m}}\n\
+                 \x20 - {{name: big, amountOutlier: {{sigma: 4, minSamples: 50}}, cooldown: 10m}}\n"
             ),
         )
         .unwrap();
