@@ -8,7 +8,7 @@ use stockpulse_processor::config::{Duration, TopicRole};
 
 use super::{SpecProblem, SpecProblems};
 use crate::crd::retail_pipeline::{TopicSpec, TopicsSpec};
-use crate::crd::{DeletionPolicy, RetailPipeline};
+use crate::crd::{AlertPolicy, DeletionPolicy, RetailPipeline};
 
 /// A topic as the spec wants it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -91,6 +91,40 @@ pub fn desired_topics(pipeline: &RetailPipeline) -> Result<Vec<DesiredTopic>, Sp
     if problems.is_empty() { Ok(out) } else { Err(SpecProblems(problems)) }
 }
 
+/// Every topic of the pipeline, then the topics its alert policies name as Kafka sinks
+/// ([`alert_sink_topics`]).
+pub fn desired_topics_with_sinks(
+    pipeline: &RetailPipeline,
+    policies: &[AlertPolicy],
+) -> Result<Vec<DesiredTopic>, SpecProblems> {
+    let mut topics = desired_topics(pipeline)?;
+    let sinks = alert_sink_topics(pipeline, policies, &topics);
+    topics.extend(sinks);
+    Ok(topics)
+}
+
+/// The topics the pipeline's alert policies name as Kafka sinks, shaped like its alerts
+/// topic (partitions, replication, configs), in name order. They are kept when the pipeline
+/// goes (a policy's topic may be shared with other consumers); one that is already a topic
+/// of the pipeline is left out.
+pub fn alert_sink_topics(
+    pipeline: &RetailPipeline,
+    policies: &[AlertPolicy],
+    pipeline_topics: &[DesiredTopic],
+) -> Vec<DesiredTopic> {
+    let Some(alerts) = pipeline_topics.iter().find(|t| t.role == TopicRole::Alerts) else { return Vec::new() };
+    let names: std::collections::BTreeSet<&str> = super::pipeline_config::policies_of(pipeline, policies)
+        .into_iter()
+        .flat_map(|p| p.spec.sinks.iter())
+        .filter_map(|sink| sink.kafka.as_ref().map(|k| k.topic.as_str()))
+        .filter(|name| pipeline_topics.iter().all(|t| t.name != *name))
+        .collect();
+    names
+        .into_iter()
+        .map(|name| DesiredTopic { name: name.to_string(), deletion_policy: DeletionPolicy::Retain, ..alerts.clone() })
+        .collect()
+}
+
 /// The processor's task `p` reads sales p and inventory p together, merges the partials of
 /// repartition partition p and keeps its state in changelog partition p: inventory and
 /// repartition must have the sales topic's partitions, the changelog at least as many.
@@ -137,5 +171,36 @@ pub fn camel(role: TopicRole) -> &'static str {
         TopicRole::Catalog => "catalog",
         TopicRole::Changelog => "changelog",
         TopicRole::Repartition => "repartition",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{low_stock_policy, pipeline};
+
+    #[test]
+    fn a_policys_kafka_sink_is_a_topic_shaped_like_the_alerts_topic_and_kept() {
+        let pipeline = pipeline();
+        let mut merch = low_stock_policy("merch", "shop", 3);
+        merch.spec.sinks = serde_json::from_value(serde_json::json!([
+            {"kafka": {"topic": "shop.merchandising-alerts"}},
+            {"kafka": {"topic": "shop.alerts"}}
+        ]))
+        .unwrap();
+        let mut other = low_stock_policy("other", "another-pipeline", 3);
+        other.spec.sinks = serde_json::from_value(serde_json::json!([{"kafka": {"topic": "elsewhere"}}])).unwrap();
+        let topics = desired_topics_with_sinks(&pipeline, &[merch, other]).unwrap();
+        let alerts = topics.iter().find(|t| t.name == "shop.alerts").unwrap();
+        let extra: Vec<&DesiredTopic> = topics.iter().skip(TopicRole::ALL.len()).collect();
+        assert_eq!(
+            extra,
+            [&DesiredTopic {
+                name: "shop.merchandising-alerts".into(),
+                deletion_policy: DeletionPolicy::Retain,
+                ..alerts.clone()
+            }],
+            "the pipeline's own alerts topic is not added twice; another pipeline's policy adds nothing"
+        );
     }
 }

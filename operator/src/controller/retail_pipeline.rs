@@ -16,7 +16,7 @@ use stockpulse_processor::config::TopicRole;
 use super::apply::apply_if_changed;
 use super::kafka_target::kafka_target;
 use super::{Context, apply_status, object_key};
-use crate::build::topics::desired_topics;
+use crate::build::topics::{desired_topics, desired_topics_with_sinks};
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::error::{Error, Result};
 use crate::kafka_admin::{KafkaError, KafkaTarget};
@@ -180,7 +180,7 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     // Observe.
     let regions = Api::<StoreRegion>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
     let policies = Api::<AlertPolicy>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
-    let desired = desired_topics(&pipeline).unwrap_or_default();
+    let desired = desired_topics_with_sinks(&pipeline, &policies).unwrap_or_default();
     let names: Vec<String> = desired.iter().map(|t| t.name.clone()).collect();
     let mut observed_topics = BTreeMap::new();
     let mut lag = None;

@@ -19,7 +19,7 @@ use crate::build::pdb::pod_disruption_budget;
 use crate::build::pipeline_config::{RenderedConfig, render};
 use crate::build::service::service;
 use crate::build::service_account::service_account;
-use crate::build::topics::{DesiredTopic, desired_topics};
+use crate::build::topics::{DesiredTopic, desired_topics_with_sinks};
 use crate::build::{SpecProblem, SpecProblems};
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::settings::OperatorSettings;
@@ -84,7 +84,7 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
     if let Some(refusal) = input.settings.allowed_images.refusal(&pipeline.spec.processor.image) {
         problems.push(SpecProblem { field: "spec.processor.image".to_string(), message: refusal });
     }
-    let topics = desired_topics(pipeline).map_err(|p| problems.extend(p.0)).ok();
+    let topics = desired_topics_with_sinks(pipeline, input.policies).map_err(|p| problems.extend(p.0)).ok();
     let config = render(pipeline, input.policies).map_err(|p| problems.extend(p.0)).ok();
     let mut regions = Vec::new();
     let mut stores = 0;

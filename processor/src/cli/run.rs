@@ -43,6 +43,14 @@ pub struct RunArgs {
     /// How long reading the stores and catalog topics to their end may take at start.
     #[arg(long, default_value = "2m")]
     reference_timeout: Duration,
+    /// Attempts of one alert webhook delivery, the first included, before it is
+    /// dead-lettered.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    webhook_attempts: u32,
+    /// The first wait between attempts of a webhook delivery; it doubles up to 30 s, with
+    /// jitter.
+    #[arg(long, default_value = "500ms")]
+    webhook_backoff: Duration,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -62,6 +70,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         reference_timeout: std::time::Duration::from_millis(args.reference_timeout.as_millis()),
         address_file: args.address_file,
         advertised_address: args.advertised_address,
+        webhook_backoff: crate::runtime::webhook::Backoff {
+            base: std::time::Duration::from_millis(args.webhook_backoff.as_millis()),
+            cap: std::time::Duration::from_secs(30),
+            attempts: args.webhook_attempts,
+        },
     };
     run_on_kafka(config, options).context("stockpulse-processor run")
 }

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub kafka_errors: Family<Labels, Counter>,
     pub partition_pauses: Counter,
     pub unknown_values: Family<Labels, Counter>,
+    pub alerts: Family<Labels, Counter>,
+    pub alert_last_fired: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub webhook_deliveries: Family<Labels, Counter>,
+    pub webhook_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -110,6 +114,22 @@ impl Metrics {
             "Events kept although a field held a value this version does not know, by field (channel: given the store's)",
             unknown_values.clone(),
         );
+        let alerts = Family::<Labels, Counter>::default();
+        registry.register("alerts", "Alerts fired and written, by policy and rule", alerts.clone());
+        let alert_last_fired = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "alert_last_fired_timestamp_seconds",
+            "Event time of the latest alert written, by policy",
+            alert_last_fired.clone(),
+        );
+        let webhook_deliveries = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Alert webhook deliveries by policy and outcome: delivered, retried (an attempt), failed (dead-lettered), repeated (an id already posted)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_in_flight = Gauge::default();
+        registry.register("webhook_in_flight", "Alert webhook deliveries under way", webhook_in_flight.clone());
         Metrics {
             registry,
             events,
@@ -127,6 +147,10 @@ impl Metrics {
             kafka_errors,
             partition_pauses,
             unknown_values,
+            alerts,
+            alert_last_fired,
+            webhook_deliveries,
+            webhook_in_flight,
         }
     }
 

@@ -18,6 +18,7 @@ mod query;
 pub mod read_api;
 mod references;
 mod task;
+pub mod webhook;
 
 pub use task::MergeOptions;
 mod worker;
@@ -85,6 +86,8 @@ pub struct RunOptions {
     /// `HOST:PORT` where the other instances reach this one's read API (default: `POD_IP`
     /// and the HTTP port, else 127.0.0.1 and the port).
     pub advertised_address: Option<String>,
+    /// How alert webhook deliveries are retried.
+    pub webhook_backoff: webhook::Backoff,
 }
 
 pub fn now_millis() -> i64 {
@@ -167,7 +170,29 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
 
     let client = client::base_config(&config.kafka)?;
     let group = config.consumer_group().to_string();
+    let relay_stop = Arc::new(AtomicBool::new(false));
+    let relay = webhook::spawn(&config, &client, metrics.clone(), relay_stop.clone(), options.webhook_backoff)?;
+    let result = run_with(&config, &options, client, group, &stop, &metrics, &health, api, &advertised);
+    relay_stop.store(true, Ordering::SeqCst);
+    if let Some(relay) = relay {
+        let _ = relay.join();
+    }
+    result
+}
 
+/// `run` after the HTTP port and the webhook relay are up.
+#[allow(clippy::too_many_arguments)]
+fn run_with(
+    config: &Arc<PipelineConfig>,
+    options: &RunOptions,
+    client: rdkafka::ClientConfig,
+    group: String,
+    stop: &Arc<AtomicBool>,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+    api: read_api::ReadApi,
+    advertised: &str,
+) -> Result<(), RunError> {
     // Reference data first: no event is processed before every store and product is known.
     let catalog_file = config.processing.enrichment.catalog_file.clone();
     let mut references = References::new(
@@ -189,7 +214,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
             references.products.insert(product.sku_id.clone(), product);
         }
     }
-    references.load(options.reference_timeout, &metrics, &mut updates)?;
+    references.load(options.reference_timeout, metrics, &mut updates)?;
     health.references_loaded.store(true, Ordering::Relaxed);
     tracing::info!(stores = references.stores.len(), products = references.products.len(), "reference data loaded");
 
@@ -214,10 +239,10 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     // The topics, checked before the worker exists: it subscribes to them.
     let metadata_reader: BaseConsumer =
         client.clone().create().map_err(|e| RunError::kafka("creating the metadata reader", e))?;
-    let mut topics = worker::Topics::of(&config);
+    let mut topics = worker::Topics::of(config);
     let partitions = input_partitions(&metadata_reader, &topics.sales)?;
-    if needs_repartition(&config, partitions) {
-        topics = topics.with_repartition(&config);
+    if needs_repartition(config, partitions) {
+        topics = topics.with_repartition(config);
     }
     let repartition = match &topics.repartition {
         Some(name) => Some(input_partitions(&metadata_reader, name)?),
@@ -230,6 +255,10 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
         input_partitions(&metadata_reader, &topics.changelog)?,
         repartition,
     )?;
+    for topic in topics.alert_sink_topics() {
+        // A policy's own Kafka sink: the operator creates it like the pipeline's topics.
+        input_partitions(&metadata_reader, topic)?;
+    }
     drop(metadata_reader);
     let subscription: Vec<String> = topics.inputs().into_iter().map(String::from).collect();
     let sales_topic = topics.sales.clone();
@@ -248,7 +277,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     let table: Vec<ReferenceUpdate> = references.snapshot().collect();
     worker.apply_references(&table, table.clone().into_iter());
     let worker = Arc::new(Mutex::new(worker));
-    let queries = query::Queries::new(worker.clone(), &client, &group, &sales_topic, tasks, advertised.clone())?;
+    let queries = query::Queries::new(worker.clone(), &client, &group, &sales_topic, tasks, advertised.to_string())?;
     // The worker exists: the read API answers from now on (set once, here).
     let _ = api.set(Arc::new(queries));
 
@@ -282,7 +311,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> Result<(), RunError> 
     let subscription: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer.subscribe(&subscription).map_err(|e| RunError::kafka("subscribing to the input topics", e))?;
 
-    let result = process_loop(&consumer, &worker, &mut references, &stop, &options, &health, &metrics);
+    let result = process_loop(&consumer, &worker, &mut references, stop, options, health, metrics);
     // Leave cleanly: the last work is committed (or, after a failure, left to be redone).
     if result.is_ok() {
         let commit = with_worker(&worker, |w| w.commit(&consumer));

@@ -19,7 +19,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
-use crate::config::{PipelineConfig, TopicRole};
+use crate::config::{AlertSinkConfig, PipelineConfig, TopicRole};
 use crate::engine::{Engine, InputRecord, RepartitionRecord, StateChange};
 use crate::output::Output;
 use crate::reference::ReferenceUpdate;
@@ -62,6 +62,8 @@ pub struct Topics {
     /// The repartition topic, when windows are merged across tasks ([`Topics::with_repartition`]).
     pub repartition: Option<String>,
     outputs: BTreeMap<TopicRole, String>,
+    /// The Kafka topics alert policies name as sinks, besides the alerts topic, by policy.
+    alert_sinks: BTreeMap<String, Vec<String>>,
 }
 
 impl Topics {
@@ -73,7 +75,26 @@ impl Topics {
             changelog: config.topic(TopicRole::Changelog),
             repartition: None,
             outputs,
+            alert_sinks: config
+                .alerts
+                .iter()
+                .map(|p| {
+                    let alerts = config.topic(TopicRole::Alerts);
+                    let topics = p.sinks.iter().filter_map(move |sink| match sink {
+                        // The alerts topic has every alert already.
+                        AlertSinkConfig::Kafka { topic } if *topic != alerts => Some(topic.clone()),
+                        _ => None,
+                    });
+                    (p.name.clone(), topics.collect::<Vec<_>>())
+                })
+                .filter(|(_, topics)| !topics.is_empty())
+                .collect(),
         }
+    }
+
+    /// Every topic an output alert policy writes to besides the pipeline's topics.
+    pub fn alert_sink_topics(&self) -> impl Iterator<Item = &str> {
+        self.alert_sinks.values().flatten().map(String::as_str)
     }
 
     /// The same, reading and writing the repartition topic as well.
@@ -366,6 +387,16 @@ impl Worker {
                 record = record.headers(kafka_headers);
             }
             send(&self.producer, record)?;
+            if let Output::Alert(alert) = &output {
+                // The policy's own topics get the same record, in the same transaction.
+                for topic in self.topics.alert_sinks.get(&*alert.policy).into_iter().flatten() {
+                    send(&self.producer, BaseRecord::to(topic).key(&key).payload(&value))?;
+                }
+                let labels = vec![("policy", alert.policy.to_string()), ("rule", alert.rule.to_string())];
+                self.metrics.alerts.get_or_create(&labels).inc();
+                let last = self.metrics.alert_last_fired.get_or_create(&vec![("policy", alert.policy.to_string())]);
+                last.set(last.get().max(alert.event_time as f64 / 1000.0));
+            }
             self.value = value;
             self.count_output(role);
         }

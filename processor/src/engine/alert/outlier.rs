@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +35,17 @@ impl OutlierState {
         self.mean += delta / self.count as f64;
         self.m2 += delta * (x - self.mean);
     }
+}
+
+/// A sale line's amount as a float: the price's mantissa scaled (an exact decimal product is
+/// not needed to judge a distribution, and this costs a few instructions per line).
+fn line_amount(price: Decimal, units: i64) -> f64 {
+    const POWERS: [f64; 29] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28,
+    ];
+    let scale = POWERS.get(price.scale() as usize).copied().unwrap_or(f64::INFINITY);
+    price.mantissa() as f64 / scale * units as f64
 }
 
 #[derive(Debug)]
@@ -74,8 +84,7 @@ impl Outlier {
         if !self.scope.admits(&subject) {
             return;
         }
-        let units = Decimal::from(event.quantity_delta.saturating_neg());
-        let Some(amount) = price.checked_mul(units).and_then(|a| a.to_f64()) else { return };
+        let amount = line_amount(price, event.quantity_delta.saturating_neg());
         if !amount.is_finite() {
             return;
         }
@@ -117,5 +126,17 @@ impl Outlier {
 
     pub(super) fn restore(&mut self, store: u32, state: OutlierState) {
         self.state.insert(store, state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_amount_is_the_price_times_the_units() {
+        assert_eq!(line_amount(Decimal::new(1999, 2), 3), 59.97);
+        assert_eq!(line_amount(Decimal::new(5, 0), 2), 10.0);
+        assert_eq!(line_amount(Decimal::new(12_345, 3), 1), 12.345);
     }
 }
