@@ -24,7 +24,8 @@ fn main() {
         let step: usize = std::env::var("SIM_STEP").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
         for t in (0..trace.rates.len()).step_by(step) {
             let minute = t as f64 / 60.0;
-            let cols: Vec<String> = reports.iter().map(|r| format!("{:>3} {:>6.1}", r.replicas[t], r.lag_seconds[t])).collect();
+            let cols: Vec<String> =
+                reports.iter().map(|r| format!("{:>3} {:>6.1}", r.replicas[t], r.lag_seconds[t])).collect();
             println!("{minute:>6.2}  {:>7.0}  {}", trace.rates[t], cols.join(" "));
         }
     }

@@ -401,11 +401,13 @@ mod tests {
 
     #[test]
     fn effective_consumers_follow_the_busiest_partition_share() {
-        let cases = [(1, 24, 1.0), (5, 24, 4.8), (6, 24, 6.0), (7, 24, 6.0), (13, 24, 12.0), (24, 24, 24.0), (30, 24, 24.0)];
+        let cases =
+            [(1, 24, 1.0), (5, 24, 4.8), (6, 24, 6.0), (7, 24, 6.0), (13, 24, 12.0), (24, 24, 24.0), (30, 24, 24.0)];
         for (replicas, partitions, consumers) in cases {
             assert_eq!(effective_consumers(replicas, partitions), consumers, "{replicas} on {partitions}");
         }
-        let cases = [(4.0, 24, 4), (4.1, 24, 5), (6.5, 24, 8), (12.0, 24, 12), (12.5, 24, 24), (30.0, 24, 30), (2.5, 0, 3)];
+        let cases =
+            [(4.0, 24, 4), (4.1, 24, 5), (6.5, 24, 8), (12.0, 24, 12), (12.5, 24, 24), (30.0, 24, 30), (2.5, 0, 3)];
         for (consumers, partitions, replicas) in cases {
             assert_eq!(replicas_for(consumers, partitions), replicas, "{consumers} on {partitions}");
         }

@@ -210,12 +210,9 @@ impl Rule for Keda {
         // The HPA with an AverageValue target: ceil(current x (lag / current) / threshold),
         // left alone within 10 % of the target.
         let ratio = o.lag as f64 / (self.lag_threshold as f64 * f64::from(current.max(1)));
-        let rec = if (ratio - 1.0).abs() <= 0.1 {
-            current
-        } else {
-            (o.lag as f64 / self.lag_threshold as f64).ceil() as i32
-        }
-        .clamp(self.min, self.max);
+        let rec =
+            if (ratio - 1.0).abs() <= 0.1 { current } else { (o.lag as f64 / self.lag_threshold as f64).ceil() as i32 }
+                .clamp(self.min, self.max);
         self.history.push((t, rec));
         self.history.retain(|(at, _)| t - at <= self.cooldown);
         if rec >= current {
@@ -406,7 +403,12 @@ mod tests {
         assert!(ours.peak_lag_seconds < keda.peak_lag_seconds, "{ours:?} {keda:?}");
         assert!(ours.replica_minutes <= keda.replica_minutes, "{ours:?} {keda:?}");
         let figures = |r: &Report| {
-            (format!("{:.1}", r.peak_lag_seconds), r.time_to_drain_seconds, format!("{:.0}", r.replica_minutes), r.scale_changes)
+            (
+                format!("{:.1}", r.peak_lag_seconds),
+                r.time_to_drain_seconds,
+                format!("{:.0}", r.replica_minutes),
+                r.scale_changes,
+            )
         };
         assert_eq!(figures(ours), ("38.7".into(), 60, "4358".into(), 20));
         assert_eq!(figures(fixed), ("1.0".into(), 0, "8640".into(), 0));

@@ -26,7 +26,8 @@ fn plan_of(p: &RetailPipeline, topics: &BTreeMap<String, ObservedTopic>) -> Pipe
         regions: &[],
         policies: &[],
         observed_topics: topics,
-        lag: None,
+        current_replicas: None,
+        autoscaled: None,
         now: now(),
         settings: &OperatorSettings::default(),
     })
@@ -180,7 +181,8 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         regions: &[],
         policies: &[fixtures::low_stock_policy("low", "shop", 2)],
         observed_topics: &BTreeMap::new(),
-        lag: None,
+        current_replicas: None,
+        autoscaled: None,
         now: now(),
         settings: &OperatorSettings::default(),
     })
@@ -518,30 +520,27 @@ async fn an_alert_policy_is_validated_against_its_pipeline() {
 }
 
 #[tokio::test]
-async fn sustained_lag_scales_the_processor_up_with_an_event() {
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        topics: all_topics(3),
-        progress: Some(crate::kafka_admin::GroupProgress { lag: 25_000, committed: 0, last_checkpoint: None }),
-        ..MemoryState::default()
-    }));
+async fn the_autoscalers_decision_is_applied_with_an_event_and_in_status() {
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
     let objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
-    let mut p = pipeline();
-    p.status = Some(crate::crd::RetailPipelineStatus {
-        replicas: Some(crate::crd::retail_pipeline::ReplicasStatus {
-            current: 1,
-            desired: 1,
-            ready: 1,
-            reason: "MinReplicas".into(),
-        }),
-        autoscaling: Some(crate::crd::retail_pipeline::AutoscalingStatus {
-            direction: "up".into(),
-            replicas: 2,
-            since: "2026-11-20T09:58:00Z".into(),
-            lag: 20_000,
-        }),
-        ..Default::default()
-    });
+    let p = pipeline();
     let (ctx, verifier) = context(kafka);
+    // Two samples: 2000 records/s in, 25000 behind, one replica: 3 replicas (all the
+    // partitions) at the configured 1000/s each, capped at maxReplicas 2.
+    let policy = crate::plan::replicas::policy(&p.spec.processor).unwrap();
+    let bounds = crate::plan::replicas::bounds(&p.spec.processor, 3, now()).unwrap();
+    let key = crate::autoscale::sampler::key(&p);
+    let sample = |seconds: i64, end: i64, committed: i64| crate::autoscale::decision::Sample {
+        at: now() - chrono::Duration::seconds(15 - seconds),
+        end_offsets: end,
+        committed,
+        lag: end - committed,
+        partitions: 3,
+        ready: 1,
+    };
+    ctx.autoscaling.decide(&key, &policy, sample(0, 0, 0), 1, &bounds);
+    let decision = ctx.autoscaling.decide(&key, &policy, sample(15, 30_000, 5_000), 1, &bounds);
+    assert_eq!((decision.desired, decision.reason.as_str()), (2, "CappedAtMaxReplicas"));
     let mut script = lists();
     script.extend(gets_of_existing(&objects));
     script.push(Exchange::patch_answering(
@@ -554,13 +553,65 @@ async fn sustained_lag_scales_the_processor_up_with_an_event() {
     let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::NOT_READY_RETRY));
     assert_eq!(received[7].body["spec"]["replicas"], 2);
-    assert_eq!(received[8].body["note"], "applied Deployment");
-    assert_eq!(received[9].body["reason"], "Scaled");
-    assert_eq!(received[9].body["note"], "replicas 1 -> 2: LagAboveTarget, consumer lag 25000");
+    assert_eq!(received[8].body["reason"], "Scaled");
+    assert_eq!(
+        received[8].body["note"],
+        "replicas 1 -> 2: CappedAtMaxReplicas (input 2000/s, processed 333/s, lag 25000, capacity 1000/s per replica, configured)"
+    );
+    assert_eq!(received[9].body["note"], "applied Deployment");
     let status = &received[10].body["status"];
-    assert_eq!(status["replicas"], json!({"current": 1, "desired": 2, "ready": 1, "reason": "LagAboveTarget"}));
+    let now_text = now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        status["replicas"],
+        json!({"current": 1, "desired": 2, "ready": 1, "reason": "CappedAtMaxReplicas", "lastScaleTime": now_text})
+    );
     assert_eq!(status["consumerLag"], 25_000);
-    assert!(status.get("autoscaling").is_none(), "{status}");
+    assert_eq!(
+        status["autoscaling"],
+        json!({"sampledAt": now_text, "inputRate": 2000, "processedRate": 333, "capacityPerReplica": 1000,
+               "capacityLearned": false, "recommendation": 3})
+    );
+}
+
+#[tokio::test]
+async fn with_autoscaling_disabled_replicas_are_left_out_of_the_apply() {
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
+    let mut p = pipeline();
+    p.spec.processor.autoscaling.enabled = false;
+    let plan = plan_of(&p, &all_topics(3));
+    assert_eq!(serde_json::to_value(&plan.objects.deployment).unwrap()["spec"].get("replicas"), None);
+    // The Deployment as an HPA left it, with the operator's template from before.
+    let mut objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
+    objects[4]["spec"]["replicas"] = json!(5);
+    let (ctx, verifier) = context(kafka);
+    let mut script = lists();
+    script.extend(gets_of_existing(&objects));
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
+    assert!(result.is_ok());
+    let status = &received[7].body["status"];
+    assert_eq!(status["replicas"]["desired"], 5, "what the HPA set: {status}");
+    assert_eq!(status["replicas"]["reason"], "AutoscalingDisabled");
+}
+
+#[tokio::test]
+async fn a_schedule_boundary_is_the_next_requeue() {
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
+    let mut p = pipeline();
+    let start = now() + chrono::Duration::seconds(42);
+    p.spec.processor.schedules = vec![crate::crd::retail_pipeline::ScheduleSpec {
+        name: "black-friday".into(),
+        start: start.to_rfc3339(),
+        end: (start + chrono::Duration::days(3)).to_rfc3339(),
+        min_replicas: 3,
+    }];
+    let objects = observed_objects(&plan_of(&p, &all_topics(3)));
+    let (ctx, verifier) = context(kafka);
+    let mut script = lists();
+    script.extend(gets_of_existing(&objects));
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, _) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(42)));
 }
 
 #[tokio::test]
