@@ -136,7 +136,11 @@ pub fn plan_replicas(
         (None, Some(n)) => (n, "Holding".to_string()),
         (None, None) => (bounds.floor, bounds.floor_reason.clone()),
     };
-    let (desired, reason) = bounds.clamp(wanted, &reason);
+    let (desired, mut reason) = bounds.clamp(wanted, &reason);
+    if input.autoscaled.is_none() && desired == bounds.floor {
+        // Held at the floor: the floor is why.
+        reason = bounds.floor_reason.clone();
+    }
     Ok(ReplicaDecision { desired, reason, managed: true })
 }
 
