@@ -707,3 +707,69 @@ async fn a_region_that_loses_its_own_cluster_loses_its_replicator() {
     assert_eq!(types, ["Ready"], "ReplicationReady is gone with the replicator");
     assert!(status.get("replicationLag").is_none_or(Value::is_null), "{status}");
 }
+
+#[tokio::test]
+async fn the_sampler_reads_partition_offsets_and_the_deployment_then_decides() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use crate::kafka_admin::PartitionOffsets;
+
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
+    let (ctx, verifier) = context(kafka.clone());
+    let seconds = Arc::new(AtomicI64::new(0));
+    let clock = seconds.clone();
+    let ctx = Arc::try_unwrap(ctx)
+        .ok()
+        .expect("one context")
+        .with_clock(Arc::new(move || now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))));
+    let offsets = |high: i64, committed: i64| -> Vec<PartitionOffsets> {
+        let mut all = Vec::new();
+        for partition in 0..3 {
+            all.push(PartitionOffsets {
+                topic: "shop.sales".into(),
+                partition,
+                low: 0,
+                high,
+                committed: Some(committed),
+            });
+            all.push(PartitionOffsets {
+                topic: "shop.inventory".into(),
+                partition,
+                low: 0,
+                high: 100,
+                committed: Some(100),
+            });
+        }
+        all
+    };
+    let objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
+    let script = vec![
+        Exchange::get(paths::deployment(PROCESSOR), objects[4].clone()),
+        Exchange::get(paths::deployment(PROCESSOR), objects[4].clone()),
+    ];
+    let p = pipeline();
+    let run = async {
+        kafka.set_offsets(offsets(1000, 900));
+        let first = crate::autoscale::sampler::sample_once(&ctx, &p).await.unwrap().unwrap();
+        // 15 s later: 1000 records/s in, 800/s committed.
+        seconds.store(15, Ordering::SeqCst);
+        kafka.set_offsets(offsets(6000, 4900));
+        let second = crate::autoscale::sampler::sample_once(&ctx, &p).await.unwrap().unwrap();
+        (first, second, ctx.metrics.encode())
+    };
+    let ((first, second, metrics), _) = play(verifier, script, run).await;
+    assert_eq!(first.current, Some(1));
+    assert_eq!((first.decision.desired, first.decision.input_rate), (1, None), "one sample: no rates yet");
+    let d = &second.decision;
+    assert_eq!((d.input_rate, d.processed_rate, d.lag), (Some(1000.0), Some(800.0), 3300));
+    assert_eq!((d.desired, d.reason.as_str(), d.recommendation), (2, "InputAboveCapacity", Some(2)));
+    for line in [
+        "stockpulse_operator_partition_lag{namespace=\"acme\",pipeline=\"shop\",topic=\"shop.sales\",partition=\"0\"} 1100",
+        "stockpulse_operator_input_rate{namespace=\"acme\",pipeline=\"shop\"} 1000.0",
+        "stockpulse_operator_processed_rate{namespace=\"acme\",pipeline=\"shop\"} 800.0",
+        "stockpulse_operator_capacity_per_replica{namespace=\"acme\",pipeline=\"shop\"} 1000.0",
+        "stockpulse_operator_autoscaler_desired_replicas{namespace=\"acme\",pipeline=\"shop\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}

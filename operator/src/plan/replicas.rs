@@ -43,8 +43,11 @@ fn duration(field: &str, text: &str) -> Result<chrono::Duration, SpecProblem> {
     Ok(chrono::Duration::milliseconds(d.as_millis_i64()))
 }
 
-/// Every schedule as (name, start, end, floor).
-fn schedules(spec: &ProcessorSpec) -> Result<Vec<(String, DateTime<Utc>, DateTime<Utc>, i32)>, SpecProblems> {
+/// A schedule as (name, start, end, floor).
+type Schedule = (String, DateTime<Utc>, DateTime<Utc>, i32);
+
+/// Every schedule, its times parsed.
+fn schedules(spec: &ProcessorSpec) -> Result<Vec<Schedule>, SpecProblems> {
     let mut problems = Vec::new();
     let mut out = Vec::new();
     for (i, schedule) in spec.schedules.iter().enumerate() {
