@@ -639,20 +639,20 @@ async fn suite(cli: &Cli, services: &mut Services) {
         );
     }
     let three = pod_names(&client).await.unwrap_or_default();
-    // The sample's scale-down stabilization (10m) is set to 0s so that the floor's decrease
-    // shows at once.
+    // The autoscaler scales down only after its window (5m in the sample) and by at most
+    // half the replicas a minute: with the window at 0s and whole steps, the floor's decrease
+    // shows at its next sample (15 s).
     let scaled = rp
         .patch(
             PIPELINE,
             &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"processor": {"minReplicas": 1, "autoscaling": {"scaleDownStabilization": "0s"}}}}),
-            ),
+            &Patch::Merge(json!({"spec": {"processor": {"minReplicas": 1, "autoscaling":
+                {"scaleDownStabilization": "0s", "scaleDownStepPercent": 100}}}})),
         )
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
-    if check("pipeline patched: minReplicas 1 (scaleDownStabilization 0s)", scaled) {
+    if check("pipeline patched: minReplicas 1 (scaleDownStabilization 0s, whole steps)", scaled) {
         check(
             "Deployment scaled to 1; 1 process runs; 1 Pod Ready",
             eventually(Duration::from_secs(120), || async {
