@@ -113,14 +113,20 @@ pub fn status_of(decision: &Decision, sample: &Sample) -> AutoscalingStatus {
     }
 }
 
-/// A sample from the offsets of the input partitions.
+/// A sample from the offsets of the input partitions. The partitions are those of the
+/// input topic with the most: partition `i` of sales and of inventory go to the same task,
+/// so that is the processor's parallelism (and the replicas' cap).
 pub fn sample_of(at: chrono::DateTime<chrono::Utc>, offsets: &[PartitionOffsets], ready: i32) -> Sample {
+    let mut per_topic: HashMap<&str, i32> = HashMap::new();
+    for o in offsets {
+        *per_topic.entry(o.topic.as_str()).or_default() += 1;
+    }
     Sample {
         at,
         end_offsets: offsets.iter().map(|o| o.high).sum(),
         committed: offsets.iter().map(|o| o.committed.unwrap_or(o.low)).sum(),
         lag: offsets.iter().map(PartitionOffsets::lag).sum(),
-        partitions: i32::try_from(offsets.len()).unwrap_or(i32::MAX),
+        partitions: per_topic.values().copied().max().unwrap_or(0),
         ready,
     }
 }

@@ -751,6 +751,7 @@ async fn the_sampler_reads_partition_offsets_and_the_deployment_then_decides() {
     let run = async {
         kafka.set_offsets(offsets(1000, 900));
         let first = crate::autoscale::sampler::sample_once(&ctx, &p).await.unwrap().unwrap();
+        assert_eq!(ctx.autoscaling.get("acme/shop").unwrap().latest.unwrap().1.partitions, 3, "per topic");
         // 15 s later: 1000 records/s in, 800/s committed.
         seconds.store(15, Ordering::SeqCst);
         kafka.set_offsets(offsets(6000, 4900));
