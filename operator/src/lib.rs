@@ -9,6 +9,7 @@
 //! its pods get), `generate` (CRDs and reference docs), `metrics`, `http`, `leader`,
 //! `telemetry`, and `fixtures` (test builders and the mocked API server).
 
+pub mod autoscale;
 pub mod build;
 pub mod controller;
 pub mod crd;

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the operator: reconciles, errors and durations by kind.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,6 +27,21 @@ pub struct PipelineLabels {
     pub pipeline: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub namespace: String,
+    pub pipeline: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScaleLabels {
+    pub namespace: String,
+    pub pipeline: String,
+    pub direction: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     pub reconciles: Family<KindLabels, Counter>,
@@ -34,6 +50,13 @@ pub struct Metrics {
     pub consumer_lag: Family<PipelineLabels, Gauge>,
     pub desired_replicas: Family<PipelineLabels, Gauge>,
     pub ready_replicas: Family<PipelineLabels, Gauge>,
+    pub partition_lag: Family<PartitionLabels, Gauge>,
+    pub input_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    pub processed_rate: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    pub capacity_per_replica: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    pub recommended_replicas: Family<PipelineLabels, Gauge>,
+    pub autoscaler_desired_replicas: Family<PipelineLabels, Gauge>,
+    pub scale_events: Family<ScaleLabels, Counter>,
     pub registry: Registry,
 }
 
@@ -60,7 +83,56 @@ impl Default for Metrics {
             "Processor replicas ready, as the Deployment reports",
             ready_replicas.clone(),
         );
-        Metrics { reconciles, errors, duration, consumer_lag, desired_replicas, ready_replicas, registry }
+        let partition_lag = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "partition_lag",
+            "Consumer-group lag of each input partition, as the autoscaler sampled it",
+            partition_lag.clone(),
+        );
+        let input_rate = Family::<PipelineLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register("input_rate", "Records per second into a pipeline's input topics", input_rate.clone());
+        let processed_rate = Family::<PipelineLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "processed_rate",
+            "Records per second the processor's consumer group committed",
+            processed_rate.clone(),
+        );
+        let capacity_per_replica = Family::<PipelineLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "capacity_per_replica",
+            "Records per second per replica the autoscaler uses (learned or configured)",
+            capacity_per_replica.clone(),
+        );
+        let recommended_replicas = Family::<PipelineLabels, Gauge>::default();
+        registry.register(
+            "recommended_replicas",
+            "Replicas the last sample asked for, before stabilization and bounds",
+            recommended_replicas.clone(),
+        );
+        let autoscaler_desired_replicas = Family::<PipelineLabels, Gauge>::default();
+        registry.register(
+            "autoscaler_desired_replicas",
+            "Replicas the autoscaler decided at its last sample",
+            autoscaler_desired_replicas.clone(),
+        );
+        let scale_events = Family::<ScaleLabels, Counter>::default();
+        registry.register("scale_events", "Changes of a pipeline's replicas by direction", scale_events.clone());
+        Metrics {
+            reconciles,
+            errors,
+            duration,
+            consumer_lag,
+            desired_replicas,
+            ready_replicas,
+            partition_lag,
+            input_rate,
+            processed_rate,
+            capacity_per_replica,
+            recommended_replicas,
+            autoscaler_desired_replicas,
+            scale_events,
+            registry,
+        }
     }
 }
 
@@ -83,6 +155,48 @@ impl Metrics {
         }
         self.desired_replicas.get_or_create(&labels).set(i64::from(desired_replicas));
         self.ready_replicas.get_or_create(&labels).set(i64::from(ready));
+    }
+
+    /// Records an autoscaler sample: lag per partition, rates, capacity, replicas.
+    pub fn autoscaling(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        decision: &crate::autoscale::decision::Decision,
+        offsets: &[crate::kafka_admin::PartitionOffsets],
+    ) {
+        let labels = PipelineLabels { namespace: namespace.to_string(), pipeline: pipeline.to_string() };
+        for o in offsets {
+            let partition = PartitionLabels {
+                namespace: namespace.to_string(),
+                pipeline: pipeline.to_string(),
+                topic: o.topic.clone(),
+                partition: o.partition.to_string(),
+            };
+            self.partition_lag.get_or_create(&partition).set(o.lag());
+        }
+        self.consumer_lag.get_or_create(&labels).set(decision.lag);
+        if let Some(rate) = decision.input_rate {
+            self.input_rate.get_or_create(&labels).set(rate);
+        }
+        if let Some(rate) = decision.processed_rate {
+            self.processed_rate.get_or_create(&labels).set(rate);
+        }
+        self.capacity_per_replica.get_or_create(&labels).set(decision.capacity_per_replica);
+        if let Some(n) = decision.recommendation {
+            self.recommended_replicas.get_or_create(&labels).set(i64::from(n));
+        }
+        self.autoscaler_desired_replicas.get_or_create(&labels).set(i64::from(decision.desired));
+    }
+
+    /// Counts a change of a pipeline's replicas.
+    pub fn scaled(&self, namespace: &str, pipeline: &str, up: bool) {
+        let labels = ScaleLabels {
+            namespace: namespace.to_string(),
+            pipeline: pipeline.to_string(),
+            direction: if up { "up" } else { "down" }.to_string(),
+        };
+        self.scale_events.get_or_create(&labels).inc();
     }
 
     /// The text exposition format.

@@ -108,7 +108,8 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
             regions: &regions,
             policies: &policies,
             observed_topics: &no_topics,
-            lag: None,
+            current_replicas: None,
+            autoscaled: None,
             now,
             // The preview renders what the spec asks for; the operator's settings are its own.
             settings: &OperatorSettings::default(),

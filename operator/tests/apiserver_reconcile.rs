@@ -422,3 +422,75 @@ async fn deleting_a_pipeline_runs_its_finalizer_deleting_only_the_delete_policy_
     })
     .await;
 }
+
+/// The managers owning `spec.replicas` of a Deployment, sorted.
+fn replicas_owners(deployment: &Deployment) -> Vec<String> {
+    let mut owners: Vec<String> = deployment
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1.as_ref().and_then(|f| f.0.get("f:spec")).is_some_and(|spec| spec.get("f:replicas").is_some())
+        })
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    owners.sort();
+    owners
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_autoscaling_disabled_an_hpa_owns_replicas_and_the_operator_never_fights_it() {
+    bounded(async {
+        let Some((plane, kafka)) = control_plane_and_kafka().await else { return };
+        let s = Setup::new(plane, kafka, "autoscaling-opt-out", "handoff").await;
+        let processor = "handoff-processor";
+        let deployments = s.api::<Deployment>();
+        let patch_spec = |spec: serde_json::Value| {
+            let pipelines = s.pipelines.clone();
+            async move {
+                pipelines
+                    .patch("handoff", &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
+                    .await
+                    .unwrap_or_else(|e| panic!("patch pipeline: {e}"));
+            }
+        };
+        assert_eq!(s.reconcile().await, Action::await_change(), "the finalizer first");
+        patch_spec(json!({"processor": {"minReplicas": 2}})).await;
+        s.reconcile().await;
+        let dep = deployments.get(processor).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dep.spec.replicas, Some(2), "the operator sets replicas");
+        assert_eq!(replicas_owners(&dep), [FIELD_MANAGER]);
+
+        // Disabled: the field is handed over at its value, not reset to 1.
+        patch_spec(json!({"processor": {"autoscaling": {"enabled": false}}})).await;
+        s.reconcile().await;
+        let dep = deployments.get(processor).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dep.spec.replicas, Some(2), "kept at its value");
+        assert_eq!(replicas_owners(&dep), [retail_pipeline::REPLICAS_HANDOFF_MANAGER], "the operator let go of it");
+
+        // An HPA scales through the scale subresource.
+        let scale = json!({"spec": {"replicas": 5}});
+        let hpa = PatchParams { field_manager: Some("horizontal-pod-autoscaler".into()), ..PatchParams::default() };
+        deployments.patch_scale(processor, &hpa, &Patch::Merge(&scale)).await.unwrap_or_else(|e| panic!("scale: {e}"));
+
+        // A config change makes the operator apply the Deployment again: the HPA's count stays.
+        patch_spec(json!({"processing": {"allowedLateness": "20m"}})).await;
+        s.reconcile().await;
+        let dep = deployments.get(processor).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dep.spec.replicas, Some(5), "the HPA's count");
+        assert!(!replicas_owners(&dep).contains(&FIELD_MANAGER.to_string()), "{:?}", replicas_owners(&dep));
+        let replicas = s.pipeline().await.status.and_then(|s| s.replicas).unwrap_or_else(|| panic!("no replicas"));
+        assert_eq!((replicas.desired, replicas.reason.as_str()), (5, "AutoscalingDisabled"));
+
+        // Enabled again: the operator takes replicas back, within its bounds (maxReplicas 2).
+        patch_spec(json!({"processor": {"autoscaling": {"enabled": true}}})).await;
+        s.reconcile().await;
+        let dep = deployments.get(processor).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dep.spec.replicas, Some(2));
+        assert!(replicas_owners(&dep).contains(&FIELD_MANAGER.to_string()), "{:?}", replicas_owners(&dep));
+        let events = s.event_reasons().await;
+        assert!(events.contains(&"Scaled".to_string()), "{events:?}");
+    })
+    .await;
+}

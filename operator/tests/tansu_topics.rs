@@ -275,4 +275,11 @@ async fn consumer_lag_body() {
     .await
     .unwrap();
     assert_eq!(access.consumer_lag(&target, "shop", &topics).await.unwrap(), Some(3));
+    // What the autoscaler samples: per partition, the watermarks and the committed offset.
+    let offsets = access.partition_offsets(&target, "shop", &topics).await.unwrap();
+    assert_eq!(offsets.len(), 1, "{offsets:?}");
+    assert_eq!(
+        (offsets[0].topic.as_str(), offsets[0].partition, offsets[0].high, offsets[0].committed, offsets[0].lag()),
+        ("shop.sales", 0, 5, Some(2), 3)
+    );
 }

@@ -639,20 +639,20 @@ async fn suite(cli: &Cli, services: &mut Services) {
         );
     }
     let three = pod_names(&client).await.unwrap_or_default();
-    // The sample's scale-down stabilization (10m) is set to 0s so that the floor's decrease
-    // shows at once.
+    // The autoscaler scales down only after its window (5m in the sample) and by at most
+    // half the replicas a minute: with the window at 0s and whole steps, the floor's decrease
+    // shows at its next sample (15 s).
     let scaled = rp
         .patch(
             PIPELINE,
             &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"processor": {"minReplicas": 1, "autoscaling": {"scaleDownStabilization": "0s"}}}}),
-            ),
+            &Patch::Merge(json!({"spec": {"processor": {"minReplicas": 1, "autoscaling":
+                {"scaleDownStabilization": "0s", "scaleDownStepPercent": 100}}}})),
         )
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
-    if check("pipeline patched: minReplicas 1 (scaleDownStabilization 0s)", scaled) {
+    if check("pipeline patched: minReplicas 1 (scaleDownStabilization 0s, whole steps)", scaled) {
         check(
             "Deployment scaled to 1; 1 process runs; 1 Pod Ready",
             eventually(Duration::from_secs(120), || async {
@@ -666,6 +666,9 @@ async fn suite(cli: &Cli, services: &mut Services) {
         let stopped: Vec<String> = three.iter().filter(|n| !now.contains(n)).cloned().collect();
         check("the 2 stopped processes exited cleanly on SIGTERM", clean_exits(&kubelet_dir, &stopped));
     }
+
+    // ---- a short real surge scales the processor up, then back down
+    surge(&ctx, &config, &stores, &rp, &deployments, &client).await;
 
     // ---- a region with a Kafka cluster of its own gets a replicator process
     replication(&ctx, &client, &config, &cli.operator).await;
@@ -971,6 +974,98 @@ fn send(producer: &BaseProducer, clock: &mut i64, topic: &str, partition: Option
     if let Err(e) = stockpulse_testkit::kafka::send(producer, record) {
         panic!("{e}");
     }
+}
+
+/// A short real surge: the generated traffic's peak is 20 events/s; 100/s (x5) for a
+/// minute. The autoscaler (sampling every 15 s, its window at 0s from the step before)
+/// scales the processor above its floor of 1 while the surge lasts, and back to 1 after.
+/// `capacityPerReplica` is set low and `headroomPercent` high so that one process, which
+/// keeps up with 100/s, still counts as needing company: the point is the loop from the
+/// broker's offsets to the Deployment and back, not the local processes' speed.
+async fn surge(
+    ctx: &Ctx,
+    config: &PipelineConfig,
+    stores: &[StoreRecord],
+    rp: &Api<DynamicObject>,
+    deployments: &Api<Deployment>,
+    client: &kube::Client,
+) {
+    let patched = rp
+        .patch(
+            PIPELINE,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"processor": {"autoscaling":
+                {"capacityPerReplica": 30, "headroomPercent": 100}}}})),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    if !check("pipeline patched: capacityPerReplica 30, headroomPercent 100", patched) {
+        return;
+    }
+    let (bootstrap, sales, inventory) =
+        (ctx.bootstrap.clone(), config.topic(TopicRole::Sales), config.topic(TopicRole::Inventory));
+    let stores = stores.to_vec();
+    let producer = std::thread::spawn(move || -> Result<usize, String> {
+        let options = TrafficOptions { seed: 7, peak_events_per_second: 20.0, ..TrafficOptions::default() };
+        let producer: BaseProducer = client_config(&bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let mut clock = 0;
+        let mut events = Traffic::new(options, &stores, &catalog());
+        let started = Instant::now();
+        let mut sent = 0usize;
+        // 10 events every 100 ms for 60 s.
+        while started.elapsed() < Duration::from_secs(60) {
+            for event in events.by_ref().take(10) {
+                let kind = serde_json::from_slice::<Value>(&event.payload)
+                    .ok()
+                    .and_then(|v| v.get("event_type").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
+                let topic = if matches!(kind.as_str(), "SALE" | "RETURN") { &sales } else { &inventory };
+                send(&producer, &mut clock, topic, None, &event.key, &event.payload);
+                sent += 1;
+            }
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        producer.flush(Duration::from_secs(30)).map_err(|e| format!("flushing the surge: {e}"))?;
+        Ok(sent)
+    });
+    let most = std::cell::Cell::new(1);
+    let up = eventually(Duration::from_secs(75), || async {
+        let d = deployments.get(DEPLOYMENT).await.map_err(|e| e.to_string())?;
+        let wanted = d.spec.replicas.unwrap_or(0);
+        most.set(most.get().max(wanted));
+        if wanted > 1 { Ok(()) } else { Err(format!("spec.replicas {wanted}")) }
+    })
+    .await;
+    check("a 5x surge (100 events/s) scales the processor above 1 replica while it lasts", up);
+    let sent = tokio::task::spawn_blocking(move || producer.join())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|joined| joined.map_err(|_| "the surge producer panicked".to_string()))
+        .and_then(|r| r);
+    check(&format!("the surge was produced ({} events)", sent.as_ref().map_or(0, |n| *n)), sent.map(|_| ()));
+    let reason = async {
+        let p = rp.get(PIPELINE).await.map_err(|e| e.to_string())?;
+        Ok::<String, String>(p.data["status"]["replicas"]["reason"].as_str().unwrap_or_default().to_string())
+    };
+    let reason = reason.await.unwrap_or_default();
+    check(
+        &format!(
+            "after the surge, back to 1 replica, 1 process, 1 Pod Ready (up to {}; reason then {reason})",
+            most.get()
+        ),
+        eventually(Duration::from_secs(180), || async {
+            deployment_ready(deployments, 1).await?;
+            count_processes(&ctx.processor, 1)?;
+            pods_ready(client, 1).await
+        })
+        .await,
+    );
 }
 
 /// Generated events over `stores` keyed by store (sales and returns to the sales topic, the

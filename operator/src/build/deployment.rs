@@ -98,10 +98,11 @@ pub fn pull_secrets(names: &[String]) -> Option<Vec<k8s_openapi::api::core::v1::
     })
 }
 
-/// The Deployment with `replicas` pods whose template carries `config_hash`.
+/// The Deployment with `replicas` pods (`None`: the field left to an HPA or KEDA) whose
+/// template carries `config_hash`.
 pub fn deployment(
     pipeline: &RetailPipeline,
-    replicas: i32,
+    replicas: Option<i32>,
     config_hash: &str,
     mounts: &[FileMount],
     pods: &PodSettings,
@@ -187,7 +188,7 @@ pub fn deployment(
     Deployment {
         metadata: object_meta(pipeline, processor_name(pipeline)),
         spec: DeploymentSpec {
-            replicas: Some(replicas),
+            replicas,
             selector: LabelSelector { match_labels: Some(selector_labels(pipeline)), ..LabelSelector::default() },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_string()),

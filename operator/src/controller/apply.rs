@@ -38,9 +38,27 @@ where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
     let name = desired.meta().name.clone().ok_or(Error::MissingField("object", "metadata.name"))?;
+    let observed = api.get_opt(&name).await?;
+    apply_unless_matching(api, desired, observed, false).await
+}
+
+/// Applies `desired` unless `observed` (as read just before) already matches it, or always
+/// with `force_write`.
+pub async fn apply_unless_matching<K>(
+    api: &Api<K>,
+    desired: &K,
+    observed: Option<K>,
+    force_write: bool,
+) -> Result<(K, bool)>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let name = desired.meta().name.clone().ok_or(Error::MissingField("object", "metadata.name"))?;
     let wanted =
         serde_json::to_value(desired).map_err(|e| Error::Serialization { what: "object", message: e.to_string() })?;
-    if let Some(observed) = api.get_opt(&name).await? {
+    if let Some(observed) = observed
+        && !force_write
+    {
         let have = serde_json::to_value(&observed)
             .map_err(|e| Error::Serialization { what: "object", message: e.to_string() })?;
         if is_subset(&wanted, &have) {
@@ -50,6 +68,19 @@ where
     let applied = api.patch(&name, &apply_params(), &Patch::Apply(desired)).await?;
     tracing::info!(kind = %K::kind(&()), name = %applied.name_any(), "applied");
     Ok((applied, true))
+}
+
+/// Whether `manager` owns `spec.replicas` of an object by server-side apply.
+pub fn owns_replicas(meta: &kube::api::ObjectMeta, manager: &str) -> bool {
+    meta.managed_fields.iter().flatten().any(|entry| {
+        entry.manager.as_deref() == Some(manager)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec"))
+                .is_some_and(|spec| spec.get("f:replicas").is_some())
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::api::{Api, Patch};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use serde::Serialize;
 use serde_json::json;
 
@@ -41,6 +42,11 @@ pub struct Context {
     pub settings: OperatorSettings,
     /// The time, injected so tests are deterministic.
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// Every pipeline's autoscaling memory (samples, latest decision, last scale time).
+    pub autoscaling: Arc<crate::autoscale::sampler::Registry>,
+    /// Where samplers ask for a reconcile; `None`: no sampler runs (tests call
+    /// `sample_once` themselves).
+    pub sampler_trigger: Option<futures::channel::mpsc::UnboundedSender<ObjectRef<crate::crd::RetailPipeline>>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -56,6 +62,8 @@ impl Context {
                 .unwrap_or_else(|_| DEFAULT_OPERATOR_IMAGE.to_string()),
             settings: OperatorSettings::default(),
             clock: Arc::new(Utc::now),
+            autoscaling: Arc::default(),
+            sampler_trigger: None,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -63,6 +71,15 @@ impl Context {
     /// The operator's own configuration (allowed images, what its pods get).
     pub fn with_settings(mut self, settings: OperatorSettings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// Runs a sampler per autoscaled pipeline, asking for reconciles through `trigger`.
+    pub fn with_sampler_trigger(
+        mut self,
+        trigger: futures::channel::mpsc::UnboundedSender<ObjectRef<crate::crd::RetailPipeline>>,
+    ) -> Self {
+        self.sampler_trigger = Some(trigger);
         self
     }
 

@@ -13,14 +13,17 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use stockpulse_processor::config::TopicRole;
 
-use super::apply::apply_if_changed;
+use super::apply::{apply_if_changed, apply_unless_matching, owns_replicas};
 use super::kafka_target::kafka_target;
 use super::{Context, apply_status, object_key};
+use crate::autoscale::sampler::{self, ensure_sampler};
+use crate::build::labels::FIELD_MANAGER;
 use crate::build::topics::{desired_topics, desired_topics_with_sinks};
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::error::{Error, Result};
 use crate::kafka_admin::{KafkaError, KafkaTarget};
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
+use crate::plan::replicas::{ReplicaInput, next_boundary, plan_replicas};
 use crate::plan::topics::{ObservedTopic, TopicAction, plan_topic_cleanup};
 use crate::status::pipeline::{PipelineObservation, TopicFailure, invalid_spec_status, pipeline_status};
 
@@ -30,8 +33,10 @@ pub const FINALIZER: &str = "retail.stockpulse.io/topics";
 
 /// How often a healthy pipeline is looked at again (drift of topics, schedules).
 pub const RESYNC: Duration = Duration::from_secs(300);
-/// How often lag is looked at again while a scaling wish waits for its stabilization window.
-pub const AUTOSCALING_CHECK: Duration = Duration::from_secs(15);
+/// The field manager that holds `spec.replicas` at its last value when autoscaling is
+/// disabled, so the operator's apply without it does not reset it and an HPA or KEDA takes
+/// it over from there.
+pub const REPLICAS_HANDOFF_MANAGER: &str = "stockpulse-operator-replicas-handoff";
 /// How soon a pipeline that is not ready yet is looked at again.
 pub const NOT_READY_RETRY: Duration = Duration::from_secs(30);
 
@@ -120,6 +125,16 @@ async fn consumer_lag(
     }
 }
 
+/// The partitions of the input topics (the cap of replicas) as the plan has them.
+fn input_partitions(plan: &PipelinePlan) -> i32 {
+    plan.topics
+        .iter()
+        .filter(|t| matches!(t.role, TopicRole::Sales | TopicRole::Inventory))
+        .map(|t| t.partitions)
+        .max()
+        .unwrap_or(1)
+}
+
 /// What applying the topic plan did.
 struct TopicChanges {
     done: Vec<String>,
@@ -199,7 +214,8 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         regions: &regions,
         policies: &policies,
         observed_topics: &observed_topics,
-        lag,
+        current_replicas: None,
+        autoscaled: ctx.autoscaling.autoscaled(&sampler::key(&pipeline)),
         now,
         settings: &ctx.settings,
     };
@@ -234,8 +250,42 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     let (_, pdb) =
         apply_if_changed(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace), &o.pod_disruption_budget)
             .await?;
-    let (deployment, dep) =
-        apply_if_changed(&Api::<Deployment>::namespaced(client.clone(), &namespace), &o.deployment).await?;
+    // The Deployment: the replicas are decided against its current count.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace);
+    let mut plan = plan;
+    let observed_deployment = deployments.get_opt(&crate::build::labels::processor_name(&pipeline)).await?;
+    let current = observed_deployment.as_ref().and_then(|d| d.spec.replicas);
+    let replica_input = ReplicaInput {
+        input_partitions: input_partitions(&plan),
+        current,
+        autoscaled: ctx.autoscaling.autoscaled(&sampler::key(&pipeline)),
+    };
+    if let Ok(decision) = plan_replicas(&pipeline.spec.processor, &replica_input, now) {
+        plan.objects.deployment.spec.replicas = decision.managed.then_some(decision.desired);
+        plan.replicas = decision;
+    }
+    let handoff = !plan.replicas.managed
+        && observed_deployment.as_ref().is_some_and(|d| owns_replicas(&d.metadata, FIELD_MANAGER));
+    if handoff && let Some(replicas) = current {
+        // Autoscaling was just disabled: another manager keeps `replicas` at its value, then
+        // the operator's apply leaves the field out (and so gives up its share of it).
+        let body = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": crate::build::labels::processor_name(&pipeline)},
+            "spec": {"replicas": replicas},
+        });
+        deployments
+            .patch(
+                &crate::build::labels::processor_name(&pipeline),
+                &kube::api::PatchParams::apply(REPLICAS_HANDOFF_MANAGER),
+                &kube::api::Patch::Apply(&body),
+            )
+            .await?;
+        changes.push(format!("handed replicas ({replicas}) over to the HPA or KEDA"));
+    }
+    let o = &plan.objects;
+    let (deployment, dep) = apply_unless_matching(&deployments, &o.deployment, observed_deployment, handoff).await?;
     for (changed, kind) in
         [(sa, "ServiceAccount"), (cm, "ConfigMap"), (svc, "Service"), (pdb, "PodDisruptionBudget"), (dep, "Deployment")]
     {
@@ -244,12 +294,46 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         }
     }
 
+    // A scale: an event, the time, a metric.
+    let key = sampler::key(&pipeline);
+    if plan.replicas.managed
+        && let Some(before) = current
+        && before != plan.replicas.desired
+    {
+        let scaling = ctx.autoscaling.get(&key);
+        let seen = scaling
+            .as_ref()
+            .and_then(|s| s.latest.as_ref())
+            .map(|(d, _)| {
+                let rate = |r: Option<f64>| r.map_or("?".to_string(), |r| format!("{r:.0}/s"));
+                format!(
+                    " (input {}, processed {}, lag {}, capacity {:.0}/s per replica{})",
+                    rate(d.input_rate),
+                    rate(d.processed_rate),
+                    d.lag,
+                    d.capacity_per_replica,
+                    if d.capacity_learned { ", learned" } else { ", configured" }
+                )
+            })
+            .unwrap_or_default();
+        let note = format!("replicas {before} -> {}: {}{seen}", plan.replicas.desired, plan.replicas.reason);
+        ctx.event(&reference, false, "Scaled", "Scale", note).await;
+        ctx.autoscaling.scaled(&key, &now_text);
+        ctx.metrics.scaled(&namespace, &name, plan.replicas.desired > before);
+    }
+
     // Status.
+    let scaling = ctx.autoscaling.get(&key);
+    let latest = scaling.as_ref().and_then(|s| s.latest.as_ref());
     let observation = PipelineObservation {
         topics: topics_after,
         topic_failures: failures.clone(),
         deployment: Some(deployment),
-        consumer_lag: lag,
+        consumer_lag: latest.map(|(d, _)| d.lag).or(lag),
+        autoscaling: latest.filter(|_| plan.replicas.managed).map(|(d, s)| sampler::status_of(d, s)),
+        last_scale_time: scaling.as_ref().and_then(|s| s.last_scale_time.clone()).or_else(|| {
+            pipeline.status.as_ref().and_then(|s| s.replicas.as_ref()).and_then(|r| r.last_scale_time.clone())
+        }),
     };
     let status = pipeline_status(&pipeline, &plan, &observation, &now_text);
     if !changes.is_empty() {
@@ -269,26 +353,17 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     }
     let ready = status.replicas.as_ref().map_or(0, |r| r.ready);
     ctx.metrics.pipeline(&namespace, &name, lag, plan.replicas.desired, ready);
-    let previous_desired = pipeline.status.as_ref().and_then(|s| s.replicas.as_ref()).map(|r| r.desired);
-    if let Some(before) = previous_desired
-        && before != plan.replicas.desired
-    {
-        let lag = lag.map(|l| format!(", consumer lag {l}")).unwrap_or_default();
-        let note = format!("replicas {before} -> {}: {}{lag}", plan.replicas.desired, plan.replicas.reason);
-        ctx.event(&reference, false, "Scaled", "Scale", note).await;
-    }
     if pipeline.status.as_ref() != Some(&status) {
         apply_status(&pipelines, &name, &status).await?;
     }
     let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-    let next = if plan.replicas.pending.is_some() {
-        // A scaling wish is waiting for its stabilization window: look again soon.
-        AUTOSCALING_CHECK
-    } else if ready {
-        RESYNC
-    } else {
-        NOT_READY_RETRY
-    };
+    let mut next = if ready { RESYNC } else { NOT_READY_RETRY };
+    // A schedule's floor takes effect at its boundary: look again right then.
+    if let Some(boundary) = next_boundary(&pipeline.spec.processor, now) {
+        let until = (boundary - now).to_std().unwrap_or_default();
+        next = next.min(until.max(Duration::from_millis(100)));
+    }
+    ensure_sampler(&ctx, &pipeline);
     Ok(Action::requeue(next))
 }
 

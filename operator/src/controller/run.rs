@@ -95,8 +95,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::info!(identity = %me, lease = %lease.name, "leading");
     }
     let kafka = Arc::new(RdKafkaAccess::default());
-    let ctx = Arc::new(Context::new(client.clone(), kafka, metrics, Some(me)).with_settings(settings));
-    let controllers = run_controllers(client.clone(), options.namespace.clone(), ctx);
+    let (trigger, triggered) = futures::channel::mpsc::unbounded();
+    let ctx = Arc::new(
+        Context::new(client.clone(), kafka, metrics, Some(me)).with_settings(settings).with_sampler_trigger(trigger),
+    );
+    let controllers = run_controllers(client.clone(), options.namespace.clone(), ctx, triggered);
     let keep_lease = async {
         if !options.leader_election {
             return futures::future::pending::<anyhow::Result<()>>().await;
@@ -132,7 +135,12 @@ where
     }
 }
 
-async fn run_controllers(client: Client, namespace: Option<String>, ctx: Arc<Context>) {
+async fn run_controllers(
+    client: Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    autoscaling: futures::channel::mpsc::UnboundedReceiver<ObjectRef<RetailPipeline>>,
+) {
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=stockpulse-operator");
     let pipelines = Controller::new(api::<RetailPipeline>(&client, &namespace), watcher::Config::default())
         .owns(api::<Deployment>(&client, &namespace), owned.clone())
@@ -148,6 +156,9 @@ async fn run_controllers(client: Client, namespace: Option<String>, ctx: Arc<Con
             let ns = policy.namespace().unwrap_or_default();
             Some(ObjectRef::new(&policy.spec.pipeline_ref.name).within(&ns))
         })
+        // The autoscaling samplers ask for a reconcile when their decision differs from the
+        // Deployment.
+        .reconcile_on(autoscaling)
         .shutdown_on_signal()
         .run(retail_pipeline::reconcile, retail_pipeline::error_policy, ctx.clone())
         .for_each(|result| async move {

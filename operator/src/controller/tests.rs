@@ -26,7 +26,8 @@ fn plan_of(p: &RetailPipeline, topics: &BTreeMap<String, ObservedTopic>) -> Pipe
         regions: &[],
         policies: &[],
         observed_topics: topics,
-        lag: None,
+        current_replicas: None,
+        autoscaled: None,
         now: now(),
         settings: &OperatorSettings::default(),
     })
@@ -180,7 +181,8 @@ async fn first_reconcile_creates_topics_and_objects_then_patches_status() {
         regions: &[],
         policies: &[fixtures::low_stock_policy("low", "shop", 2)],
         observed_topics: &BTreeMap::new(),
-        lag: None,
+        current_replicas: None,
+        autoscaled: None,
         now: now(),
         settings: &OperatorSettings::default(),
     })
@@ -523,30 +525,27 @@ async fn an_alert_policy_is_validated_against_its_pipeline() {
 }
 
 #[tokio::test]
-async fn sustained_lag_scales_the_processor_up_with_an_event() {
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        topics: all_topics(3),
-        progress: Some(crate::kafka_admin::GroupProgress { lag: 25_000, committed: 0, last_checkpoint: None }),
-        ..MemoryState::default()
-    }));
+async fn the_autoscalers_decision_is_applied_with_an_event_and_in_status() {
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
     let objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
-    let mut p = pipeline();
-    p.status = Some(crate::crd::RetailPipelineStatus {
-        replicas: Some(crate::crd::retail_pipeline::ReplicasStatus {
-            current: 1,
-            desired: 1,
-            ready: 1,
-            reason: "MinReplicas".into(),
-        }),
-        autoscaling: Some(crate::crd::retail_pipeline::AutoscalingStatus {
-            direction: "up".into(),
-            replicas: 2,
-            since: "2026-11-20T09:58:00Z".into(),
-            lag: 20_000,
-        }),
-        ..Default::default()
-    });
+    let p = pipeline();
     let (ctx, verifier) = context(kafka);
+    // Two samples: 2000 records/s in, 25000 behind, one replica: 3 replicas (all the
+    // partitions) at the configured 1000/s each, capped at maxReplicas 2.
+    let policy = crate::plan::replicas::policy(&p.spec.processor).unwrap();
+    let bounds = crate::plan::replicas::bounds(&p.spec.processor, 3, now()).unwrap();
+    let key = crate::autoscale::sampler::key(&p);
+    let sample = |seconds: i64, end: i64, committed: i64| crate::autoscale::decision::Sample {
+        at: now() - chrono::Duration::seconds(15 - seconds),
+        end_offsets: end,
+        committed,
+        lag: end - committed,
+        partitions: 3,
+        ready: 1,
+    };
+    ctx.autoscaling.decide(&key, &policy, sample(0, 0, 0), 1, &bounds);
+    let decision = ctx.autoscaling.decide(&key, &policy, sample(15, 30_000, 5_000), 1, &bounds);
+    assert_eq!((decision.desired, decision.reason.as_str()), (2, "CappedAtMaxReplicas"));
     let mut script = lists();
     script.extend(gets_of_existing(&objects));
     script.push(Exchange::patch_answering(
@@ -559,13 +558,65 @@ async fn sustained_lag_scales_the_processor_up_with_an_event() {
     let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
     assert_eq!(result.unwrap(), Action::requeue(retail_pipeline::NOT_READY_RETRY));
     assert_eq!(received[7].body["spec"]["replicas"], 2);
-    assert_eq!(received[8].body["note"], "applied Deployment");
-    assert_eq!(received[9].body["reason"], "Scaled");
-    assert_eq!(received[9].body["note"], "replicas 1 -> 2: LagAboveTarget, consumer lag 25000");
+    assert_eq!(received[8].body["reason"], "Scaled");
+    assert_eq!(
+        received[8].body["note"],
+        "replicas 1 -> 2: CappedAtMaxReplicas (input 2000/s, processed 333/s, lag 25000, capacity 1000/s per replica, configured)"
+    );
+    assert_eq!(received[9].body["note"], "applied Deployment");
     let status = &received[10].body["status"];
-    assert_eq!(status["replicas"], json!({"current": 1, "desired": 2, "ready": 1, "reason": "LagAboveTarget"}));
+    let now_text = now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        status["replicas"],
+        json!({"current": 1, "desired": 2, "ready": 1, "reason": "CappedAtMaxReplicas", "lastScaleTime": now_text})
+    );
     assert_eq!(status["consumerLag"], 25_000);
-    assert!(status.get("autoscaling").is_none(), "{status}");
+    assert_eq!(
+        status["autoscaling"],
+        json!({"sampledAt": now_text, "inputRate": 2000, "processedRate": 333, "capacityPerReplica": 1000,
+               "capacityLearned": false, "recommendation": 3})
+    );
+}
+
+#[tokio::test]
+async fn with_autoscaling_disabled_replicas_are_left_out_of_the_apply() {
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
+    let mut p = pipeline();
+    p.spec.processor.autoscaling.enabled = false;
+    let plan = plan_of(&p, &all_topics(3));
+    assert_eq!(serde_json::to_value(&plan.objects.deployment).unwrap()["spec"].get("replicas"), None);
+    // The Deployment as an HPA left it, with the operator's template from before.
+    let mut objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
+    objects[4]["spec"]["replicas"] = json!(5);
+    let (ctx, verifier) = context(kafka);
+    let mut script = lists();
+    script.extend(gets_of_existing(&objects));
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, received) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
+    assert!(result.is_ok());
+    let status = &received[7].body["status"];
+    assert_eq!(status["replicas"]["desired"], 5, "what the HPA set: {status}");
+    assert_eq!(status["replicas"]["reason"], "AutoscalingDisabled");
+}
+
+#[tokio::test]
+async fn a_schedule_boundary_is_the_next_requeue() {
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
+    let mut p = pipeline();
+    let start = now() + chrono::Duration::seconds(42);
+    p.spec.processor.schedules = vec![crate::crd::retail_pipeline::ScheduleSpec {
+        name: "black-friday".into(),
+        start: start.to_rfc3339(),
+        end: (start + chrono::Duration::days(3)).to_rfc3339(),
+        min_replicas: 3,
+    }];
+    let objects = observed_objects(&plan_of(&p, &all_topics(3)));
+    let (ctx, verifier) = context(kafka);
+    let mut script = lists();
+    script.extend(gets_of_existing(&objects));
+    script.push(Exchange::patch_answering(paths::pipeline_status("shop"), Answer::Json(pipeline_json())));
+    let (result, _) = play(verifier, script, retail_pipeline::reconcile(Arc::new(p), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(42)));
 }
 
 #[tokio::test]
@@ -660,4 +711,71 @@ async fn a_region_that_loses_its_own_cluster_loses_its_replicator() {
     let types: Vec<&str> = status["conditions"].as_array().unwrap().iter().filter_map(|c| c["type"].as_str()).collect();
     assert_eq!(types, ["Ready"], "ReplicationReady is gone with the replicator");
     assert!(status.get("replicationLag").is_none_or(Value::is_null), "{status}");
+}
+
+#[tokio::test]
+async fn the_sampler_reads_partition_offsets_and_the_deployment_then_decides() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use crate::kafka_admin::PartitionOffsets;
+
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
+    let (ctx, verifier) = context(kafka.clone());
+    let seconds = Arc::new(AtomicI64::new(0));
+    let clock = seconds.clone();
+    let ctx = Arc::try_unwrap(ctx)
+        .ok()
+        .expect("one context")
+        .with_clock(Arc::new(move || now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))));
+    let offsets = |high: i64, committed: i64| -> Vec<PartitionOffsets> {
+        let mut all = Vec::new();
+        for partition in 0..3 {
+            all.push(PartitionOffsets {
+                topic: "shop.sales".into(),
+                partition,
+                low: 0,
+                high,
+                committed: Some(committed),
+            });
+            all.push(PartitionOffsets {
+                topic: "shop.inventory".into(),
+                partition,
+                low: 0,
+                high: 100,
+                committed: Some(100),
+            });
+        }
+        all
+    };
+    let objects = observed_objects(&plan_of(&pipeline(), &all_topics(3)));
+    let script = vec![
+        Exchange::get(paths::deployment(PROCESSOR), objects[4].clone()),
+        Exchange::get(paths::deployment(PROCESSOR), objects[4].clone()),
+    ];
+    let p = pipeline();
+    let run = async {
+        kafka.set_offsets(offsets(1000, 900));
+        let first = crate::autoscale::sampler::sample_once(&ctx, &p).await.unwrap().unwrap();
+        assert_eq!(ctx.autoscaling.get("acme/shop").unwrap().latest.unwrap().1.partitions, 3, "per topic");
+        // 15 s later: 1000 records/s in, 800/s committed.
+        seconds.store(15, Ordering::SeqCst);
+        kafka.set_offsets(offsets(6000, 4900));
+        let second = crate::autoscale::sampler::sample_once(&ctx, &p).await.unwrap().unwrap();
+        (first, second, ctx.metrics.encode())
+    };
+    let ((first, second, metrics), _) = play(verifier, script, run).await;
+    assert_eq!(first.current, Some(1));
+    assert_eq!((first.decision.desired, first.decision.input_rate), (1, None), "one sample: no rates yet");
+    let d = &second.decision;
+    assert_eq!((d.input_rate, d.processed_rate, d.lag), (Some(1000.0), Some(800.0), 3300));
+    assert_eq!((d.desired, d.reason.as_str(), d.recommendation), (2, "InputAboveCapacity", Some(2)));
+    for line in [
+        "stockpulse_operator_partition_lag{namespace=\"acme\",pipeline=\"shop\",topic=\"shop.sales\",partition=\"0\"} 1100",
+        "stockpulse_operator_input_rate{namespace=\"acme\",pipeline=\"shop\"} 1000.0",
+        "stockpulse_operator_processed_rate{namespace=\"acme\",pipeline=\"shop\"} 800.0",
+        "stockpulse_operator_capacity_per_replica{namespace=\"acme\",pipeline=\"shop\"} 1000.0",
+        "stockpulse_operator_autoscaler_desired_replicas{namespace=\"acme\",pipeline=\"shop\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }

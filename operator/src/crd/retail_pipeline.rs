@@ -383,29 +383,67 @@ impl Default for ProcessorSpec {
     }
 }
 
+/// How the processor is scaled: to the input rate with headroom, plus draining the lag
+/// within `targetDrainSeconds`, with a per-replica capacity learned from the consumer group
+/// (docs/autoscaling.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingSpec {
-    /// Consumer lag (records) one replica is expected to absorb.
-    #[serde(default = "defaults::target_lag_per_replica")]
+    /// `false`: the operator leaves the Deployment's `replicas` to an HPA or KEDA (it stops
+    /// applying the field, handing it over at its current value) and samples nothing.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Seconds in which the current lag should be drained, on top of keeping up with the input.
+    #[serde(default = "defaults::target_drain_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub target_drain_seconds: i32,
+    /// Spare capacity over the input rate, in percent.
+    #[serde(default = "defaults::headroom_percent")]
+    #[schemars(range(min = 0, max = 500))]
+    pub headroom_percent: i32,
+    /// Records per second one replica is assumed to process until it is learned from the
+    /// consumer group (processed rate per ready replica while they are saturated).
+    #[serde(default = "defaults::capacity_per_replica")]
     #[schemars(range(min = 1))]
-    pub target_lag_per_replica: i64,
-    /// Lag must stay above target this long before scaling up.
+    pub capacity_per_replica: i64,
+    /// How often the broker is sampled (lag, input and processed rates, ready replicas).
+    #[serde(default = "defaults::sample_interval")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub sample_interval: String,
+    /// A scale-up on the input rate goes to the smallest recommendation over this window
+    /// (a lag growing over two samples scales up at once, whatever it is).
     #[serde(default = "defaults::scale_up_stabilization")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub scale_up_stabilization: String,
-    /// Lag must stay below target this long before scaling down.
+    /// A scale-down goes only to the largest recommendation over this window.
     #[serde(default = "defaults::scale_down_stabilization")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub scale_down_stabilization: String,
+    /// At most this share of the replicas (percent, at least one replica) goes in one
+    /// scale-down; scale-downs are at least a minute apart.
+    #[serde(default = "defaults::scale_down_step_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub scale_down_step_percent: i32,
+    /// Deprecated and ignored: the lag is now drained within `targetDrainSeconds` on top of
+    /// the input rate, with the capacity per replica learned. Remove it; to keep roughly the
+    /// old sizing, set `capacityPerReplica` to the records per second one replica processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub target_lag_per_replica: Option<i64>,
 }
 
 impl Default for AutoscalingSpec {
     fn default() -> Self {
         AutoscalingSpec {
-            target_lag_per_replica: defaults::target_lag_per_replica(),
+            enabled: true,
+            target_drain_seconds: defaults::target_drain_seconds(),
+            headroom_percent: defaults::headroom_percent(),
+            capacity_per_replica: defaults::capacity_per_replica(),
+            sample_interval: defaults::sample_interval(),
             scale_up_stabilization: defaults::scale_up_stabilization(),
             scale_down_stabilization: defaults::scale_down_stabilization(),
+            scale_down_step_percent: defaults::scale_down_step_percent(),
+            target_lag_per_replica: None,
         }
     }
 }
@@ -428,7 +466,7 @@ pub struct ScheduleSpec {
 }
 
 /// What the operator observed and did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetailPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,7 +490,7 @@ pub struct RetailPipelineStatus {
     /// AlertPolicies rendered into the processor's config.
     #[serde(default)]
     pub alert_policies: i32,
-    /// A scaling wish waiting for its stabilization window.
+    /// What the autoscaler saw at its last sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingStatus>,
     /// SHA-256 of the rendered processor config.
@@ -471,17 +509,29 @@ pub struct TopicStatus {
     pub desired_partitions: i32,
 }
 
-/// Lag asks for `replicas` (`direction` `up` or `down`) since `since`; applied once the
-/// wish has held for the stabilization window.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// What the autoscaler saw at its last sample (for people and dashboards: its memory is the
+/// operator's, rebuilt from the broker after a restart, never read back from here).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingStatus {
-    pub direction: String,
-    pub replicas: i32,
-    /// RFC 3339 time the wish started.
-    pub since: String,
-    /// The lag seen last.
-    pub lag: i64,
+    /// RFC 3339 time of the sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_at: Option<String>,
+    /// Records per second into the input topics (growth of their high watermarks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_rate: Option<i64>,
+    /// Records per second the consumer group processed (growth of its committed offsets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_rate: Option<i64>,
+    /// Records per second per replica in use: learned, or `spec.processor.autoscaling.capacityPerReplica`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_per_replica: Option<i64>,
+    /// Whether the capacity per replica was learned from the consumer group.
+    #[serde(default)]
+    pub capacity_learned: bool,
+    /// Replicas the last sample asked for, before the stabilization windows and bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -493,8 +543,13 @@ pub struct ReplicasStatus {
     pub desired: i32,
     /// Replicas ready.
     pub ready: i32,
-    /// Why `desired` is what it is.
+    /// Why `desired` is what it is: `MinReplicas`, `Schedule <name>`, `CappedAtMaxReplicas`,
+    /// `CappedAtPartitions`, `LagGrowing`, `InputAboveCapacity`, `InputBelowCapacity`,
+    /// `Holding`, or `AutoscalingDisabled`.
     pub reason: String,
+    /// RFC 3339 time the operator last changed the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
 }
 
 pub(crate) mod defaults {
@@ -551,13 +606,25 @@ pub(crate) mod defaults {
     pub fn http_port() -> i32 {
         8080
     }
-    pub fn target_lag_per_replica() -> i64 {
-        10_000
+    pub fn target_drain_seconds() -> i32 {
+        60
+    }
+    pub fn headroom_percent() -> i32 {
+        20
+    }
+    pub fn capacity_per_replica() -> i64 {
+        1000
+    }
+    pub fn sample_interval() -> String {
+        "15s".to_string()
     }
     pub fn scale_up_stabilization() -> String {
-        "1m".to_string()
+        "0s".to_string()
     }
     pub fn scale_down_stabilization() -> String {
-        "10m".to_string()
+        "5m".to_string()
+    }
+    pub fn scale_down_step_percent() -> i32 {
+        50
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use futures::future::{BoxFuture, FutureExt};
 
-use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget};
+use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
 
@@ -25,6 +25,8 @@ pub struct MemoryState {
     pub no_create_partitions: bool,
     /// What `group_progress` answers (and so `consumer_lag`).
     pub progress: Option<GroupProgress>,
+    /// What `partition_offsets` answers.
+    pub offsets: Vec<PartitionOffsets>,
 }
 
 impl MemoryKafka {
@@ -37,6 +39,10 @@ impl MemoryKafka {
     /// A copy of the state, for assertions.
     pub fn state(&self) -> MemoryState {
         self.lock().clone()
+    }
+    /// Sets what `partition_offsets` answers (a sample of the broker).
+    pub fn set_offsets(&self, offsets: Vec<PartitionOffsets>) {
+        self.lock().offsets = offsets;
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -100,6 +106,16 @@ impl KafkaAccess for MemoryKafka {
         _topics: &'a [String],
     ) -> BoxFuture<'a, Result<Option<GroupProgress>, KafkaError>> {
         futures::future::ready(Ok(self.lock().progress.clone())).boxed()
+    }
+
+    fn partition_offsets<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        _group: &'a str,
+        topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<PartitionOffsets>, KafkaError>> {
+        let offsets = self.lock().offsets.iter().filter(|o| topics.contains(&o.topic)).cloned().collect();
+        futures::future::ready(Ok(offsets)).boxed()
     }
 
     fn produce<'a>(

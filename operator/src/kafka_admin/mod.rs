@@ -57,6 +57,25 @@ pub struct GroupProgress {
     pub last_checkpoint: Option<String>,
 }
 
+/// One input partition as the autoscaler samples it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub topic: String,
+    pub partition: i32,
+    /// Low and high watermarks.
+    pub low: i64,
+    pub high: i64,
+    /// The group's committed offset, when it committed one.
+    pub committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// High watermark minus committed offset (the whole partition when nothing is committed).
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed.unwrap_or(self.low)).max(0)
+    }
+}
+
 /// Topics and records on a Kafka cluster.
 pub trait KafkaAccess: Send + Sync {
     /// The topics among `names` that exist, with partitions and configs.
@@ -90,6 +109,14 @@ pub trait KafkaAccess: Send + Sync {
         group: &'a str,
         topics: &'a [String],
     ) -> BoxFuture<'a, Result<Option<GroupProgress>, KafkaError>>;
+
+    /// Every partition of `topics` with its watermarks and the offset `group` committed on it.
+    fn partition_offsets<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        group: &'a str,
+        topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<PartitionOffsets>, KafkaError>>;
 
     /// Produces records (a `None` value is a tombstone) and waits for their acknowledgement.
     fn produce<'a>(

@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::incremental_alter_configs::set_topic_configs;
-use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget};
+use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
 
@@ -224,6 +224,54 @@ impl RdKafkaAccess {
         .map_err(|e| failed("OffsetFetch", e))?
     }
 
+    async fn offsets(
+        &self,
+        target: &KafkaTarget,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<PartitionOffsets>, KafkaError> {
+        let consumer: BaseConsumer = client_config(target)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| failed("connect", e))?;
+        let topics = topics.to_vec();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || {
+            let metadata = consumer.fetch_metadata(None, timeout).map_err(|e| failed("metadata", e))?;
+            let mut partitions = TopicPartitionList::new();
+            for topic in metadata.topics().iter().filter(|t| topics.iter().any(|n| n == t.name())) {
+                for p in topic.partitions() {
+                    partitions.add_partition(topic.name(), p.id());
+                }
+            }
+            if partitions.count() == 0 {
+                return Ok(Vec::new());
+            }
+            let committed = consumer.committed_offsets(partitions, timeout).map_err(|e| failed("OffsetFetch", e))?;
+            let mut out = Vec::new();
+            for element in committed.elements() {
+                let (low, high) = consumer
+                    .fetch_watermarks(element.topic(), element.partition(), timeout)
+                    .map_err(|e| failed("ListOffsets", e))?;
+                let committed = match element.offset() {
+                    Offset::Offset(at) => Some(at),
+                    _ => None,
+                };
+                out.push(PartitionOffsets {
+                    topic: element.topic().to_string(),
+                    partition: element.partition(),
+                    low,
+                    high,
+                    committed,
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| failed("OffsetFetch", e))?
+    }
+
     async fn produce_records(&self, target: &KafkaTarget, records: &[OutgoingRecord]) -> Result<(), KafkaError> {
         let producer: FutureProducer = client_config(target)
             .set("acks", "all")
@@ -284,6 +332,15 @@ impl KafkaAccess for RdKafkaAccess {
         topics: &'a [String],
     ) -> BoxFuture<'a, Result<Option<GroupProgress>, KafkaError>> {
         self.progress(target, group, topics).boxed()
+    }
+
+    fn partition_offsets<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        group: &'a str,
+        topics: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<PartitionOffsets>, KafkaError>> {
+        self.offsets(target, group, topics).boxed()
     }
 
     fn produce<'a>(

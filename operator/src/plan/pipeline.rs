@@ -30,8 +30,10 @@ pub struct PipelineInput<'a> {
     pub regions: &'a [StoreRegion],
     pub policies: &'a [AlertPolicy],
     pub observed_topics: &'a BTreeMap<String, ObservedTopic>,
-    /// Consumer lag over the input topics, when it could be read.
-    pub lag: Option<i64>,
+    /// The Deployment's `spec.replicas` as observed, when known.
+    pub current_replicas: Option<i32>,
+    /// The autoscaler's latest decision (desired, reason), when it has sampled.
+    pub autoscaled: Option<(i32, String)>,
     pub now: DateTime<Utc>,
     /// The operator's own configuration.
     pub settings: &'a OperatorSettings,
@@ -112,15 +114,8 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
                 .unwrap_or(1)
         })
         .unwrap_or(1);
-    let status = pipeline.status.as_ref();
-    let previous = status.and_then(|s| s.replicas.as_ref());
-    let replica_input = ReplicaInput {
-        input_partitions,
-        lag: input.lag,
-        previous_desired: previous.map(|r| r.desired),
-        previous_reason: previous.map(|r| r.reason.as_str()),
-        pending: status.and_then(|s| s.autoscaling.as_ref()),
-    };
+    let replica_input =
+        ReplicaInput { input_partitions, current: input.current_replicas, autoscaled: input.autoscaled.clone() };
     let replicas =
         plan_replicas(&pipeline.spec.processor, &replica_input, input.now).map_err(|p| problems.extend(p.0)).ok();
     let (Some(topics), Some(config), Some(replicas)) = (topics, config, replicas) else {
@@ -138,7 +133,13 @@ pub fn plan_pipeline(input: &PipelineInput<'_>) -> Result<PipelinePlan, SpecProb
         config_map: config_map(pipeline, &text),
         service: service(pipeline),
         pod_disruption_budget: pod_disruption_budget(pipeline),
-        deployment: deployment(pipeline, replicas.desired, &config_hash, &config.mounts, &input.settings.pods),
+        deployment: deployment(
+            pipeline,
+            replicas.managed.then_some(replicas.desired),
+            &config_hash,
+            &config.mounts,
+            &input.settings.pods,
+        ),
     };
     Ok(PipelinePlan { topics, topic_plan, config, config_hash, replicas, objects, regions, stores })
 }
@@ -156,7 +157,8 @@ mod tests {
             regions,
             policies,
             observed_topics: &topics,
-            lag: None,
+            current_replicas: None,
+            autoscaled: None,
             now: now(),
             settings: &OperatorSettings::default(),
         })
@@ -264,7 +266,8 @@ mod tests {
             regions: &[],
             policies: &[],
             observed_topics: &topics,
-            lag: None,
+            current_replicas: None,
+            autoscaled: None,
             now: now(),
             settings: &settings,
         };

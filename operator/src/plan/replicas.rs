@@ -1,35 +1,35 @@
-//! How many processor replicas. The floor is `minReplicas`, raised by an active schedule
-//! (Black Friday); the cap is `maxReplicas`, lowered to the partitions of the input topics.
-//! Between them, consumer lag decides: `ceil(lag / targetLagPerReplica)` replicas, reached
-//! only after the wish has held for the stabilization window (short up, long down), so a
-//! burst does not flap the Deployment. Without a lag reading the floor rules.
+//! How many processor replicas, as the reconcile applies them. The floor is `minReplicas`,
+//! raised by an active schedule (Black Friday) from the second it starts; the cap is
+//! `maxReplicas`, lowered to the partitions of the input topics. Between them the
+//! autoscaler's latest decision ([`crate::autoscale::decision`], made by the sampler on its
+//! own interval) rules; without one, the Deployment's current count holds. With
+//! `autoscaling.enabled: false` the operator leaves `replicas` to an HPA or KEDA.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use stockpulse_processor::config::Duration;
 
+use crate::autoscale::decision::{Bounds, Policy};
 use crate::build::{SpecProblem, SpecProblems};
-use crate::crd::retail_pipeline::{AutoscalingStatus, ProcessorSpec};
+use crate::crd::retail_pipeline::ProcessorSpec;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaDecision {
     pub desired: i32,
-    /// Why: `MinReplicas`, `Schedule <name>`, `CappedAtMaxReplicas`, `CappedAtPartitions`,
-    /// `LagAboveTarget`, `LagBelowTarget`.
+    /// Why: a bound (`MinReplicas`, `Schedule <name>`, `CappedAtMaxReplicas`,
+    /// `CappedAtPartitions`), the autoscaler's reason, `Holding`, or `AutoscalingDisabled`.
     pub reason: String,
-    /// A scaling wish waiting for its stabilization window, kept in status.
-    pub pending: Option<AutoscalingStatus>,
+    /// Whether the operator sets the Deployment's `replicas` (`autoscaling.enabled`).
+    pub managed: bool,
 }
 
 /// What the replica planner reads besides the spec.
 #[derive(Clone, Debug, Default)]
-pub struct ReplicaInput<'a> {
+pub struct ReplicaInput {
     pub input_partitions: i32,
-    /// Consumer lag over the input topics, when known.
-    pub lag: Option<i64>,
-    /// The replicas decided last time (status), and the pending wish.
-    pub previous_desired: Option<i32>,
-    pub previous_reason: Option<&'a str>,
-    pub pending: Option<&'a AutoscalingStatus>,
+    /// The Deployment's `spec.replicas` as observed, when it exists.
+    pub current: Option<i32>,
+    /// The autoscaler's latest decision (desired, reason), when it has sampled.
+    pub autoscaled: Option<(i32, String)>,
 }
 
 fn parse_time(field: String, text: &str) -> Result<DateTime<Utc>, SpecProblem> {
@@ -43,96 +43,114 @@ fn duration(field: &str, text: &str) -> Result<chrono::Duration, SpecProblem> {
     Ok(chrono::Duration::milliseconds(d.as_millis_i64()))
 }
 
-/// Decides the replicas at `now`.
-pub fn plan_replicas(
-    spec: &ProcessorSpec,
-    input: &ReplicaInput<'_>,
-    now: DateTime<Utc>,
-) -> Result<ReplicaDecision, SpecProblems> {
+/// A schedule as (name, start, end, floor).
+type Schedule = (String, DateTime<Utc>, DateTime<Utc>, i32);
+
+/// Every schedule, its times parsed.
+fn schedules(spec: &ProcessorSpec) -> Result<Vec<Schedule>, SpecProblems> {
     let mut problems = Vec::new();
-    let mut floor = spec.min_replicas;
-    let mut floor_reason = "MinReplicas".to_string();
+    let mut out = Vec::new();
     for (i, schedule) in spec.schedules.iter().enumerate() {
         let at = |f: &str| format!("spec.processor.schedules[{i}].{f}");
         match (parse_time(at("start"), &schedule.start), parse_time(at("end"), &schedule.end)) {
-            (Ok(start), Ok(end)) => {
-                if start <= now && now < end && schedule.min_replicas > floor {
-                    floor = schedule.min_replicas;
-                    floor_reason = format!("Schedule {}", schedule.name);
-                }
-            }
+            (Ok(start), Ok(end)) => out.push((schedule.name.clone(), start, end, schedule.min_replicas)),
             (a, b) => problems.extend([a.err(), b.err()].into_iter().flatten()),
         }
     }
-    let a = &spec.autoscaling;
-    let up = duration("spec.processor.autoscaling.scaleUpStabilization", &a.scale_up_stabilization);
-    let down = duration("spec.processor.autoscaling.scaleDownStabilization", &a.scale_down_stabilization);
-    let (up, down) = match (up, down) {
-        (Ok(up), Ok(down)) => (up, down),
-        (up, down) => {
-            problems.extend([up.err(), down.err()].into_iter().flatten());
-            (chrono::Duration::zero(), chrono::Duration::zero())
+    if problems.is_empty() { Ok(out) } else { Err(SpecProblems(problems)) }
+}
+
+/// The floor and cap at `now`.
+pub fn bounds(spec: &ProcessorSpec, input_partitions: i32, now: DateTime<Utc>) -> Result<Bounds, SpecProblems> {
+    let mut floor = spec.min_replicas;
+    let mut floor_reason = "MinReplicas".to_string();
+    for (name, start, end, min) in schedules(spec)? {
+        if start <= now && now < end && min > floor {
+            floor = min;
+            floor_reason = format!("Schedule {name}");
         }
-    };
-    if !problems.is_empty() {
-        return Err(SpecProblems(problems));
     }
-    let (cap, cap_reason) = if input.input_partitions < spec.max_replicas {
-        (input.input_partitions.max(1), "CappedAtPartitions")
+    let (cap, cap_reason) = if input_partitions < spec.max_replicas {
+        (input_partitions.max(1), "CappedAtPartitions")
     } else {
         (spec.max_replicas, "CappedAtMaxReplicas")
     };
-    let clamp = |n: i32, reason: String| -> (i32, String) {
-        if n > cap {
-            (cap, cap_reason.to_string())
-        } else if n < floor {
-            (floor.min(cap), if floor > cap { cap_reason.to_string() } else { floor_reason.clone() })
-        } else {
-            (n, reason)
-        }
-    };
-    let Some(lag) = input.lag else {
-        // No lag reading: hold what lag decided before, else follow the floor.
-        let (desired, reason) = match (input.previous_desired, input.previous_reason) {
-            (Some(n), Some(reason)) if reason.starts_with("Lag") => clamp(n, reason.to_string()),
-            _ => clamp(floor, floor_reason.clone()),
-        };
-        return Ok(ReplicaDecision { desired, reason, pending: None });
-    };
-    let current = input.previous_desired.unwrap_or(floor);
-    let kept_reason = input.previous_reason.map(str::to_string).unwrap_or_else(|| floor_reason.clone());
-    let (current, current_reason) = clamp(current, kept_reason);
-    let target = a.target_lag_per_replica.max(1);
-    let by_lag = i32::try_from((lag.max(0) + target - 1) / target).unwrap_or(i32::MAX);
-    let (wanted, _) = clamp(by_lag, String::new());
-    let now_text = now.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let (direction, window, reason) = match wanted.cmp(&current) {
-        std::cmp::Ordering::Equal => {
-            return Ok(ReplicaDecision { desired: current, reason: current_reason, pending: None });
-        }
-        std::cmp::Ordering::Greater => ("up", up, "LagAboveTarget"),
-        std::cmp::Ordering::Less => ("down", down, "LagBelowTarget"),
-    };
-    let since = match input.pending {
-        Some(p) if p.direction == direction => p.since.clone(),
-        _ => now_text,
-    };
-    let held = DateTime::parse_from_rfc3339(&since).map(|t| now - t.with_timezone(&Utc)).unwrap_or_default();
-    if held >= window {
-        Ok(ReplicaDecision { desired: wanted, reason: reason.to_string(), pending: None })
-    } else {
-        Ok(ReplicaDecision {
-            desired: current,
-            reason: current_reason,
-            pending: Some(AutoscalingStatus { direction: direction.to_string(), replicas: wanted, since, lag }),
-        })
+    Ok(Bounds { floor, floor_reason, cap, cap_reason })
+}
+
+/// The next start or end of a schedule after `now`: the operator looks again right then,
+/// so a floor takes effect at its boundary.
+pub fn next_boundary(spec: &ProcessorSpec, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let all = schedules(spec).ok()?;
+    all.iter().flat_map(|(_, start, end, _)| [*start, *end]).filter(|t| *t > now).min()
+}
+
+/// The autoscaler's tuning from the spec.
+pub fn policy(spec: &ProcessorSpec) -> Result<Policy, SpecProblems> {
+    let a = &spec.autoscaling;
+    let up = duration("spec.processor.autoscaling.scaleUpStabilization", &a.scale_up_stabilization);
+    let down = duration("spec.processor.autoscaling.scaleDownStabilization", &a.scale_down_stabilization);
+    let sample = duration("spec.processor.autoscaling.sampleInterval", &a.sample_interval);
+    match (up, down, sample) {
+        (Ok(up), Ok(down), Ok(_)) => Ok(Policy {
+            target_drain_seconds: f64::from(a.target_drain_seconds.max(1)),
+            headroom: f64::from(a.headroom_percent.max(0)) / 100.0,
+            default_capacity: a.capacity_per_replica.max(1) as f64,
+            scale_up_window: up,
+            scale_down_window: down,
+            scale_down_step_percent: a.scale_down_step_percent.clamp(1, 100),
+        }),
+        (up, down, sample) => Err(SpecProblems([up.err(), down.err(), sample.err()].into_iter().flatten().collect())),
     }
+}
+
+/// How often the sampler looks at the broker; at least a second.
+pub fn sample_interval(spec: &ProcessorSpec) -> std::time::Duration {
+    let millis = spec.autoscaling.sample_interval.parse::<Duration>().map(|d| d.as_millis_i64()).unwrap_or(15_000);
+    std::time::Duration::from_millis(u64::try_from(millis.max(1000)).unwrap_or(15_000))
+}
+
+/// Decides the replicas at `now`.
+pub fn plan_replicas(
+    spec: &ProcessorSpec,
+    input: &ReplicaInput,
+    now: DateTime<Utc>,
+) -> Result<ReplicaDecision, SpecProblems> {
+    let bounds = bounds(spec, input.input_partitions, now);
+    let policy = policy(spec);
+    let bounds = match (bounds, policy) {
+        (Ok(bounds), Ok(_)) => bounds,
+        (bounds, policy) => {
+            let mut problems = Vec::new();
+            problems.extend(bounds.err().map(|p| p.0).unwrap_or_default());
+            problems.extend(policy.err().map(|p| p.0).unwrap_or_default());
+            return Err(SpecProblems(problems));
+        }
+    };
+    if !spec.autoscaling.enabled {
+        return Ok(ReplicaDecision {
+            desired: input.current.unwrap_or(bounds.floor),
+            reason: "AutoscalingDisabled".to_string(),
+            managed: false,
+        });
+    }
+    let (wanted, reason) = match (&input.autoscaled, input.current) {
+        (Some((n, reason)), _) => (*n, reason.clone()),
+        (None, Some(n)) => (n, "Holding".to_string()),
+        (None, None) => (bounds.floor, bounds.floor_reason.clone()),
+    };
+    let (desired, mut reason) = bounds.clamp(wanted, &reason);
+    if input.autoscaled.is_none() && desired == bounds.floor {
+        // Held at the floor: the floor is why.
+        reason = bounds.floor_reason.clone();
+    }
+    Ok(ReplicaDecision { desired, reason, managed: true })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::retail_pipeline::{AutoscalingSpec, ScheduleSpec};
+    use crate::crd::retail_pipeline::ScheduleSpec;
 
     const NOW: &str = "2026-11-20T10:00:00Z";
 
@@ -144,177 +162,142 @@ mod tests {
         ProcessorSpec {
             min_replicas: min,
             max_replicas: max,
-            autoscaling: AutoscalingSpec {
-                target_lag_per_replica: 1000,
-                scale_up_stabilization: "1m".into(),
-                scale_down_stabilization: "10m".into(),
-            },
             schedules: vec![ScheduleSpec {
                 name: "black-friday".into(),
-                start: "2026-11-27T00:00:00Z".into(),
-                end: "2026-11-30T23:59:59Z".into(),
+                // Midnight in New York: the offset is the schedule's time zone.
+                start: "2026-11-27T00:00:00-05:00".into(),
+                end: "2026-11-30T23:59:59-05:00".into(),
                 min_replicas: 8,
             }],
             ..ProcessorSpec::default()
         }
     }
 
-    fn pending(direction: &str, replicas: i32, since: &str, lag: i64) -> AutoscalingStatus {
-        AutoscalingStatus { direction: direction.into(), replicas, since: since.into(), lag }
-    }
-
     #[test]
-    fn floors_and_caps_without_lag() {
-        let cases = [
-            ("outside the schedule", spec(2, 12), 12, NOW, 2, "MinReplicas"),
-            ("during the schedule", spec(2, 12), 12, "2026-11-28T10:00:00Z", 8, "Schedule black-friday"),
-            ("schedule above max", spec(2, 6), 12, "2026-11-28T10:00:00Z", 6, "CappedAtMaxReplicas"),
-            ("never above partitions", spec(2, 12), 4, "2026-11-28T10:00:00Z", 4, "CappedAtPartitions"),
-            ("schedule ended", spec(2, 12), 12, "2026-12-01T00:00:00Z", 2, "MinReplicas"),
-        ];
-        for (name, spec, partitions, now, desired, reason) in cases {
-            let input = ReplicaInput { input_partitions: partitions, ..ReplicaInput::default() };
-            let decision = plan_replicas(&spec, &input, at(now)).unwrap();
-            assert_eq!(decision, ReplicaDecision { desired, reason: reason.to_string(), pending: None }, "{name}");
-        }
-    }
-
-    #[test]
-    fn lag_scales_up_quickly_and_down_slowly() {
+    fn floors_and_caps() {
         struct Case {
             name: &'static str,
+            spec: ProcessorSpec,
+            partitions: i32,
             now: &'static str,
-            lag: Option<i64>,
-            previous: Option<(i32, &'static str)>,
-            pending: Option<AutoscalingStatus>,
+            current: Option<i32>,
+            autoscaled: Option<(i32, &'static str)>,
             desired: i32,
             reason: &'static str,
-            left_pending: Option<AutoscalingStatus>,
         }
-        let cases = vec![
+        let cases = [
             Case {
-                name: "no lag reading holds what lag decided",
+                name: "a new pipeline starts at the floor",
+                spec: spec(2, 12),
+                partitions: 12,
                 now: NOW,
-                lag: None,
-                previous: Some((5, "LagAboveTarget")),
-                pending: None,
+                current: None,
+                autoscaled: None,
+                desired: 2,
+                reason: "MinReplicas",
+            },
+            Case {
+                name: "the autoscaler rules between the bounds",
+                spec: spec(2, 12),
+                partitions: 12,
+                now: NOW,
+                current: Some(3),
+                autoscaled: Some((6, "LagGrowing")),
+                desired: 6,
+                reason: "LagGrowing",
+            },
+            Case {
+                name: "before the autoscaler has sampled, the Deployment's count holds",
+                spec: spec(2, 12),
+                partitions: 12,
+                now: NOW,
+                current: Some(5),
+                autoscaled: None,
                 desired: 5,
-                reason: "LagAboveTarget",
-                left_pending: None,
+                reason: "Holding",
             },
             Case {
-                name: "no lag reading after a schedule: back to the floor",
-                now: "2026-12-01T00:00:00Z",
-                lag: None,
-                previous: Some((8, "Schedule black-friday")),
-                pending: None,
-                desired: 2,
-                reason: "MinReplicas",
-                left_pending: None,
-            },
-            Case {
-                name: "lag above target starts a wish to scale up",
-                now: NOW,
-                lag: Some(5_500),
-                previous: Some((2, "MinReplicas")),
-                pending: None,
-                desired: 2,
-                reason: "MinReplicas",
-                left_pending: Some(pending("up", 6, NOW, 5_500)),
-            },
-            Case {
-                name: "the wish held for the up window: scale up",
-                now: NOW,
-                lag: Some(5_500),
-                previous: Some((2, "MinReplicas")),
-                pending: Some(pending("up", 6, "2026-11-20T09:58:00Z", 5_000)),
-                desired: 6,
-                reason: "LagAboveTarget",
-                left_pending: None,
-            },
-            Case {
-                name: "not held long enough yet: keep the start of the wish",
-                now: NOW,
-                lag: Some(5_500),
-                previous: Some((2, "MinReplicas")),
-                pending: Some(pending("up", 6, "2026-11-20T09:59:30Z", 5_000)),
-                desired: 2,
-                reason: "MinReplicas",
-                left_pending: Some(pending("up", 6, "2026-11-20T09:59:30Z", 5_500)),
-            },
-            Case {
-                name: "never above max replicas",
-                now: NOW,
-                lag: Some(50_000),
-                previous: Some((2, "MinReplicas")),
-                pending: Some(pending("up", 12, "2026-11-20T09:58:00Z", 50_000)),
-                desired: 12,
-                reason: "LagAboveTarget",
-                left_pending: None,
-            },
-            Case {
-                name: "low lag starts a wish to scale down",
-                now: NOW,
-                lag: Some(100),
-                previous: Some((6, "LagAboveTarget")),
-                pending: None,
-                desired: 6,
-                reason: "LagAboveTarget",
-                left_pending: Some(pending("down", 2, NOW, 100)),
-            },
-            Case {
-                name: "a wish that changed direction starts over",
-                now: NOW,
-                lag: Some(100),
-                previous: Some((6, "LagAboveTarget")),
-                pending: Some(pending("up", 9, "2026-11-20T09:00:00Z", 9_000)),
-                desired: 6,
-                reason: "LagAboveTarget",
-                left_pending: Some(pending("down", 2, NOW, 100)),
-            },
-            Case {
-                name: "the down window passed: scale down, not below the floor",
-                now: NOW,
-                lag: Some(100),
-                previous: Some((6, "LagAboveTarget")),
-                pending: Some(pending("down", 2, "2026-11-20T09:49:00Z", 150)),
-                desired: 2,
-                reason: "LagBelowTarget",
-                left_pending: None,
-            },
-            Case {
-                name: "a schedule floor applies at once, whatever the lag",
-                now: "2026-11-28T10:00:00Z",
-                lag: Some(0),
-                previous: Some((3, "LagAboveTarget")),
-                pending: None,
+                name: "the schedule's floor from the second it starts (its own offset)",
+                spec: spec(2, 12),
+                partitions: 12,
+                now: "2026-11-27T05:00:00Z",
+                current: Some(3),
+                autoscaled: Some((3, "InputBelowCapacity")),
                 desired: 8,
                 reason: "Schedule black-friday",
-                left_pending: None,
             },
             Case {
-                name: "lag matching the replicas: nothing pending",
-                now: NOW,
-                lag: Some(3_000),
-                previous: Some((3, "LagAboveTarget")),
-                pending: Some(pending("up", 4, "2026-11-20T09:59:00Z", 3_500)),
+                name: "a second before it, the floor is minReplicas",
+                spec: spec(2, 12),
+                partitions: 12,
+                now: "2026-11-27T04:59:59Z",
+                current: Some(3),
+                autoscaled: Some((3, "InputBelowCapacity")),
                 desired: 3,
-                reason: "LagAboveTarget",
-                left_pending: None,
+                reason: "InputBelowCapacity",
+            },
+            Case {
+                name: "schedule above max",
+                spec: spec(2, 6),
+                partitions: 12,
+                now: "2026-11-28T10:00:00Z",
+                current: None,
+                autoscaled: None,
+                desired: 6,
+                reason: "CappedAtMaxReplicas",
+            },
+            Case {
+                name: "never above partitions",
+                spec: spec(2, 12),
+                partitions: 4,
+                now: "2026-11-28T10:00:00Z",
+                current: Some(2),
+                autoscaled: Some((10, "LagGrowing")),
+                desired: 4,
+                reason: "CappedAtPartitions",
             },
         ];
         for case in cases {
             let input = ReplicaInput {
-                input_partitions: 12,
-                lag: case.lag,
-                previous_desired: case.previous.map(|p| p.0),
-                previous_reason: case.previous.map(|p| p.1),
-                pending: case.pending.as_ref(),
+                input_partitions: case.partitions,
+                current: case.current,
+                autoscaled: case.autoscaled.map(|(n, r)| (n, r.to_string())),
             };
-            let decision = plan_replicas(&spec(2, 12), &input, at(case.now)).unwrap();
-            let expected =
-                ReplicaDecision { desired: case.desired, reason: case.reason.to_string(), pending: case.left_pending };
-            assert_eq!(decision, expected, "{}", case.name);
+            let decision = plan_replicas(&case.spec, &input, at(case.now)).unwrap();
+            assert_eq!(
+                decision,
+                ReplicaDecision { desired: case.desired, reason: case.reason.to_string(), managed: true },
+                "{}",
+                case.name
+            );
         }
+    }
+
+    #[test]
+    fn disabled_leaves_replicas_alone() {
+        let mut s = spec(2, 12);
+        s.autoscaling.enabled = false;
+        let input = ReplicaInput { input_partitions: 12, current: Some(7), autoscaled: Some((3, "x".into())) };
+        let decision = plan_replicas(&s, &input, at(NOW)).unwrap();
+        assert_eq!(decision, ReplicaDecision { desired: 7, reason: "AutoscalingDisabled".into(), managed: false });
+    }
+
+    #[test]
+    fn the_next_boundary_is_the_next_start_or_end() {
+        let s = spec(2, 12);
+        assert_eq!(next_boundary(&s, at(NOW)), Some(at("2026-11-27T05:00:00Z")));
+        assert_eq!(next_boundary(&s, at("2026-11-27T05:00:00Z")), Some(at("2026-12-01T04:59:59Z")));
+        assert_eq!(next_boundary(&s, at("2026-12-02T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn the_policy_comes_from_the_spec() {
+        let mut s = spec(2, 12);
+        let p = policy(&s).unwrap();
+        assert_eq!(p, Policy { default_capacity: 1000.0, ..Policy::default() }, "the CRD defaults are the policy's");
+        assert_eq!(sample_interval(&s), std::time::Duration::from_secs(15));
+        s.autoscaling.scale_down_stabilization = "soon".into();
+        let problems = policy(&s).unwrap_err();
+        assert_eq!(problems.0[0].field, "spec.processor.autoscaling.scaleDownStabilization");
     }
 }

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use super::conditions::{NewCondition, PROCESSOR_READY, READY, TOPICS_READY, merge, ready_from};
 use crate::build::SpecProblems;
 use crate::build::topics::camel;
-use crate::crd::retail_pipeline::{ReplicasStatus, TopicStatus};
+use crate::crd::retail_pipeline::{AutoscalingStatus, ReplicasStatus, TopicStatus};
 use crate::crd::{RetailPipeline, RetailPipelineStatus};
 use crate::plan::pipeline::PipelinePlan;
 use crate::plan::topics::ObservedTopic;
@@ -30,6 +30,10 @@ pub struct PipelineObservation {
     pub deployment: Option<Deployment>,
     /// Consumer-group lag over the input topics, when it could be read.
     pub consumer_lag: Option<i64>,
+    /// What the autoscaler saw at its last sample.
+    pub autoscaling: Option<AutoscalingStatus>,
+    /// When the operator last changed the replicas.
+    pub last_scale_time: Option<String>,
 }
 
 fn topics_condition(plan: &PipelinePlan, observed: &PipelineObservation) -> NewCondition {
@@ -53,21 +57,32 @@ fn topics_condition(plan: &PipelinePlan, observed: &PipelineObservation) -> NewC
     NewCondition::new(TOPICS_READY, true, "TopicsReconciled", format!("{} topics match the spec", plan.topics.len()))
 }
 
-fn processor_condition(plan: &PipelinePlan, deployment: Option<&Deployment>) -> (NewCondition, ReplicasStatus) {
-    let desired = plan.replicas.desired;
+fn processor_condition(
+    plan: &PipelinePlan,
+    deployment: Option<&Deployment>,
+    last_scale_time: Option<String>,
+) -> (NewCondition, ReplicasStatus) {
     let Some(deployment) = deployment else {
-        let replicas = ReplicasStatus { current: 0, desired, ready: 0, reason: plan.replicas.reason.clone() };
+        let desired = plan.replicas.desired;
+        let replicas =
+            ReplicasStatus { current: 0, desired, ready: 0, reason: plan.replicas.reason.clone(), last_scale_time };
         return (
             NewCondition::new(PROCESSOR_READY, false, "ProcessorCreating", "the Deployment does not exist yet"),
             replicas,
         );
     };
     let status = deployment.status.clone().unwrap_or_default();
+    // Left to an HPA or KEDA, the desired count is what they set.
+    let desired = if plan.replicas.managed {
+        plan.replicas.desired
+    } else {
+        deployment.spec.replicas.unwrap_or(plan.replicas.desired)
+    };
     let ready = status.ready_replicas.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
     let current = status.replicas.unwrap_or(0);
     let rolled_out = status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
-    let replicas = ReplicasStatus { current, desired, ready, reason: plan.replicas.reason.clone() };
+    let replicas = ReplicasStatus { current, desired, ready, reason: plan.replicas.reason.clone(), last_scale_time };
     let condition = if rolled_out && ready >= desired && updated >= desired {
         NewCondition::new(PROCESSOR_READY, true, "ProcessorAvailable", format!("{ready} of {desired} replicas ready"))
     } else {
@@ -91,7 +106,8 @@ pub fn pipeline_status(
     let previous = pipeline.status.clone().unwrap_or_default();
     let generation = pipeline.metadata.generation;
     let topics_ready = topics_condition(plan, observed);
-    let (processor_ready, replicas) = processor_condition(plan, observed.deployment.as_ref());
+    let (processor_ready, replicas) =
+        processor_condition(plan, observed.deployment.as_ref(), observed.last_scale_time.clone());
     let ready = ready_from(&[topics_ready.clone(), processor_ready.clone()]);
     RetailPipelineStatus {
         observed_generation: generation,
@@ -111,7 +127,7 @@ pub fn pipeline_status(
         stores: plan.stores,
         regions: i32::try_from(plan.regions.len()).unwrap_or(i32::MAX),
         alert_policies: i32::try_from(plan.config.alert_policies.len()).unwrap_or(i32::MAX),
-        autoscaling: plan.replicas.pending.clone(),
+        autoscaling: observed.autoscaling.clone(),
         config_hash: Some(plan.config_hash.clone()),
     }
 }
