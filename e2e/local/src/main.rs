@@ -553,6 +553,21 @@ async fn suite(cli: &Cli, services: &mut Services) {
             "the read API of one processor gives replay's positions, following 307s to the other's",
             read_api(&kubelet_dir, &inventory),
         );
+        // The processors' alert counters reach the policy's status through the operator.
+        let counted = eventually(Duration::from_secs(150), || async {
+            let policy = policies.get("low-stock").await.map_err(|e| e.to_string())?;
+            let fired = policy.data.pointer("/status/alertsFired").and_then(Value::as_i64).unwrap_or(0);
+            let last = policy.data.pointer("/status/lastFiredTime").and_then(Value::as_str);
+            match last {
+                Some(last) if fired > 0 => {
+                    println!("# AlertPolicy low-stock: alertsFired {fired}, lastFiredTime {last}");
+                    Ok(())
+                }
+                _ => Err(format!("alertsFired {fired}, lastFiredTime {last:?}")),
+            }
+        })
+        .await;
+        check("AlertPolicy status counts the alerts its processors fired", counted);
     }
 
     // ---- a process that dies is restarted

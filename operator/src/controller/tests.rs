@@ -513,15 +513,36 @@ async fn an_alert_policy_is_validated_against_its_pipeline() {
     assert_eq!(condition["reason"], "InvalidSpec");
     assert_eq!(condition["message"], "spec.rules.salesSpike.window: no window named \"no-such-window\"");
 
+    // A rendered policy: its figures come from the processors' /metrics, found as members
+    // of the pipeline's consumer group; they are read again a minute later.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let body = "stockpulse_processor_alerts_total{policy=\"low\",rule=\"lowStock\"} 4\n\
+                        stockpulse_processor_alerts_total{policy=\"other\",rule=\"lowStock\"} 9\n\
+                        stockpulse_processor_alert_last_fired_timestamp_seconds{policy=\"low\"} 1795773660\n";
+            let _ = stream.write_all(format!("HTTP/1.0 200 OK\r\n\r\n{body}").as_bytes()).await;
+        }
+    });
+    let members = vec![format!("stockpulse@{address}"), "some-other-client".to_string()];
     let policy = fixtures::low_stock_policy("low", "shop", 3);
-    let (ctx, verifier) = context(Arc::new(MemoryKafka::new()));
+    let (ctx, verifier) = context(Arc::new(MemoryKafka::with_state(MemoryState { members, ..MemoryState::default() })));
     let script = vec![
         Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
         Exchange::patch_answering(paths::policy("low") + "/status", Answer::Json(policy_json("low"))),
     ];
     let (result, received) = play(verifier, script, alert_policy::reconcile(Arc::new(policy), ctx)).await;
-    assert_eq!(result.unwrap(), Action::await_change());
-    assert_eq!(received[1].body["status"]["conditions"][0]["reason"], "Rendered");
+    assert_eq!(result.unwrap(), Action::requeue(alert_policy::FIGURES_EVERY));
+    let status = &received[1].body["status"];
+    assert_eq!(status["conditions"][0]["reason"], "Rendered");
+    assert_eq!(
+        (status["alertsFired"].as_i64(), status["lastFiredTime"].as_str()),
+        (Some(4), Some("2026-11-27T10:01:00.000Z"))
+    );
 }
 
 #[tokio::test]

@@ -25,6 +25,8 @@ pub struct MemoryState {
     pub no_create_partitions: bool,
     /// What `group_progress` answers (and so `consumer_lag`).
     pub progress: Option<GroupProgress>,
+    /// What `group_members` answers: the client ids of a consumer group's members.
+    pub members: Vec<String>,
     /// What `partition_offsets` answers.
     pub offsets: Vec<PartitionOffsets>,
 }
@@ -50,6 +52,15 @@ impl MemoryKafka {
 }
 
 impl KafkaAccess for MemoryKafka {
+    fn group_members<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        _group: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, KafkaError>> {
+        let members = self.state.lock().map(|s| s.members.clone()).unwrap_or_default();
+        futures::future::ready(Ok(members)).boxed()
+    }
+
     fn describe_topics<'a>(
         &'a self,
         _target: &'a KafkaTarget,

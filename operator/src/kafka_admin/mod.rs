@@ -118,6 +118,16 @@ pub trait KafkaAccess: Send + Sync {
         topics: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<PartitionOffsets>, KafkaError>>;
 
+    /// The client ids of the members of consumer group `group` (each processor puts the
+    /// address of its HTTP port there). Nothing where the access cannot describe groups.
+    fn group_members<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        _group: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, KafkaError>> {
+        futures::future::ready(Ok(Vec::new())).boxed()
+    }
+
     /// Produces records (a `None` value is a tombstone) and waits for their acknowledgement.
     fn produce<'a>(
         &'a self,

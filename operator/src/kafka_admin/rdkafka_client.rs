@@ -224,6 +224,17 @@ impl RdKafkaAccess {
         .map_err(|e| failed("OffsetFetch", e))?
     }
 
+    async fn members(&self, target: &KafkaTarget, group: &str) -> Result<Vec<String>, KafkaError> {
+        let consumer: BaseConsumer = client_config(target).create().map_err(|e| failed("connect", e))?;
+        let (group, timeout) = (group.to_string(), self.timeout);
+        tokio::task::spawn_blocking(move || {
+            let list = consumer.fetch_group_list(Some(&group), timeout).map_err(|e| failed("DescribeGroups", e))?;
+            Ok(list.groups().iter().flat_map(|g| g.members().iter().map(|m| m.client_id().to_string())).collect())
+        })
+        .await
+        .map_err(|e| failed("DescribeGroups", e))?
+    }
+
     async fn offsets(
         &self,
         target: &KafkaTarget,
@@ -341,6 +352,14 @@ impl KafkaAccess for RdKafkaAccess {
         topics: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<PartitionOffsets>, KafkaError>> {
         self.offsets(target, group, topics).boxed()
+    }
+
+    fn group_members<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, KafkaError>> {
+        self.members(target, group).boxed()
     }
 
     fn produce<'a>(

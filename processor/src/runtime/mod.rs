@@ -20,6 +20,7 @@ mod references;
 mod task;
 pub mod webhook;
 
+pub use query::ADDRESS_PREFIX;
 pub use task::MergeOptions;
 mod worker;
 
