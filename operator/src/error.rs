@@ -16,6 +16,8 @@ pub enum Error {
     MissingField(&'static str, &'static str),
     #[error("Secret {name}: {message}")]
     Secret { name: String, message: String },
+    #[error("Secret {name} (named by {field}) does not exist in namespace {namespace}")]
+    SecretNotFound { name: String, namespace: String, field: &'static str },
 }
 
 impl Error {
@@ -31,7 +33,7 @@ impl Error {
             },
             Error::Serialization { .. } => "serialization",
             Error::MissingField(..) => "missing_field",
-            Error::Secret { .. } => "secret",
+            Error::Secret { .. } | Error::SecretNotFound { .. } => "secret",
         }
     }
 }

@@ -494,3 +494,70 @@ async fn with_autoscaling_disabled_an_hpa_owns_replicas_and_the_operator_never_f
     })
     .await;
 }
+
+/// The Ready condition's (status, reason, message).
+async fn ready_of(s: &Setup) -> (String, String, String) {
+    condition(&s.pipeline().await, "Ready")
+}
+
+#[tokio::test]
+async fn a_missing_secret_or_key_and_an_unreachable_cluster_show_as_conditions_with_events() {
+    bounded(async {
+        let Some((plane, kafka)) = control_plane_and_kafka().await else { return };
+        let s = Setup::new(plane, kafka, "failures", "shop").await;
+        s.reconcile().await; // the finalizer
+        let patch = |spec: serde_json::Value| {
+            let pipelines = s.pipelines.clone();
+            async move {
+                pipelines
+                    .patch("shop", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"kafka": spec}})))
+                    .await
+                    .unwrap_or_else(|e| panic!("patch: {e}"));
+            }
+        };
+        patch(json!({"sasl": {"mechanism": "SCRAM-SHA-512", "secretRef": {"name": "kafka-user"}}})).await;
+        assert_eq!(s.reconcile().await, Action::requeue(retail_pipeline::NOT_READY_RETRY));
+        assert_eq!(
+            ready_of(&s).await,
+            (
+                "False".into(),
+                "SecretNotFound".into(),
+                "Secret kafka-user (named by kafka.sasl.secretRef) does not exist in namespace failures: \
+                 create it, or fix the reference"
+                    .into()
+            )
+        );
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = s.api();
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kafka-user"},
+                            "stringData": {"username": "shop"}});
+        secrets
+            .create(&PostParams::default(), &serde_json::from_value(secret).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("create secret: {e}"));
+        assert_eq!(s.reconcile().await, Action::requeue(retail_pipeline::NOT_READY_RETRY));
+        assert_eq!(
+            ready_of(&s).await,
+            (
+                "False".into(),
+                "SecretKeyMissing".into(),
+                "Secret kafka-user: has no key \"password\": add the key to the Secret".into()
+            )
+        );
+        // Nothing listens on port 1.
+        patch(json!({"sasl": null, "bootstrapServers": "127.0.0.1:1"})).await;
+        assert_eq!(s.reconcile().await, Action::requeue(retail_pipeline::NOT_READY_RETRY));
+        let (status, reason, message) = ready_of(&s).await;
+        assert_eq!((status.as_str(), reason.as_str()), ("False", "KafkaUnreachable"), "{message}");
+        assert!(message.ends_with("check spec.kafka.bootstrapServers and the network to the brokers"), "{message}");
+        // The cluster back: the next look reconciles, and the reason is no longer about it.
+        patch(json!({"bootstrapServers": kafka.bootstrap})).await;
+        s.reconcile().await;
+        let (_, reason, _) = ready_of(&s).await;
+        assert!(!["SecretNotFound", "SecretKeyMissing", "KafkaUnreachable"].contains(&reason.as_str()), "{reason}");
+        let events = s.event_reasons().await;
+        for reason in ["SecretNotFound", "SecretKeyMissing", "KafkaUnreachable"] {
+            assert_eq!(events.iter().filter(|e| *e == reason).count(), 1, "one {reason} event: {events:?}");
+        }
+    })
+    .await;
+}

@@ -30,8 +30,14 @@ pub async fn connection_target(client: &Client, namespace: &str, connection: &Ka
         return Ok(target);
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let get = |name: &str, field: &'static str| {
+        let (secrets, name) = (secrets.clone(), name.to_string());
+        async move {
+            secrets.get_opt(&name).await?.ok_or(Error::SecretNotFound { name, namespace: namespace.to_string(), field })
+        }
+    };
     if let Some(tls) = &connection.tls {
-        let secret = secrets.get(&tls.secret_ref.name).await?;
+        let secret = get(&tls.secret_ref.name, "kafka.tls.secretRef").await?;
         target.ca_pem = Some(key(&secret, "ca.crt")?);
         if tls.client_auth {
             target.cert_pem = Some(key(&secret, "tls.crt")?);
@@ -39,7 +45,7 @@ pub async fn connection_target(client: &Client, namespace: &str, connection: &Ka
         }
     }
     if let Some(sasl) = &connection.sasl {
-        let secret = secrets.get(&sasl.secret_ref.name).await?;
+        let secret = get(&sasl.secret_ref.name, "kafka.sasl.secretRef").await?;
         let mechanism = sasl.mechanism.as_str();
         target.sasl = Some((mechanism.to_string(), key(&secret, "username")?, key(&secret, "password")?));
     }

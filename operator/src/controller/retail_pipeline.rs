@@ -25,7 +25,10 @@ use crate::kafka_admin::{KafkaError, KafkaTarget};
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
 use crate::plan::replicas::{ReplicaInput, next_boundary, plan_replicas};
 use crate::plan::topics::{ObservedTopic, TopicAction, plan_topic_cleanup};
-use crate::status::pipeline::{PipelineObservation, TopicFailure, invalid_spec_status, pipeline_status};
+use crate::status::pipeline::{
+    PipelineObservation, TopicFailure, connection_failure_status, connection_problem, invalid_spec_status,
+    pipeline_status,
+};
 
 pub const KIND: &str = "RetailPipeline";
 /// The finalizer that deletes `deletionPolicy: Delete` topics before the pipeline goes.
@@ -60,6 +63,27 @@ pub async fn reconcile(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Resu
 }
 
 /// Transient errors: requeue with exponential backoff.
+/// The pipeline's Kafka cluster or its Secrets could not be used: `Ready=False` with the
+/// reason, a Warning Event when that is news, and another look in [`NOT_READY_RETRY`] (a
+/// Secret created or fixed, or a cluster back, is picked up then).
+async fn connection_failed(
+    ctx: &Context,
+    api: &Api<RetailPipeline>,
+    pipeline: &RetailPipeline,
+    reason: &'static str,
+    message: String,
+) -> Result<Action> {
+    let status = connection_failure_status(pipeline, reason, &message, &ctx.now_text());
+    if pipeline.status.as_ref() != Some(&status) {
+        let was = pipeline.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        if was.is_none_or(|c| c.reason != reason) {
+            ctx.event(&pipeline.object_ref(&()), true, reason, "Connect", message).await;
+        }
+        apply_status(api, &pipeline.name_any(), &status).await?;
+    }
+    Ok(Action::requeue(NOT_READY_RETRY))
+}
+
 pub fn error_policy(pipeline: Arc<RetailPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(KIND, error.metric_label());
     let delay = ctx.backoff(&object_key(KIND, pipeline.namespace(), &pipeline.name_any()));
@@ -202,8 +226,24 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     let target = if names.is_empty() {
         None
     } else {
-        let target = kafka_target(client, &pipeline).await?;
-        observed_topics = ctx.kafka.describe_topics(&target, &names).await?;
+        let observed = async {
+            let target = kafka_target(client, &pipeline).await?;
+            let topics = ctx.kafka.describe_topics(&target, &names).await.map_err(Error::Kafka)?;
+            Ok::<_, Error>((target, topics))
+        };
+        let target = match observed.await {
+            Ok((target, topics)) => {
+                observed_topics = topics;
+                target
+            }
+            Err(error) => match connection_problem(&error) {
+                // The cluster or its Secrets: a condition the user sees, retried soon.
+                Some((reason, message)) => {
+                    return connection_failed(&ctx, &pipelines, &pipeline, reason, message).await;
+                }
+                None => return Err(error),
+            },
+        };
         lag = consumer_lag(&ctx, &target, &pipeline, &desired).await;
         Some(target)
     };

@@ -11,6 +11,8 @@ use crate::build::SpecProblems;
 use crate::build::topics::camel;
 use crate::crd::retail_pipeline::{AutoscalingStatus, ReplicasStatus, TopicStatus};
 use crate::crd::{RetailPipeline, RetailPipelineStatus};
+use crate::error::Error;
+use crate::kafka_admin::KafkaError;
 use crate::plan::pipeline::PipelinePlan;
 use crate::plan::topics::ObservedTopic;
 
@@ -133,6 +135,45 @@ pub fn pipeline_status(
 }
 
 /// The status when the spec cannot be used: `Ready=False, reason InvalidSpec`, the rest kept.
+/// Why the pipeline's Kafka cluster could not be used, as a condition reason and message;
+/// `None` for an error that is not about the cluster or its Secrets (it is retried).
+pub fn connection_problem(error: &Error) -> Option<(&'static str, String)> {
+    let fix = match error {
+        Error::SecretNotFound { .. } => ("SecretNotFound", "create it, or fix the reference"),
+        Error::Secret { .. } => ("SecretKeyMissing", "add the key to the Secret"),
+        Error::Kafka(KafkaError::Failed { message, .. }) if is_auth_failure(message) => {
+            ("KafkaAuthFailed", "check the credentials and certificates in spec.kafka")
+        }
+        Error::Kafka(_) => ("KafkaUnreachable", "check spec.kafka.bootstrapServers and the network to the brokers"),
+        _ => return None,
+    };
+    Some((fix.0, format!("{error}: {}", fix.1)))
+}
+
+/// A broker's or librdkafka's words for refused credentials or certificates.
+fn is_auth_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["authentication", "authoriz", "sasl", "ssl handshake", "certificate"].iter().any(|w| message.contains(w))
+}
+
+/// The status when the cluster could not be used: `Ready=False` with the reason, the rest
+/// as it was (nothing was observed to replace it).
+pub fn connection_failure_status(
+    pipeline: &RetailPipeline,
+    reason: &'static str,
+    message: &str,
+    now: &str,
+) -> RetailPipelineStatus {
+    let previous = pipeline.status.clone().unwrap_or_default();
+    let generation = pipeline.metadata.generation;
+    let ready = NewCondition::new(READY, false, reason, message);
+    RetailPipelineStatus {
+        observed_generation: generation,
+        conditions: merge(&previous.conditions, &[ready], generation, now),
+        ..previous
+    }
+}
+
 pub fn invalid_spec_status(pipeline: &RetailPipeline, problems: &SpecProblems, now: &str) -> RetailPipelineStatus {
     let previous = pipeline.status.clone().unwrap_or_default();
     let generation = pipeline.metadata.generation;
@@ -146,5 +187,36 @@ pub fn invalid_spec_status(pipeline: &RetailPipeline, problems: &SpecProblems, n
         observed_generation: generation,
         conditions: merge(&previous.conditions, &[ready], generation, now),
         ..previous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_and_secret_errors_get_their_own_reason() {
+        let failed =
+            |message: &str| Error::Kafka(KafkaError::Failed { operation: "metadata", message: message.to_string() });
+        let reason = |e: &Error| connection_problem(e).map(|(r, _)| r);
+        assert_eq!(reason(&failed("Local: Broker transport failure")), Some("KafkaUnreachable"));
+        assert_eq!(reason(&failed("Local: Timed out")), Some("KafkaUnreachable"));
+        assert_eq!(
+            reason(&failed("SASL authentication error: Authentication failed during authentication")),
+            Some("KafkaAuthFailed")
+        );
+        assert_eq!(reason(&failed("SSL handshake failed: certificate verify failed")), Some("KafkaAuthFailed"));
+        assert_eq!(reason(&failed("Broker: Cluster authorization failed")), Some("KafkaAuthFailed"));
+        let missing = Error::SecretNotFound { name: "s".into(), namespace: "n".into(), field: "kafka.tls.secretRef" };
+        assert_eq!(reason(&missing), Some("SecretNotFound"));
+        assert_eq!(
+            reason(&Error::Secret { name: "s".into(), message: "has no key \"ca.crt\"".into() }),
+            Some("SecretKeyMissing")
+        );
+        assert_eq!(
+            reason(&Error::MissingField("RetailPipeline", "metadata.namespace")),
+            None,
+            "retried, not a condition"
+        );
     }
 }
