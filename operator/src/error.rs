@@ -16,6 +16,9 @@ pub enum Error {
     MissingField(&'static str, &'static str),
     #[error("Secret {name}: {message}")]
     Secret { name: String, message: String },
+    /// A deletion waits for these to stop before it deletes topics (the finalizer stays).
+    #[error("waiting for the pipeline's writers to stop before deleting its topics: {0}")]
+    WritersRunning(String),
     #[error("Secret {name} (named by {field}) does not exist in namespace {namespace}")]
     SecretNotFound { name: String, namespace: String, field: &'static str },
 }
@@ -34,6 +37,7 @@ impl Error {
             Error::Serialization { .. } => "serialization",
             Error::MissingField(..) => "missing_field",
             Error::Secret { .. } | Error::SecretNotFound { .. } => "secret",
+            Error::WritersRunning(_) => "writers_running",
         }
     }
 }

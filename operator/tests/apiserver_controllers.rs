@@ -210,9 +210,23 @@ async fn a_config_change_rolls_a_new_replica_set_and_deletion_garbage_collects_t
 
         // Deletion: the finalizer deletes the topics, then the garbage collector deletes
         // every object the pipeline owns, and the ReplicaSets the Deployment owned.
+        // The processors go first: scaled to zero, the cleanup waits (an error keeps the
+        // finalizer) until the Deployment controller has removed their pods.
         pipelines.delete(NAME, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("{e}"));
-        reconcile().await;
-        assert!(pipelines.get_opt(NAME).await.unwrap_or_else(|e| panic!("{e}")).is_none());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut waits = 0;
+        while let Some(current) = pipelines.get_opt(NAME).await.unwrap_or_else(|e| panic!("{e}")) {
+            match retail_pipeline::reconcile(Arc::new(current), ctx.clone()).await {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("waiting for the pipeline's writers to stop") => waits += 1,
+                Err(e) => panic!("reconcile of the deletion: {e}"),
+            }
+            assert!(std::time::Instant::now() < deadline, "the pipeline is still there after 60 s");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(waits > 0, "its pods were there: the cleanup waited for them");
+        let scaled = deployments.get(PROCESSOR).await.map(|d| d.spec.replicas);
+        assert!(matches!(scaled, Ok(Some(0)) | Err(_)), "{scaled:?}");
         let left = eventually(
             plane,
             "the owned objects garbage-collected",

@@ -379,7 +379,39 @@ async fn deleting_a_pipeline_runs_its_finalizer_deleting_only_the_delete_policy_
         assert!(marked.metadata.deletion_timestamp.is_some());
         assert_eq!(marked.finalizers(), ["retail.stockpulse.io/topics"]);
 
-        // The reconcile of the deleted pipeline runs the cleanup and removes the finalizer.
+        // Its processors still run (two pods, as the Deployment's status says): the cleanup
+        // scales them to zero and waits, deleting no topic meanwhile.
+        let deployments = s.api::<Deployment>();
+        let pods = |n: i32| json!({"status": {"replicas": n}});
+        deployments
+            .patch_status("outlet-processor", &PatchParams::default(), &Patch::Merge(&pods(2)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let waiting = || async {
+            let error = retail_pipeline::reconcile(Arc::new(s.pipeline().await), s.ctx.clone())
+                .await
+                .expect_err("the cleanup waits (an error keeps the finalizer)");
+            assert!(
+                error.to_string().ends_with(
+                    "waiting for the pipeline's writers to stop before deleting its topics: Deployment outlet-processor (2 pods)"
+                ),
+                "{error}"
+            );
+            let action = retail_pipeline::error_policy(Arc::new(s.pipeline().await), &error, s.ctx.clone());
+            assert_eq!(action, Action::requeue(retail_pipeline::WRITERS_STOPPING_RETRY));
+        };
+        waiting().await;
+        let deployment = deployments.get("outlet-processor").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(deployment.spec.replicas, Some(0));
+        let still = kafka_access.describe_topics(&s.target(), &topic_names("outlet")).await.unwrap();
+        assert_eq!(still.len(), TopicRole::ALL.len(), "no topic deleted while a processor runs");
+        waiting().await;
+
+        // The pods gone: the cleanup deletes the topics and removes the finalizer.
+        deployments
+            .patch_status("outlet-processor", &PatchParams::default(), &Patch::Merge(&pods(0)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let action = s.reconcile().await;
         assert_eq!(action, Action::await_change());
         let gone = s.pipelines.get_opt("outlet").await.unwrap_or_else(|e| panic!("{e}"));
@@ -403,7 +435,7 @@ async fn deleting_a_pipeline_runs_its_finalizer_deleting_only_the_delete_policy_
             assert!(std::time::Instant::now() < deadline, "topics on the broker 30 s after the cleanup: {names:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(s.event_reasons().await, ["Reconciled", "TopicsDeleted"]);
+        assert_eq!(s.event_reasons().await, ["Reconciled", "ProcessorsStopping", "TopicsDeleted"]);
 
         // No garbage collector runs here (no kube-controller-manager): the owned objects
         // stay, each with the controller owner reference to the deleted pipeline that the

@@ -89,6 +89,8 @@ fn render_prints_every_topic_of_the_sample_pipeline() {
         ("acme-sports.catalog", 3, "compact"),
         ("acme-sports.changelog", 12, "compact"),
         ("acme-sports.repartition", 12, "delete"),
+        // The Kafka sink of the sample sales-spike AlertPolicy, shaped like the alerts topic.
+        ("acme-sports.merchandising-alerts", 12, "delete"),
     ]
     .into_iter()
     .map(|(n, p, c)| (n.to_string(), p, c.to_string()))

@@ -86,6 +86,12 @@ async fn connection_failed(
 
 pub fn error_policy(pipeline: Arc<RetailPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(KIND, error.metric_label());
+    if let Error::Finalizer(inner) = error
+        && let kube::runtime::finalizer::Error::CleanupFailed(Error::WritersRunning(writers)) = inner.as_ref()
+    {
+        tracing::info!(pipeline = %pipeline.name_any(), %writers, "deletion waits for the writers");
+        return Action::requeue(WRITERS_STOPPING_RETRY);
+    }
     let delay = ctx.backoff(&object_key(KIND, pipeline.namespace(), &pipeline.name_any()));
     tracing::warn!(pipeline = %pipeline.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -417,17 +423,102 @@ async fn cleanup(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Act
     if topics.iter().all(|t| t.deletion_policy == crate::crd::DeletionPolicy::Retain) {
         return Ok(Action::await_change());
     }
-    let target = kafka_target(&ctx.client, &pipeline).await?;
-    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    let observed = ctx.kafka.describe_topics(&target, &names).await?;
-    let deletes = plan_topic_cleanup(&topics, &observed);
-    let mut done = Vec::new();
-    for action in &deletes {
-        ctx.kafka.apply(&target, action).await?;
-        done.push(describe_action(action));
+    let overdue = ctx
+        .now()
+        .signed_duration_since(
+            pipeline
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .and_then(|t| chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()))
+                .unwrap_or(ctx.now()),
+        )
+        .to_std()
+        .is_ok_and(|waited| waited > CLEANUP_DEADLINE);
+    // The writers go first: a topic deleted under a running processor or replicator would be
+    // created again by its next write.
+    let writers = stop_writers(&ctx, &pipeline).await?;
+    if !writers.is_empty() {
+        if overdue {
+            let message = format!("still running after {CLEANUP_DEADLINE:?}: {}; no topic deleted", writers.join(", "));
+            ctx.event(&reference, true, "CleanupAbandoned", "Delete", message).await;
+            return Ok(Action::await_change());
+        }
+        // An error keeps the finalizer (a cleanup that returns Ok removes it); the error
+        // policy looks again in WRITERS_STOPPING_RETRY.
+        return Err(Error::WritersRunning(writers.join(", ")));
     }
-    if !done.is_empty() {
-        ctx.event(&reference, false, "TopicsDeleted", "Delete", done.join("; ")).await;
+    let deleted = async {
+        let target = kafka_target(&ctx.client, &pipeline).await?;
+        let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+        let observed = ctx.kafka.describe_topics(&target, &names).await?;
+        let mut done = Vec::new();
+        for action in &plan_topic_cleanup(&topics, &observed) {
+            ctx.kafka.apply(&target, action).await?;
+            done.push(describe_action(action));
+        }
+        Ok::<_, Error>(done)
+    };
+    match deleted.await {
+        Ok(done) => {
+            if !done.is_empty() {
+                ctx.event(&reference, false, "TopicsDeleted", "Delete", done.join("; ")).await;
+            }
+            Ok(Action::await_change())
+        }
+        // The cluster or its Secret out of reach for too long (its namespace may be going
+        // away with it): the pipeline goes, its topics stay, and the Event says so.
+        Err(e) if overdue => {
+            let message = format!("topics not deleted after {CLEANUP_DEADLINE:?}: {e}");
+            ctx.event(&reference, true, "CleanupAbandoned", "Delete", message).await;
+            Ok(Action::await_change())
+        }
+        Err(e) => Err(e),
     }
-    Ok(Action::await_change())
 }
+
+/// How long a deletion waits for its writers to stop, or for Kafka and its Secrets, before
+/// the finalizer gives up with a Warning Event rather than hold the namespace.
+pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(600);
+/// How soon a deletion waiting for its writers looks again (see [`error_policy`]).
+pub const WRITERS_STOPPING_RETRY: Duration = Duration::from_secs(5);
+
+/// Scales the pipeline's processors to zero and names the writers still running: the
+/// processor Deployment until its pods are gone, and the replicators of the regions feeding
+/// the pipeline (their controller deletes them once the pipeline is being deleted).
+async fn stop_writers(ctx: &Context, pipeline: &RetailPipeline) -> Result<Vec<String>> {
+    let namespace = pipeline.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut running = Vec::new();
+    let processor = crate::build::labels::processor_name(pipeline);
+    if let Some(deployment) = deployments.get_opt(&processor).await? {
+        if deployment.spec.replicas != Some(0) {
+            let patch = serde_json::json!({"spec": {"replicas": 0}});
+            let params = kube::api::PatchParams { field_manager: Some(STOP_MANAGER.into()), ..Default::default() };
+            deployments.patch(&processor, &params, &kube::api::Patch::Merge(&patch)).await?;
+            ctx.event(
+                &pipeline.object_ref(&()),
+                false,
+                "ProcessorsStopping",
+                "Delete",
+                format!("scaled Deployment {processor} to 0 before deleting topics"),
+            )
+            .await;
+        }
+        let pods = deployment.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        if pods > 0 {
+            running.push(format!("Deployment {processor} ({pods} pods)"));
+        }
+    }
+    let regions = Api::<StoreRegion>::namespaced(ctx.client.clone(), &namespace).list(&ListParams::default()).await?;
+    for region in regions.items.iter().filter(|r| r.spec.pipeline_ref.name == pipeline.name_any()) {
+        let name = crate::build::replicator::replicator_name(region);
+        if deployments.get_opt(&name).await?.is_some() {
+            running.push(format!("Deployment {name} (replicator of StoreRegion {})", region.name_any()));
+        }
+    }
+    Ok(running)
+}
+
+/// The field manager of the scale-down before deletion.
+const STOP_MANAGER: &str = "stockpulse-operator-cleanup";

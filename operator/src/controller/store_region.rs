@@ -137,6 +137,17 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
                 format!("no RetailPipeline {:?} in namespace {namespace}", region.spec.pipeline_ref.name),
             ),
         ),
+        // Being deleted: its topics go once its writers are gone, this region's replicator
+        // among them.
+        Some(p) if p.metadata.deletion_timestamp.is_some() => (
+            None,
+            NewCondition::new(
+                READY,
+                false,
+                "PipelineDeleting",
+                format!("RetailPipeline {} is being deleted", p.name_any()),
+            ),
+        ),
         Some(p) => match selects(p, &region) {
             Ok(true) => {
                 let topic = topic_name(p, TopicRole::Stores);

@@ -366,7 +366,10 @@ async fn deletion_through_the_finalizer_deletes_only_delete_policy_topics() {
     ));
     let kafka = Arc::new(MemoryKafka::with_state(MemoryState { topics: all_topics(3), ..MemoryState::default() }));
     let (ctx, verifier) = context(kafka.clone());
+    // The writers first: no processor Deployment left, no region feeding the pipeline.
     let script = vec![
+        Exchange::get_missing(paths::deployment("shop-processor")),
+        Exchange::get(paths::regions(), list("StoreRegion", vec![])),
         Exchange::post(paths::events()),
         Exchange::patch_answering(paths::pipeline("shop"), Answer::Json(pipeline_json())),
     ];
@@ -374,9 +377,9 @@ async fn deletion_through_the_finalizer_deletes_only_delete_policy_topics() {
     assert_eq!(result.unwrap(), Action::await_change());
     assert_eq!(kafka.state().actions, vec![TopicAction::Delete { name: "shop.sales".to_string() }]);
     assert_eq!(kafka.state().topics.len(), TopicRole::ALL.len() - 1);
-    assert_eq!(received[0].body["reason"], "TopicsDeleted");
+    assert_eq!(received[2].body["reason"], "TopicsDeleted");
     assert_eq!(
-        received[1].body,
+        received[3].body,
         json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "retail.stockpulse.io/topics"},
                {"op": "remove", "path": "/metadata/finalizers/0"}])
     );
