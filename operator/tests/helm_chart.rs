@@ -196,6 +196,15 @@ const OPTIONS: &[(&str, &[&str], &str)] = &[
         ],
         "nodeAffinity:",
     ),
+    (
+        "topologySpreadConstraints",
+        &[
+            "topologySpreadConstraints[0].maxSkew=1",
+            "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+            "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+        ],
+        "topologyKey: topology.kubernetes.io/zone",
+    ),
     ("plainManifests", &["plainManifests=true"], "!helm.sh/chart"),
 ];
 
