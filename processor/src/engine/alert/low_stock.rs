@@ -10,10 +10,9 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{About, AlertEntry, Changes, Fired, Scope, Subject, cooled_down};
+use super::{About, AlertEntry, Fired, Keyed, Scope, Subject, cooled_down};
 use crate::config::LowStockRule;
 use crate::engine::inventory::{Change, PositionKey};
 use crate::event::Event;
@@ -35,8 +34,7 @@ pub(super) struct LowStock {
     rearm_above: i64,
     cooldown: i64,
     scope: Scope,
-    state: FxHashMap<PositionKey, LowStockState>,
-    pub(super) changes: Changes<PositionKey>,
+    pub(super) keyed: Keyed<PositionKey, LowStockState>,
 }
 
 impl LowStock {
@@ -47,8 +45,7 @@ impl LowStock {
             rearm_above: rule.threshold.saturating_add(rule.hysteresis()),
             cooldown,
             scope,
-            state: FxHashMap::default(),
-            changes: Changes::default(),
+            keyed: Keyed::default(),
         }
     }
 
@@ -66,21 +63,21 @@ impl LowStock {
             return;
         }
         if climbs {
-            if let Some(state) = self.state.get_mut(&subject.key)
+            if let Some(state) = self.keyed.state.get_mut(&subject.key)
                 && !state.armed
             {
                 state.armed = true;
-                self.changes.mark(subject.key);
+                self.keyed.changes.mark(subject.key);
             }
             return;
         }
-        let state = self.state.entry(subject.key).or_insert(LowStockState { armed: true, last_fired: None });
+        let state = self.keyed.state.entry(subject.key).or_insert(LowStockState { armed: true, last_fired: None });
         if !state.armed {
             return;
         }
         // Fired or held back by the cooldown, this fall is spent: the next one needs a climb.
         state.armed = false;
-        self.changes.mark(subject.key);
+        self.keyed.changes.mark(subject.key);
         if !cooled_down(&mut state.last_fired, event.event_time, self.cooldown) {
             *suppressed += 1;
             return;
@@ -102,13 +99,7 @@ impl LowStock {
     }
 
     pub(super) fn drain(&mut self, visit: &mut impl FnMut(AlertEntry)) {
-        for key in self.changes.take() {
-            let state = self.state.get(&key).copied();
-            visit(AlertEntry::LowStock { policy: self.policy.clone(), key, state });
-        }
-    }
-
-    pub(super) fn restore(&mut self, key: PositionKey, state: LowStockState) {
-        self.state.insert(key, state);
+        let policy = &self.policy;
+        self.keyed.drain(|key, state| visit(AlertEntry::LowStock { policy: policy.clone(), key, state }));
     }
 }

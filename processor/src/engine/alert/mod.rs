@@ -20,7 +20,7 @@ mod stuck;
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::intern::Interner;
 use super::inventory::{Change, PositionKey};
@@ -267,10 +267,10 @@ impl AlertRules {
     }
 
     pub fn track_changes(&mut self) {
-        self.low_stock.iter_mut().for_each(|r| r.changes.track());
-        self.stuck.iter_mut().for_each(|r| r.changes.track());
-        self.spikes.iter_mut().for_each(|r| r.changes.track());
-        self.outliers.iter_mut().for_each(|r| r.changes.track());
+        self.low_stock.iter_mut().for_each(|r| r.keyed.changes.track());
+        self.stuck.iter_mut().for_each(|r| r.keyed.changes.track());
+        self.spikes.iter_mut().for_each(|r| r.keyed.changes.track());
+        self.outliers.iter_mut().for_each(|r| r.keyed.changes.track());
     }
 
     /// Any rule on inventory events (lowStock, stuckInventory, amountOutlier)?
@@ -317,19 +317,51 @@ impl AlertRules {
     /// more (the entry is left out).
     pub fn restore(&mut self, entry: AlertEntry) -> bool {
         match entry {
-            AlertEntry::LowStock { policy, key, state: Some(state) } => {
-                self.low_stock.iter_mut().find(|r| r.policy == policy).map(|r| r.restore(key, state)).is_some()
-            }
+            AlertEntry::LowStock { policy, key, state: Some(state) } => self
+                .low_stock
+                .iter_mut()
+                .find(|r| r.policy == policy)
+                .map(|r| r.keyed.state.insert(key, state))
+                .is_some(),
             AlertEntry::Stuck { policy, key, state: Some(state) } => {
-                self.stuck.iter_mut().find(|r| r.policy == policy).map(|r| r.restore(key, state)).is_some()
+                self.stuck.iter_mut().find(|r| r.policy == policy).map(|r| r.keyed.state.insert(key, state)).is_some()
             }
-            AlertEntry::Spike { policy, group, state: Some(state) } => {
-                self.spikes.iter_mut().find(|r| r.policy == policy).map(|r| r.restore(group, state)).is_some()
-            }
-            AlertEntry::Outlier { policy, store, state: Some(state) } => {
-                self.outliers.iter_mut().find(|r| r.policy == policy).map(|r| r.restore(store, state)).is_some()
-            }
+            AlertEntry::Spike { policy, group, state: Some(state) } => self
+                .spikes
+                .iter_mut()
+                .find(|r| r.policy == policy)
+                .map(|r| r.keyed.state.insert(group, state))
+                .is_some(),
+            AlertEntry::Outlier { policy, store, state: Some(state) } => self
+                .outliers
+                .iter_mut()
+                .find(|r| r.policy == policy)
+                .map(|r| r.keyed.state.insert(store, state))
+                .is_some(),
             _ => false,
+        }
+    }
+}
+
+/// A rule's state per key, and the keys changed since the last drain.
+#[derive(Debug)]
+struct Keyed<K, S> {
+    state: FxHashMap<K, S>,
+    changes: Changes<K>,
+}
+
+impl<K, S> Default for Keyed<K, S> {
+    fn default() -> Self {
+        Keyed { state: FxHashMap::default(), changes: Changes::default() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, S: Clone> Keyed<K, S> {
+    /// Hands out each changed key with its state (`None`: gone).
+    fn drain(&mut self, mut visit: impl FnMut(K, Option<S>)) {
+        for key in self.changes.take() {
+            let state = self.state.get(&key).cloned();
+            visit(key, state);
         }
     }
 }

@@ -6,10 +6,9 @@
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{About, AlertEntry, Changes, Fired, Scope, Subject, cooled_down};
+use super::{About, AlertEntry, Fired, Keyed, Scope, Subject, cooled_down};
 use crate::config::AmountOutlierRule;
 use crate::event::Event;
 use crate::output::AlertFigures;
@@ -55,8 +54,7 @@ pub(super) struct Outlier {
     min_samples: u64,
     cooldown: i64,
     scope: Scope,
-    state: FxHashMap<u32, OutlierState>,
-    pub(super) changes: Changes<u32>,
+    pub(super) keyed: Keyed<u32, OutlierState>,
 }
 
 impl Outlier {
@@ -67,8 +65,7 @@ impl Outlier {
             min_samples: u64::from(rule.min_samples.max(2)),
             cooldown,
             scope,
-            state: FxHashMap::default(),
-            changes: Changes::default(),
+            keyed: Keyed::default(),
         }
     }
 
@@ -88,8 +85,8 @@ impl Outlier {
         if !amount.is_finite() {
             return;
         }
-        self.changes.mark(subject.store);
-        let state = self.state.entry(subject.store).or_default();
+        self.keyed.changes.mark(subject.store);
+        let state = self.keyed.state.entry(subject.store).or_default();
         let (mean, stddev, count) = (state.mean, state.stddev(), state.count);
         state.add(amount);
         if count < self.min_samples || stddev <= 0.0 || (amount - mean).abs() <= self.sigma * stddev {
@@ -118,14 +115,8 @@ impl Outlier {
     }
 
     pub(super) fn drain(&mut self, visit: &mut impl FnMut(AlertEntry)) {
-        for store in self.changes.take() {
-            let state = self.state.get(&store).copied();
-            visit(AlertEntry::Outlier { policy: self.policy.clone(), store, state });
-        }
-    }
-
-    pub(super) fn restore(&mut self, store: u32, state: OutlierState) {
-        self.state.insert(store, state);
+        let policy = &self.policy;
+        self.keyed.drain(|store, state| visit(AlertEntry::Outlier { policy: policy.clone(), store, state }));
     }
 }
 

@@ -9,10 +9,9 @@
 use std::sync::Arc;
 
 use rust_decimal::prelude::ToPrimitive;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{About, AlertEntry, Changes, Fired, Scope, cooled_down};
+use super::{About, AlertEntry, Fired, Keyed, Scope, cooled_down};
 use crate::config::{SalesSpikeRule, SpikeMeasure, WindowConfig};
 use crate::output::{AggregateRecord, AlertFigures};
 
@@ -44,8 +43,7 @@ pub(super) struct Spike {
     reach: i64,
     cooldown: i64,
     scope: Scope,
-    state: FxHashMap<String, SpikeState>,
-    pub(super) changes: Changes<String>,
+    pub(super) keyed: Keyed<String, SpikeState>,
 }
 
 /// A window result's group, as the key of its state and of its alerts: the dimensions the
@@ -82,8 +80,7 @@ impl Spike {
             reach: baseline_span.saturating_add(lateness).saturating_add(window.size.as_millis_i64()),
             cooldown,
             scope,
-            state: FxHashMap::default(),
-            changes: Changes::default(),
+            keyed: Keyed::default(),
         }
     }
 
@@ -102,7 +99,7 @@ impl Spike {
         let value = self.value(r);
         let group = group_key(r);
         let start = r.window_start;
-        let state = self.state.entry(group.clone()).or_insert_with(|| SpikeState {
+        let state = self.keyed.state.entry(group.clone()).or_insert_with(|| SpikeState {
             first_start: None,
             history: Vec::new(),
             fired: Vec::new(),
@@ -119,7 +116,7 @@ impl Spike {
         let keep_from = newest.saturating_sub(self.reach);
         state.history.retain(|&(s, _)| s >= keep_from);
         state.fired.retain(|&s| s >= keep_from);
-        self.changes.mark(group);
+        self.keyed.changes.mark(group);
 
         let span = self.step.saturating_mul(i64::from(self.baseline_windows));
         let from = start.saturating_sub(span);
@@ -157,13 +154,7 @@ impl Spike {
     }
 
     pub(super) fn drain(&mut self, visit: &mut impl FnMut(AlertEntry)) {
-        for group in self.changes.take() {
-            let state = self.state.get(&group).cloned();
-            visit(AlertEntry::Spike { policy: self.policy.clone(), group, state });
-        }
-    }
-
-    pub(super) fn restore(&mut self, group: String, state: SpikeState) {
-        self.state.insert(group, state);
+        let policy = &self.policy;
+        self.keyed.drain(|group, state| visit(AlertEntry::Spike { policy: policy.clone(), group, state }));
     }
 }

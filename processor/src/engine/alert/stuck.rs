@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{About, AlertEntry, Changes, Fired, Scope, Subject, cooled_down};
+use super::{About, AlertEntry, Fired, Keyed, Scope, Subject, cooled_down};
 use crate::config::StuckInventoryRule;
 use crate::engine::inventory::{Change, PositionKey};
 use crate::event::Event;
@@ -32,8 +31,7 @@ pub(super) struct Stuck {
     min_events: u32,
     cooldown: i64,
     scope: Scope,
-    state: FxHashMap<PositionKey, StuckState>,
-    pub(super) changes: Changes<PositionKey>,
+    pub(super) keyed: Keyed<PositionKey, StuckState>,
 }
 
 impl Stuck {
@@ -44,8 +42,7 @@ impl Stuck {
             min_events: rule.min_events,
             cooldown,
             scope,
-            state: FxHashMap::default(),
-            changes: Changes::default(),
+            keyed: Keyed::default(),
         }
     }
 
@@ -61,8 +58,8 @@ impl Stuck {
             return;
         }
         let at = event.event_time;
-        self.changes.mark(subject.key);
-        let state = self.state.entry(subject.key).or_insert(StuckState {
+        self.keyed.changes.mark(subject.key);
+        let state = self.keyed.state.entry(subject.key).or_insert(StuckState {
             since: at,
             touches: 0,
             fired: false,
@@ -100,13 +97,7 @@ impl Stuck {
     }
 
     pub(super) fn drain(&mut self, visit: &mut impl FnMut(AlertEntry)) {
-        for key in self.changes.take() {
-            let state = self.state.get(&key).copied();
-            visit(AlertEntry::Stuck { policy: self.policy.clone(), key, state });
-        }
-    }
-
-    pub(super) fn restore(&mut self, key: PositionKey, state: StuckState) {
-        self.state.insert(key, state);
+        let policy = &self.policy;
+        self.keyed.drain(|key, state| visit(AlertEntry::Stuck { policy: policy.clone(), key, state }));
     }
 }
