@@ -177,51 +177,24 @@ impl RdKafkaAccess {
         group: &str,
         topics: &[String],
     ) -> Result<Option<GroupProgress>, KafkaError> {
-        let consumer: BaseConsumer = client_config(target)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| failed("connect", e))?;
-        let topics = topics.to_vec();
-        let timeout = self.timeout;
-        tokio::task::spawn_blocking(move || {
-            let metadata = consumer.fetch_metadata(None, timeout).map_err(|e| failed("metadata", e))?;
-            let mut partitions = TopicPartitionList::new();
-            for topic in metadata.topics().iter().filter(|t| topics.iter().any(|n| n == t.name())) {
-                for p in topic.partitions() {
-                    partitions.add_partition(topic.name(), p.id());
-                }
-            }
-            if partitions.count() == 0 {
-                return Ok(None);
-            }
-            let committed = consumer.committed_offsets(partitions, timeout).map_err(|e| failed("OffsetFetch", e))?;
-            let mut lag = 0i64;
-            let mut total = 0i64;
-            let mut any_committed = false;
-            let mut last_checkpoint: Option<String> = None;
-            for element in committed.elements() {
-                let (low, high) = consumer
-                    .fetch_watermarks(element.topic(), element.partition(), timeout)
-                    .map_err(|e| failed("ListOffsets", e))?;
-                lag += match element.offset() {
-                    Offset::Offset(at) => {
-                        any_committed = true;
-                        total += at;
-                        let metadata = element.metadata();
-                        // RFC 3339 UTC times compare as text.
-                        if !metadata.is_empty() && last_checkpoint.as_deref().is_none_or(|t| t < metadata) {
-                            last_checkpoint = Some(metadata.to_string());
-                        }
-                        (high - at).max(0)
+        let partitions = self.committed(target, group, topics).await?;
+        let mut progress = GroupProgress { lag: 0, committed: 0, last_checkpoint: None };
+        let mut any_committed = false;
+        for (p, metadata) in &partitions {
+            progress.lag += match p.committed {
+                Some(at) => {
+                    any_committed = true;
+                    progress.committed += at;
+                    // RFC 3339 UTC times compare as text.
+                    if !metadata.is_empty() && progress.last_checkpoint.as_deref().is_none_or(|t| t < metadata.as_str()) {
+                        progress.last_checkpoint = Some(metadata.clone());
                     }
-                    _ => (high - low).max(0),
-                };
-            }
-            Ok(any_committed.then_some(GroupProgress { lag, committed: total, last_checkpoint }))
-        })
-        .await
-        .map_err(|e| failed("OffsetFetch", e))?
+                    (p.high - at).max(0)
+                }
+                None => (p.high - p.low).max(0),
+            };
+        }
+        Ok(any_committed.then_some(progress))
     }
 
     async fn members(&self, target: &KafkaTarget, group: &str) -> Result<Vec<String>, KafkaError> {
@@ -241,6 +214,17 @@ impl RdKafkaAccess {
         group: &str,
         topics: &[String],
     ) -> Result<Vec<PartitionOffsets>, KafkaError> {
+        Ok(self.committed(target, group, topics).await?.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// Every partition of `topics` with its watermarks and `group`'s committed offset, and
+    /// the metadata of that commit.
+    async fn committed(
+        &self,
+        target: &KafkaTarget,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(PartitionOffsets, String)>, KafkaError> {
         let consumer: BaseConsumer = client_config(target)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -269,13 +253,14 @@ impl RdKafkaAccess {
                     Offset::Offset(at) => Some(at),
                     _ => None,
                 };
-                out.push(PartitionOffsets {
+                let partition = PartitionOffsets {
                     topic: element.topic().to_string(),
                     partition: element.partition(),
                     low,
                     high,
                     committed,
-                });
+                };
+                out.push((partition, element.metadata().to_string()));
             }
             Ok(out)
         })
