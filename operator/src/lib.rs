@@ -17,6 +17,7 @@ pub mod error;
 pub mod generate;
 pub mod http;
 pub mod kafka_admin;
+pub mod kube_requests;
 pub mod leader;
 pub mod metrics;
 pub mod plan;

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub recommended_replicas: Family<PipelineLabels, Gauge>,
     pub autoscaler_desired_replicas: Family<PipelineLabels, Gauge>,
     pub scale_events: Family<ScaleLabels, Counter>,
+    pub kube_requests: Family<crate::kube_requests::RequestLabels, Counter>,
     pub registry: Registry,
 }
 
@@ -117,6 +118,12 @@ impl Default for Metrics {
         );
         let scale_events = Family::<ScaleLabels, Counter>::default();
         registry.register("scale_events", "Changes of a pipeline's replicas by direction", scale_events.clone());
+        let kube_requests = Family::<crate::kube_requests::RequestLabels, Counter>::default();
+        registry.register(
+            "kube_requests",
+            "Requests to the Kubernetes API server, by verb and resource (plural.group/subresource)",
+            kube_requests.clone(),
+        );
         Metrics {
             reconciles,
             errors,
@@ -131,6 +138,7 @@ impl Default for Metrics {
             recommended_replicas,
             autoscaler_desired_replicas,
             scale_events,
+            kube_requests,
             registry,
         }
     }

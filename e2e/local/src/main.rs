@@ -568,6 +568,7 @@ async fn suite(cli: &Cli, services: &mut Services) {
         })
         .await;
         check("AlertPolicy status counts the alerts its processors fired", counted);
+        steady_state(&ctx, &config, &stores, operator_port).await;
     }
 
     // ---- a process that dies is restarted
@@ -991,6 +992,124 @@ fn send(producer: &BaseProducer, clock: &mut i64, topic: &str, partition: Option
     }
 }
 
+/// Generated traffic on a thread: `batch` events every `every` for `duration` (sales and
+/// returns to the sales topic, the rest to inventory); the thread answers how many it sent.
+fn traffic_for(
+    ctx: &Ctx,
+    config: &PipelineConfig,
+    stores: &[StoreRecord],
+    seed: u64,
+    batch: usize,
+    every: Duration,
+    duration: Duration,
+) -> std::thread::JoinHandle<Result<usize, String>> {
+    let (bootstrap, sales, inventory) =
+        (ctx.bootstrap.clone(), config.topic(TopicRole::Sales), config.topic(TopicRole::Inventory));
+    let stores = stores.to_vec();
+    std::thread::spawn(move || -> Result<usize, String> {
+        let options = TrafficOptions { seed, peak_events_per_second: 20.0, ..TrafficOptions::default() };
+        let producer: BaseProducer = client_config(&bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let mut clock = 0;
+        let mut events = Traffic::new(options, &stores, &catalog());
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while started.elapsed() < duration {
+            for event in events.by_ref().take(batch) {
+                let kind = serde_json::from_slice::<Value>(&event.payload)
+                    .ok()
+                    .and_then(|v| v.get("event_type").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
+                let topic = if matches!(kind.as_str(), "SALE" | "RETURN") { &sales } else { &inventory };
+                send(&producer, &mut clock, topic, None, &event.key, &event.payload);
+                sent += 1;
+            }
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(every);
+        }
+        producer.flush(Duration::from_secs(30)).map_err(|e| format!("flushing the traffic: {e}"))?;
+        Ok(sent)
+    })
+}
+
+/// The operator's writes to the API server (create, update, patch, delete), by verb and
+/// resource, as its `stockpulse_operator_kube_requests_total` counts them.
+fn operator_writes(operator_port: u16) -> Result<BTreeMap<(String, String), u64>, String> {
+    let (status, _, body) = http_get(&format!("127.0.0.1:{operator_port}"), "/metrics")?;
+    if status != 200 {
+        return Err(format!("operator /metrics answered {status}"));
+    }
+    let mut writes = BTreeMap::new();
+    for line in body.lines().filter(|l| l.starts_with("stockpulse_operator_kube_requests_total{")) {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
+        };
+        let (verb, resource) = (label("verb"), label("resource"));
+        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
+        if matches!(verb, "create" | "update" | "patch" | "delete") {
+            writes.insert((verb.to_string(), resource.to_string()), count);
+        }
+    }
+    Ok(writes)
+}
+
+/// A converged system (two regions, two policies, two processors) under a consumer whose
+/// lag moves all the time (5 events a second): over 90 s the operator applies nothing, posts
+/// no Event, and writes each status at most once per sampling interval (a pipeline's 15 s,
+/// a region's and a policy's minute).
+async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord], operator_port: u16) {
+    const WINDOW: Duration = Duration::from_secs(90);
+    let producer = traffic_for(ctx, config, stores, 11, 1, Duration::from_millis(200), WINDOW);
+    let result = async {
+        let before = operator_writes(operator_port)?;
+        tokio::time::sleep(WINDOW).await;
+        let after = operator_writes(operator_port)?;
+        let sent = tokio::task::spawn_blocking(move || producer.join())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "the trickle producer panicked".to_string())??;
+        let delta: BTreeMap<(String, String), u64> = after
+            .iter()
+            .map(|(k, n)| (k.clone(), n.saturating_sub(before.get(k).copied().unwrap_or(0))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let shown: Vec<String> = delta.iter().map(|((verb, resource), n)| format!("{verb} {resource}: {n}")).collect();
+        println!(
+            "# steady state, {sent} events in {WINDOW:?}: the operator's writes: {}",
+            if shown.is_empty() { "none".into() } else { shown.join(", ") }
+        );
+        let writes = |resource: &str| delta.iter().filter(|((_, r), _)| r == resource).map(|(_, n)| n).sum::<u64>();
+        let mut wrong = Vec::new();
+        for resource in [
+            "deployments.apps",
+            "configmaps",
+            "services",
+            "serviceaccounts",
+            "poddisruptionbudgets.policy",
+            "events.events.k8s.io",
+        ] {
+            if writes(resource) > 0 {
+                wrong.push(format!("{} writes of {resource}", writes(resource)));
+            }
+        }
+        // One pipeline sampled every 15 s; two regions and two policies looked at every minute.
+        for (resource, most) in [
+            ("retailpipelines.retail.stockpulse.io/status", WINDOW.as_secs() / 15 + 1),
+            ("storeregions.retail.stockpulse.io/status", 2 * (WINDOW.as_secs() / 60 + 1)),
+            ("alertpolicies.retail.stockpulse.io/status", 2 * (WINDOW.as_secs() / 60 + 1)),
+        ] {
+            if writes(resource) > most {
+                wrong.push(format!("{} writes of {resource}, more than {most}", writes(resource)));
+            }
+        }
+        if wrong.is_empty() { Ok(()) } else { Err(wrong.join("; ")) }
+    };
+    check("steady state: no apply, no Event, each status written at most once per sampling interval", result.await);
+}
+
 /// A short real surge: the generated traffic's peak is 20 events/s; 100/s (x5) for a
 /// minute. The autoscaler (sampling every 15 s, its window at 0s from the step before)
 /// scales the processor above its floor of 1 while the surge lasts, and back to 1 after.
@@ -1018,37 +1137,8 @@ async fn surge(
     if !check("pipeline patched: capacityPerReplica 30, headroomPercent 100", patched) {
         return;
     }
-    let (bootstrap, sales, inventory) =
-        (ctx.bootstrap.clone(), config.topic(TopicRole::Sales), config.topic(TopicRole::Inventory));
-    let stores = stores.to_vec();
-    let producer = std::thread::spawn(move || -> Result<usize, String> {
-        let options = TrafficOptions { seed: 7, peak_events_per_second: 20.0, ..TrafficOptions::default() };
-        let producer: BaseProducer = client_config(&bootstrap)
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .create()
-            .map_err(|e| e.to_string())?;
-        let mut clock = 0;
-        let mut events = Traffic::new(options, &stores, &catalog());
-        let started = Instant::now();
-        let mut sent = 0usize;
-        // 10 events every 100 ms for 60 s.
-        while started.elapsed() < Duration::from_secs(60) {
-            for event in events.by_ref().take(10) {
-                let kind = serde_json::from_slice::<Value>(&event.payload)
-                    .ok()
-                    .and_then(|v| v.get("event_type").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_default();
-                let topic = if matches!(kind.as_str(), "SALE" | "RETURN") { &sales } else { &inventory };
-                send(&producer, &mut clock, topic, None, &event.key, &event.payload);
-                sent += 1;
-            }
-            producer.poll(Duration::ZERO);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        producer.flush(Duration::from_secs(30)).map_err(|e| format!("flushing the surge: {e}"))?;
-        Ok(sent)
-    });
+    // 10 events every 100 ms for 60 s.
+    let producer = traffic_for(ctx, config, stores, 7, 10, Duration::from_millis(100), Duration::from_secs(60));
     let most = std::cell::Cell::new(1);
     let up = eventually(Duration::from_secs(75), || async {
         let d = deployments.get(DEPLOYMENT).await.map_err(|e| e.to_string())?;

@@ -20,6 +20,7 @@ use super::{Context, alert_policy, retail_pipeline, store_region};
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::http::{HttpState, router};
 use crate::kafka_admin::rdkafka_client::RdKafkaAccess;
+use crate::kube_requests::CountRequestsLayer;
 use crate::leader::{LeaseConfig, keep_leading, release, try_lead};
 use crate::metrics::Metrics;
 use crate::settings::OperatorSettings;
@@ -60,8 +61,10 @@ fn identity(options: &RunOptions) -> String {
 
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let settings = OperatorSettings::from_env().map_err(|e| anyhow::anyhow!(e))?;
-    let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
+    let client = kube::client::ClientBuilder::try_from(kube::Config::infer().await?)?
+        .with_layer(&CountRequestsLayer::new(metrics.kube_requests.clone()))
+        .build();
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(options.http_addr).await?;
     let app = router(HttpState { metrics: metrics.clone(), ready: ready.clone() });

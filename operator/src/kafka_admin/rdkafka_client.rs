@@ -186,7 +186,8 @@ impl RdKafkaAccess {
                     any_committed = true;
                     progress.committed += at;
                     // RFC 3339 UTC times compare as text.
-                    if !metadata.is_empty() && progress.last_checkpoint.as_deref().is_none_or(|t| t < metadata.as_str()) {
+                    if !metadata.is_empty() && progress.last_checkpoint.as_deref().is_none_or(|t| t < metadata.as_str())
+                    {
                         progress.last_checkpoint = Some(metadata.clone());
                     }
                     (p.high - at).max(0)
