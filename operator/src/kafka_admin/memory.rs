@@ -9,6 +9,7 @@ use futures::future::{BoxFuture, FutureExt};
 use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
+use crate::replicator::checkpoint::Checkpoints;
 
 #[derive(Debug, Default)]
 pub struct MemoryKafka {
@@ -25,6 +26,8 @@ pub struct MemoryState {
     pub no_create_partitions: bool,
     /// What `group_progress` answers (and so `consumer_lag`).
     pub progress: Option<GroupProgress>,
+    /// What `replication_checkpoints` answers.
+    pub checkpoints: Option<Checkpoints>,
 }
 
 impl MemoryKafka {
@@ -100,6 +103,14 @@ impl KafkaAccess for MemoryKafka {
         _topics: &'a [String],
     ) -> BoxFuture<'a, Result<Option<GroupProgress>, KafkaError>> {
         futures::future::ready(Ok(self.lock().progress.clone())).boxed()
+    }
+
+    fn replication_checkpoints<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        _topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Checkpoints>, KafkaError>> {
+        futures::future::ready(Ok(self.lock().checkpoints.clone())).boxed()
     }
 
     fn produce<'a>(

@@ -3,3 +3,4 @@
 
 pub mod conditions;
 pub mod pipeline;
+pub mod replication;
