@@ -44,6 +44,24 @@ const OTHER_ORIGIN_EVERY: u64 = 997;
 
 static TWO_BROKERS: Mutex<()> = Mutex::new(());
 
+/// Event numbers of `topic`/`partition` at source offsets `from..to`.
+fn events_at(source: &str, topic: &str, partition: i32, from: i64, to: i64) -> Vec<u64> {
+    let consumer = reader(source);
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(from)).expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < usize::try_from(to - from).unwrap_or(0) {
+        assert!(Instant::now() < deadline, "reading {topic}/{partition} took over 30 s");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON");
+            out.push(value["n"].as_u64().expect("n"));
+        }
+    }
+    out
+}
+
 fn create_topics(bootstrap: &str, partitions: i32, names: &[&str]) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
@@ -249,8 +267,13 @@ fn read_target(target: &str) -> Vec<Copied> {
 /// The target holds events `0..count` exactly once each (those from the target aside), per
 /// key in order, each as produced plus its origin, on murmur2's partition.
 fn assert_exactly_once(target: &str, count: u64) -> u64 {
+    assert_exactly(target, count, &std::collections::BTreeSet::new())
+}
+
+/// [`assert_exactly_once`], but for the events `gone` (deleted from the source unread).
+fn assert_exactly(target: &str, count: u64, gone: &std::collections::BTreeSet<u64>) -> u64 {
     let copied = read_target(target);
-    let expected: Vec<u64> = (0..count).filter(|n| origin_of(*n) != Some("central")).collect();
+    let expected: Vec<u64> = (0..count).filter(|n| origin_of(*n) != Some("central") && !gone.contains(n)).collect();
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
     for c in &copied {
         *seen.entry(c.n).or_default() += 1;
@@ -417,6 +440,57 @@ fn a_source_outage_of_sixty_seconds_is_reported_and_caught_up() {
     let status = found.status.expect("a status record");
     assert_eq!((status.reason.as_str(), status.records_copied, status.records_lost), ("Replicating", copied, 0));
     assert!(replicator.try_wait().expect("try_wait").is_none(), "the replicator exited");
+    replicator.kill().ok();
+    let _ = replicator.wait();
+}
+
+#[test]
+fn records_the_region_deleted_before_they_were_copied_are_counted_not_replayed() {
+    let _turn = TWO_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let source = Kafka::start();
+    let target = Kafka::start();
+    create_topics(&source.bootstrap, SOURCE_PARTITIONS, &[SALES, INVENTORY]);
+    create_topics(&target.bootstrap, TARGET_PARTITIONS, &[SALES, INVENTORY]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("replicator.log");
+    let port = stockpulse_testkit::free_port();
+    produce(&source.bootstrap, 0..10_000);
+    let mut replicator = start_replicator(&source.bootstrap, &target.bootstrap, port, &log);
+    let first = wait_caught_up(&source.bootstrap, &target.bootstrap, Duration::from_secs(120));
+    replicator.kill().expect("stop the replicator");
+    let _ = replicator.wait();
+
+    // While it is away, the region's retention deletes 1,500 records it has not copied.
+    produce(&source.bootstrap, 10_000..20_000);
+    let checkpoint = first.partitions.get(&(SALES.to_string(), 0)).map(|c| c.next_offset).expect("checkpoint");
+    let delete_to = checkpoint + 1_500;
+    let gone: std::collections::BTreeSet<u64> =
+        events_at(&source.bootstrap, SALES, 0, checkpoint, delete_to).into_iter().collect();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &source.bootstrap).create().expect("admin");
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(SALES, 0, Offset::Offset(delete_to)).expect("offsets");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    futures::executor::block_on(admin.delete_records(&offsets, &options)).expect("delete records");
+
+    let mut replicator = start_replicator(&source.bootstrap, &target.bootstrap, port, &log);
+    let found = wait_caught_up(&source.bootstrap, &target.bootstrap, Duration::from_secs(120));
+    let status = found.status.expect("a status record");
+    let copied = assert_exactly(&target.bootstrap, 20_000, &gone);
+    assert_eq!((status.records_lost, status.records_copied), (1_500, copied));
+    let metrics = http_get(port, "/metrics").expect("metrics").1;
+    assert!(metrics.lines().any(|l| l == "stockpulse_replicator_records_lost_total 1500"), "{metrics}");
+    // A restart counts nothing twice: the loss was committed with the checkpoint past it.
+    replicator.kill().expect("stop the replicator");
+    let _ = replicator.wait();
+    let mut replicator = start_replicator(&source.bootstrap, &target.bootstrap, port, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/readyz").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "not ready again within 60 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let again = checkpoints(&target.bootstrap).and_then(|c| c.status).expect("a status record");
+    assert_eq!(again.records_lost, 1_500);
     replicator.kill().ok();
     let _ = replicator.wait();
 }
