@@ -494,3 +494,61 @@ fn records_the_region_deleted_before_they_were_copied_are_counted_not_replayed()
     replicator.kill().ok();
     let _ = replicator.wait();
 }
+
+/// tansu as a region's cluster (as in the local end-to-end suite): the replicator only reads
+/// there, so tansu's missing transaction filtering does not matter. One record per batch:
+/// tansu's high watermark counts batches.
+#[test]
+fn a_tansu_regional_cluster_is_copied_from() {
+    let _turn = TWO_BROKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let source = stockpulse_testkit::tansu::Tansu::start();
+    let target = Kafka::start();
+    create_topics(&source.bootstrap, 1, &[SALES, INVENTORY]);
+    create_topics(&target.bootstrap, TARGET_PARTITIONS, &[SALES, INVENTORY]);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &source.bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let mut produced = Vec::new();
+    for n in (0..40).filter(|n| event(*n).topic == SALES).take(5) {
+        let e = event(n);
+        let value = format!("{{\"n\":{n}}}");
+        let headers = OwnedHeaders::new().insert(Header { key: "trace", value: Some(format!("t-{n}").as_bytes()) });
+        let record = BaseRecord::to(SALES)
+            .key(e.key.as_str())
+            .payload(value.as_str())
+            .timestamp(timestamp_of(n))
+            .headers(headers);
+        send(&producer, record).unwrap_or_else(|e| panic!("{e}"));
+        producer.flush(Duration::from_secs(10)).expect("flush");
+        produced.push(n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = stockpulse_testkit::free_port();
+    let mut replicator = start_replicator(&source.bootstrap, &target.bootstrap, port, &dir.path().join("log"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let copied = loop {
+        let copied = read_target(&target.bootstrap);
+        if copied.len() >= produced.len() || Instant::now() > deadline {
+            break copied;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let numbers: Vec<u64> = copied.iter().map(|c| c.n).collect();
+    let mut sorted = numbers.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, produced, "{}", std::fs::read_to_string(dir.path().join("log")).unwrap_or_default());
+    for c in &copied {
+        let headers =
+            vec![("trace".to_string(), format!("t-{}", c.n)), ("origin-region".to_string(), "eu-central".into())];
+        assert_eq!((c.timestamp, &c.headers), (Some(timestamp_of(c.n)), &headers));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(port, "/readyz").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "not ready on tansu: {:?}", http_get(port, "/readyz"));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    replicator.kill().ok();
+    let _ = replicator.wait();
+}

@@ -94,8 +94,10 @@ pub fn session(replication: &Replication, health: &Health, stop: &AtomicBool) ->
         .set("transaction.timeout.ms", TRANSACTION_TIMEOUT.as_millis().to_string())
         .set("linger.ms", replication.linger.as_millis().to_string())
         .set("batch.size", "1000000")
+        // A batch (at most `batch_records`) is all that waits here; the bound keeps a backlog
+        // within the pod's memory limit.
         .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.kbytes", "131072")
         .create()
         .map_err(|e| failed(Side::Target, "creating the target producer", e))?;
     producer
@@ -129,7 +131,9 @@ pub fn session(replication: &Replication, health: &Health, stop: &AtomicBool) ->
         // Records of the region's aborted transactions are never copied.
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
-        .set("queued.min.messages", "200000")
+        .set("queued.min.messages", "50000")
+        // Prefetched records per partition, at most 8 MiB: bounded memory with many partitions.
+        .set("queued.max.messages.kbytes", "8192")
         .create()
         .map_err(|e| failed(Side::Source, "creating the source consumer", e))?;
     let source_counts = partition_counts(consumer.client(), &replication.topics, Side::Source, "the regional cluster")?;
