@@ -1,9 +1,10 @@
 //! The StoreRegion controller: validates the region and publishes its stores to the
-//! selected pipeline's compacted `stores` topic (tombstones for removed stores).
+//! selected pipeline's compacted `stores` topic (tombstones for removed stores); a region
+//! with a cluster of its own gets a replicator (region_replication.rs).
 
 use std::sync::Arc;
 
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -11,30 +12,17 @@ use stockpulse_processor::config::TopicRole;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::apply::apply_if_changed;
-use super::kafka_target::{connection_target, kafka_target};
-use super::{Context, apply_status, object_key};
-use crate::build::replicator::{REGION_PRODUCED_ROLES, replicated_topics, replicator_deployment, replicator_name};
+use super::kafka_target::kafka_target;
+use super::{Context, apply_status, object_key, region_replication};
+use crate::build::replicator::replicator_name;
 use crate::build::store_records::store_records;
-use crate::build::topics::{desired_topics, topic_name};
+use crate::build::topics::topic_name;
 use crate::build::{SpecProblem, SpecProblems};
 use crate::crd::{RetailPipeline, StoreRegion, StoreRegionStatus};
 use crate::error::{Error, Result};
 use crate::plan::pipeline::selects;
-use crate::plan::replication::{OtherRegion, ReplicationPlan, plan_regional_topics, plan_replication};
 use crate::plan::stores::{plan_stores, plan_withdrawal};
-use crate::replicator::checkpoint::checkpoint_topic_of;
-use crate::replicator::replicator_id;
 use crate::status::conditions::{NewCondition, READY, REPLICATION_READY, merge};
-use crate::status::replication::replication_condition;
-
-/// What is known of a region's replication.
-struct Replication {
-    lag: Option<i64>,
-    replicated: Option<i64>,
-    lost: Option<i64>,
-    last_checkpoint: Option<String>,
-}
 
 pub const KIND: &str = "StoreRegion";
 /// How often a region without its pipeline, or with a replicator, is looked at again.
@@ -165,7 +153,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     let mut conditions = vec![ready];
-    let mut replication = Replication {
+    let mut replication = region_replication::Replication {
         lag: previous.replication_lag,
         replicated: previous.replicated_records,
         lost: previous.replication_records_lost,
@@ -175,64 +163,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
     let mut dropped: Vec<&str> = Vec::new();
     match (&region.spec.kafka, &pipeline, target_topic.is_some()) {
         (Some(regional), Some(p), true) => {
-            let topics = replicated_topics(p);
-            let others = other_regions(&ctx, &api, &region, p).await?;
-            let plan = plan_replication(
-                &name,
-                &regional.bootstrap_servers,
-                &p.spec.kafka.connection.bootstrap_servers,
-                &topics,
-                &others,
-            );
-            match plan {
-                ReplicationPlan::Refuse { reason, message } => {
-                    delete_replicator(&replicator_api, &region, &ctx, &message).await?;
-                    if !previous.conditions.iter().any(|c| c.type_ == REPLICATION_READY && c.reason == reason) {
-                        ctx.event(&reference, true, reason, "Replicate", message.clone()).await;
-                    }
-                    conditions.push(NewCondition::new(REPLICATION_READY, false, reason, message));
-                }
-                ReplicationPlan::Replicate => {
-                    let source = connection_target(&ctx.client, &namespace, regional).await?;
-                    let missing = create_regional_topics(&ctx, &source, p, &reference).await;
-                    let desired =
-                        replicator_deployment(&region, regional, p, &ctx.replicator_image, &ctx.settings.pods);
-                    let (deployment, changed) = apply_if_changed(&replicator_api, &desired).await?;
-                    if changed {
-                        ctx.event(
-                            &reference,
-                            false,
-                            "ReplicatorApplied",
-                            "Replicate",
-                            format!("applied Deployment {}", replicator_name(&region)),
-                        )
-                        .await;
-                    }
-                    let target = kafka_target(&ctx.client, p).await?;
-                    let checkpoint_topic = checkpoint_topic_of(&replicator_id(&namespace, &name));
-                    let checkpoints = match ctx.kafka.replication_checkpoints(&target, &checkpoint_topic).await {
-                        Ok(found) => found,
-                        Err(e) => {
-                            tracing::warn!(region = %name, error = %e, "cannot read the replicator's checkpoints");
-                            None
-                        }
-                    };
-                    let status = checkpoints.as_ref().and_then(|c| c.status.as_ref());
-                    if let Some(s) = status {
-                        replication.lag = Some(s.lag_records);
-                        replication.replicated = Some(i64::try_from(s.records_copied).unwrap_or(i64::MAX));
-                        replication.lost = Some(i64::try_from(s.records_lost).unwrap_or(i64::MAX));
-                    }
-                    if let Some(at) = checkpoints.as_ref().and_then(|c| c.last_time()) {
-                        replication.last_checkpoint = Some(at.to_string());
-                    }
-                    let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-                    conditions.push(match missing {
-                        Some(message) => NewCondition::new(REPLICATION_READY, false, "TopicMissing", message),
-                        None => replication_condition(ready, status),
-                    });
-                }
-            }
+            conditions.push(region_replication::reconcile(&ctx, &region, regional, p, &mut replication).await?);
         }
         (Some(_), _, _) => {
             delete_replicator(&replicator_api, &region, &ctx, "the region feeds no pipeline").await?;
@@ -248,7 +179,8 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         (None, _, _) if previous.conditions.iter().any(|c| c.type_ == REPLICATION_READY) => {
             delete_replicator(&replicator_api, &region, &ctx, "the region has no Kafka cluster of its own any more")
                 .await?;
-            replication = Replication { lag: None, replicated: None, lost: None, last_checkpoint: None };
+            replication =
+                region_replication::Replication { lag: None, replicated: None, lost: None, last_checkpoint: None };
             dropped.push(REPLICATION_READY);
         }
         (None, _, _) => {}
@@ -277,70 +209,13 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
-/// The other regions of the namespace with a cluster of their own, and what they copy.
-async fn other_regions(
-    ctx: &Context,
-    api: &Api<StoreRegion>,
-    region: &StoreRegion,
-    pipeline: &RetailPipeline,
-) -> Result<Vec<OtherRegion>> {
-    let mut others = Vec::new();
-    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &region.namespace().unwrap_or_default());
-    for other in api.list(&ListParams::default()).await?.items {
-        let Some(kafka) = &other.spec.kafka else { continue };
-        if other.name_any() == region.name_any() {
-            continue;
-        }
-        let topics = if other.spec.pipeline_ref.name == pipeline.name_any() {
-            replicated_topics(pipeline)
-        } else {
-            match pipelines.get_opt(&other.spec.pipeline_ref.name).await? {
-                Some(p) => replicated_topics(&p),
-                None => continue,
-            }
-        };
-        others.push(OtherRegion { name: other.name_any(), bootstrap_servers: kafka.bootstrap_servers.clone(), topics });
-    }
-    Ok(others)
-}
-
-/// Creates the pipeline's region-produced topics the regional cluster lacks; the message
-/// of a `TopicMissing` condition when one cannot be created. An unreachable regional
-/// cluster is left to the replicator to report.
-async fn create_regional_topics(
-    ctx: &Context,
-    source: &crate::kafka_admin::KafkaTarget,
-    pipeline: &RetailPipeline,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-) -> Option<String> {
-    let desired: Vec<_> =
-        desired_topics(pipeline).ok()?.into_iter().filter(|t| REGION_PRODUCED_ROLES.contains(&t.role)).collect();
-    let names: Vec<String> = desired.iter().map(|t| t.name.clone()).collect();
-    let observed = match ctx.kafka.describe_topics(source, &names).await {
-        Ok(observed) => observed,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the regional cluster's topics");
-            return None;
-        }
-    };
-    let mut failures = Vec::new();
-    let mut created = Vec::new();
-    for action in plan_regional_topics(&desired, &observed) {
-        let crate::plan::topics::TopicAction::Create { name, .. } = &action else { continue };
-        match ctx.kafka.apply(source, &action).await {
-            Ok(()) => created.push(name.clone()),
-            Err(e) => failures.push(format!("{name} ({e})")),
-        }
-    }
-    if !created.is_empty() {
-        let note = format!("created {} in the regional cluster", created.join(", "));
-        ctx.event(reference, false, "RegionalTopicsCreated", "Replicate", note).await;
-    }
-    (!failures.is_empty()).then(|| format!("missing in the regional cluster and not created: {}", failures.join(", ")))
-}
-
 /// Deletes the region's replicator if there is one, with an Event saying `why`.
-async fn delete_replicator(api: &Api<Deployment>, region: &StoreRegion, ctx: &Context, why: &str) -> Result<()> {
+pub(super) async fn delete_replicator(
+    api: &Api<Deployment>,
+    region: &StoreRegion,
+    ctx: &Context,
+    why: &str,
+) -> Result<()> {
     let name = replicator_name(region);
     if api.get_opt(&name).await?.is_some() {
         api.delete(&name, &Default::default()).await?;

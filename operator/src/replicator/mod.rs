@@ -2,8 +2,10 @@
 //! (the source) to the pipeline's cluster (the target), exactly once. The StoreRegion
 //! controller runs it as a Deployment.
 //!
-//! - [`copy_loop`]: a session: resume from the checkpoints, copy in batches, one target
-//!   transaction per batch holding the records and the source offsets they cover;
+//! - [`resume`]: a session's start: connect, fence an older replicator, read the
+//!   checkpoints, find where each partition resumes (a gap counted as lost);
+//! - [`copy_loop`]: a session's copying, in batches, one target transaction per batch
+//!   holding the records and the source offsets they cover;
 //! - [`checkpoint`]: the compacted checkpoint topic in the target (offsets and status);
 //! - [`partitioning`]: the target partition of a record (Java's murmur2 of its key);
 //! - [`health`]: reasons, metrics and the HTTP endpoints; [`backoff`]: waits between
@@ -18,6 +20,7 @@ pub mod checkpoint;
 pub mod copy_loop;
 pub mod health;
 pub mod partitioning;
+pub mod resume;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
