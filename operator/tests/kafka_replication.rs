@@ -138,7 +138,7 @@ fn start_replicator(source: &str, target: &str, port: u16, log: &std::path::Path
         .args(["--topic", SALES, "--topic", INVENTORY, "--http-port", &port.to_string()])
         .env("SOURCE_BOOTSTRAP_SERVERS", source)
         .env("TARGET_BOOTSTRAP_SERVERS", target)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", std::env::var("STOCKPULSE_REPLICATOR_RUST_LOG").unwrap_or_else(|_| "info".into()))
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("log handle"))
         .stderr(file)

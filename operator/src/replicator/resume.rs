@@ -70,6 +70,11 @@ pub fn resume(replication: &Replication, health: &Health) -> Result<Resumed, Ses
         .set("transaction.timeout.ms", TRANSACTION_TIMEOUT.as_millis().to_string())
         .set("linger.ms", replication.linger.as_millis().to_string())
         .set("batch.size", "1000000")
+        // After a commit the broker answers the next transaction's first AddPartitionsToTxn
+        // with CONCURRENT_TRANSACTIONS until its markers are written; librdkafka's default
+        // backoff (100 ms, doubling to 1 s) would stall every batch that long.
+        .set("retry.backoff.ms", "5")
+        .set("retry.backoff.max.ms", "50")
         // A batch (at most `batch_records`) is all that waits here; the bound keeps a backlog
         // within the pod's memory limit.
         .set("queue.buffering.max.messages", "1000000")
