@@ -303,14 +303,21 @@ impl Session<'_> {
         }
         let keys: Vec<(String, i32)> = self.partitions.keys().cloned().collect();
         for (topic, partition) in keys {
-            let (_, high) = match consumer.fetch_watermarks(&topic, partition, PROBE_TIMEOUT) {
-                Ok(marks) => marks,
-                Err(e) => {
-                    let message =
-                        format!("{}: offsets of {topic}/{partition}: {e}", self.replication.source.bootstrap_servers);
-                    self.set_reason(classify(Side::Source, &e), message);
-                    return Ok(());
-                }
+            // The high watermark the last fetch response brought (no round trip, so the copy
+            // is not held up); asked for only when there is none yet.
+            let high = match cached_high_watermark(consumer, &topic, partition) {
+                Some(high) => high,
+                None => match consumer.fetch_watermarks(&topic, partition, PROBE_TIMEOUT) {
+                    Ok((_, high)) => high,
+                    Err(e) => {
+                        let message = format!(
+                            "{}: offsets of {topic}/{partition}: {e}",
+                            self.replication.source.bootstrap_servers
+                        );
+                        self.set_reason(classify(Side::Source, &e), message);
+                        return Ok(());
+                    }
+                },
             };
             let Some(p) = self.partitions.get(&(topic.clone(), partition)) else { continue };
             // The consumer's position passes transaction markers the copy never sees.
@@ -331,6 +338,25 @@ impl Session<'_> {
         self.set_reason(Reason::Replicating, message);
         Ok(())
     }
+}
+
+/// The high watermark of a partition as the consumer's last fetch response reported it.
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; `topic` is NUL-terminated
+    // and outlives the call; `low` and `high` are valid for writes. rdkafka does not wrap
+    // this call (it reads the consumer's cached offsets under librdkafka's own lock).
+    let error = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// The consumer's position in a partition (past transaction markers), when it has one.
