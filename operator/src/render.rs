@@ -10,11 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::build::pipeline_config::{alert_policy_config, base_config, policies_of};
-use crate::build::replicator::replicator_deployment;
+use crate::build::replicator::{replicated_topics, replicator_deployment};
 use crate::build::topics::DesiredTopic;
 use crate::controller::DEFAULT_OPERATOR_IMAGE;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::plan::pipeline::{PipelineInput, plan_pipeline, selects};
+use crate::plan::replication::{OtherRegion, ReplicationPlan, plan_replication};
 use crate::settings::OperatorSettings;
 
 /// The custom resources read from the input files.
@@ -140,13 +141,40 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
         let fed_by =
             resources.pipelines.iter().find(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
         if let (Some(pipeline), Some(regional)) = (fed_by, &region.spec.kafka) {
-            out.objects.push(serde_json::to_value(replicator_deployment(
-                region,
-                regional,
-                pipeline,
-                &image,
-                &Default::default(),
-            ))?);
+            let others: Vec<OtherRegion> = resources
+                .regions
+                .iter()
+                .filter(|o| o.namespace() == region.namespace())
+                .filter_map(|o| {
+                    let kafka = o.spec.kafka.as_ref()?;
+                    let fed =
+                        resources.pipelines.iter().find(|p| same_namespace(p, o) && selects(p, o).unwrap_or(false))?;
+                    Some(OtherRegion {
+                        name: o.name_any(),
+                        bootstrap_servers: kafka.bootstrap_servers.clone(),
+                        topics: replicated_topics(fed),
+                    })
+                })
+                .collect();
+            let plan = plan_replication(
+                &region.name_any(),
+                &regional.bootstrap_servers,
+                &pipeline.spec.kafka.connection.bootstrap_servers,
+                &replicated_topics(pipeline),
+                &others,
+            );
+            match plan {
+                ReplicationPlan::Replicate => out.objects.push(serde_json::to_value(replicator_deployment(
+                    region,
+                    regional,
+                    pipeline,
+                    &image,
+                    &Default::default(),
+                ))?),
+                ReplicationPlan::Refuse { reason, message } => {
+                    out.warnings.push(format!("StoreRegion {}: no replicator ({reason}): {message}", region.name_any()))
+                }
+            }
         }
         if fed_by.is_none() {
             out.warnings.push(format!(

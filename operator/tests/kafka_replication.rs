@@ -130,8 +130,30 @@ fn produce(bootstrap: &str, range: std::ops::Range<u64>) {
     producer.flush(Duration::from_secs(60)).expect("flush the source producer");
 }
 
+/// A `replicate` process, SIGKILLed when dropped (a failing test leaves none behind).
+struct Replicator(Child);
+
+impl Replicator {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.0.try_wait()
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `replicate` process; its log appended to `log`.
-fn start_replicator(source: &str, target: &str, port: u16, log: &std::path::Path) -> Child {
+fn start_replicator(source: &str, target: &str, port: u16, log: &std::path::Path) -> Replicator {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("replicator log");
     Command::new(env!("CARGO_BIN_EXE_stockpulse-operator"))
         .args(["replicate", "--id", ID, "--region", "eu-central", "--target-region", "central"])
@@ -143,6 +165,7 @@ fn start_replicator(source: &str, target: &str, port: u16, log: &std::path::Path
         .stdout(file.try_clone().expect("log handle"))
         .stderr(file)
         .spawn()
+        .map(Replicator)
         .expect("start stockpulse-operator replicate")
 }
 
