@@ -250,6 +250,37 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_region_gets_no_replicator_but_a_warning() {
+        let mut resources = Resources::default();
+        read_resources(pipeline_yaml(), "p.yaml", &mut resources).unwrap();
+        let regional = |bootstrap: &str| crate::crd::common::KafkaConnection {
+            bootstrap_servers: bootstrap.into(),
+            tls: None,
+            sasl: None,
+        };
+        let mut central = crate::fixtures::region("eu-central", "shop", &["a"]);
+        central.spec.kafka = Some(regional("kafka.eu:9092"));
+        let mut west = crate::fixtures::region("eu-west", "shop", &["b"]);
+        west.spec.kafka = Some(regional("kafka.eu:9092"));
+        let mut local = crate::fixtures::region("local", "shop", &["c"]);
+        local.spec.kafka = Some(regional("kafka:9092"));
+        resources.regions.extend([central, west, local]);
+        let rendered = render(&resources, now()).unwrap();
+        let replicators: Vec<&str> = rendered
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment")
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .filter(|n| n.ends_with("-replicator"))
+            .collect();
+        assert_eq!(replicators, ["eu-central-replicator"]);
+        let refused: Vec<&String> = rendered.warnings.iter().filter(|w| w.contains("no replicator")).collect();
+        assert_eq!(refused.len(), 2, "{:?}", rendered.warnings);
+        assert!(refused[0].starts_with("StoreRegion eu-west: no replicator (ClusterShared): "), "{}", refused[0]);
+        assert!(refused[1].starts_with("StoreRegion local: no replicator (SameClusterAsPipeline): "), "{}", refused[1]);
+    }
+
+    #[test]
     fn orphan_regions_and_invalid_policies_are_warnings() {
         let mut resources = Resources::default();
         read_resources(pipeline_yaml(), "p.yaml", &mut resources).unwrap();
