@@ -19,18 +19,10 @@ enum Command {
     /// Run the controllers (kubeconfig or in-cluster config), with leader election.
     Run(stockpulse_operator::controller::RunOptions),
     /// Copy a region's topics from its regional cluster (SOURCE_* variables) to the
-    /// pipeline's cluster (TARGET_* variables), checkpointing in the source; runs until
+    /// pipeline's cluster (TARGET_* variables), exactly once (a transaction per batch, with
+    /// the checkpoints in the target); serves /metrics, /healthz and /readyz; runs until
     /// SIGTERM. The StoreRegion controller runs it as a Deployment.
-    Replicate {
-        /// Consumer group in the source cluster (holds the checkpoints).
-        #[arg(long)]
-        group: String,
-        #[arg(long = "topic", required = true)]
-        topics: Vec<String>,
-        /// Seconds between checkpoints.
-        #[arg(long, default_value_t = 5)]
-        checkpoint_seconds: u64,
-    },
+    Replicate(ReplicateOptions),
     /// Write crds/*.yaml, their copies in manifests/ and the Helm chart, and docs/crd-reference.md.
     Crdgen {
         /// Repository root to write under.
@@ -54,7 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(options) => stockpulse_operator::controller::run_blocking(options),
-        Command::Replicate { group, topics, checkpoint_seconds } => replicate(group, topics, checkpoint_seconds),
+        Command::Replicate(options) => replicate(options),
         Command::Crdgen { root, check } => crdgen(&root, check),
         Command::Render { files, only } => render_files(&files, only),
     };
@@ -67,23 +59,71 @@ fn main() -> ExitCode {
     }
 }
 
-fn replicate(group: String, topics: Vec<String>, checkpoint_seconds: u64) -> anyhow::Result<ExitCode> {
+#[derive(clap::Args, Debug)]
+struct ReplicateOptions {
+    /// Transactional id in the target; a new replicator with the same id fences the old.
+    #[arg(long)]
+    id: String,
+    /// The region copied from: the `origin-region` header given to copied records.
+    #[arg(long)]
+    region: String,
+    /// The origin of records produced in the target: never copied back.
+    #[arg(long, default_value = "central")]
+    target_region: String,
+    #[arg(long = "topic", required = true)]
+    topics: Vec<String>,
+    /// Compacted checkpoint topic in the target (default: `<id>.checkpoints`).
+    #[arg(long)]
+    checkpoint_topic: Option<String>,
+    /// Records per transaction, at most.
+    #[arg(long, default_value_t = 10_000)]
+    batch_records: u64,
+    /// Milliseconds from a transaction's first record to its commit, at most.
+    #[arg(long, default_value_t = 100)]
+    batch_ms: u64,
+    /// Port of /metrics, /healthz and /readyz.
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+}
+
+fn replicate(options: ReplicateOptions) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
-    use stockpulse_operator::replicator::{Replication, replicate, target_from_env};
+    use stockpulse_operator::replicator::health::{Health, router};
+    use stockpulse_operator::replicator::{Replication, run, target_from_env};
 
     stockpulse_operator::telemetry::init();
     let env = |name: &str| std::env::var(name).ok();
-    let replication = Replication {
-        source: target_from_env("SOURCE", env).map_err(anyhow::Error::msg)?,
-        target: target_from_env("TARGET", env).map_err(anyhow::Error::msg)?,
-        topics,
-        group,
-        checkpoint_every: std::time::Duration::from_secs(checkpoint_seconds.max(1)),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut replication = Replication::new(
+        target_from_env("SOURCE", env).map_err(anyhow::Error::msg)?,
+        target_from_env("TARGET", env).map_err(anyhow::Error::msg)?,
+        options.topics,
+        options.id,
+        options.region,
+    );
+    replication.target_region = options.target_region;
+    if let Some(topic) = options.checkpoint_topic {
+        replication.checkpoint_topic = topic;
+    }
+    if options.batch_records == 0 || options.batch_ms == 0 {
+        anyhow::bail!("--batch-records and --batch-ms must be at least 1");
+    }
+    replication.batch_records = options.batch_records;
+    replication.batch_time = Duration::from_millis(options.batch_ms);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(async move {
+        let health = Arc::new(Health::default());
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", options.http_port))
+            .await
+            .map_err(|e| anyhow::anyhow!("--http-port {}: {e}", options.http_port))?;
+        let app = router(health.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -97,9 +137,10 @@ fn replicate(group: String, topics: Vec<String>, checkpoint_seconds: u64) -> any
             }
             on_signal.store(true, Ordering::Relaxed);
         });
-        tracing::info!(group = %replication.group, topics = ?replication.topics, "replicating");
-        let copied = replicate(&replication, |_| !stop.load(Ordering::Relaxed)).await?;
-        tracing::info!(copied, "stopped");
+        tracing::info!(id = %replication.id, topics = ?replication.topics, "replicating");
+        let copier = tokio::task::spawn_blocking(move || run(&replication, &health, &stop));
+        copier.await?;
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

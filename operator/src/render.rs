@@ -10,11 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::build::pipeline_config::{alert_policy_config, base_config, policies_of};
-use crate::build::replicator::replicator_deployment;
+use crate::build::replicator::{replicated_topics, replicator_deployment};
 use crate::build::topics::DesiredTopic;
 use crate::controller::DEFAULT_OPERATOR_IMAGE;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::plan::pipeline::{PipelineInput, plan_pipeline, selects};
+use crate::plan::replication::{OtherRegion, ReplicationPlan, plan_replication};
 use crate::settings::OperatorSettings;
 
 /// The custom resources read from the input files.
@@ -141,13 +142,40 @@ pub fn render(resources: &Resources, now: DateTime<Utc>) -> anyhow::Result<Rende
         let fed_by =
             resources.pipelines.iter().find(|p| same_namespace(p, region) && selects(p, region).unwrap_or(false));
         if let (Some(pipeline), Some(regional)) = (fed_by, &region.spec.kafka) {
-            out.objects.push(serde_json::to_value(replicator_deployment(
-                region,
-                regional,
-                pipeline,
-                &image,
-                &Default::default(),
-            ))?);
+            let others: Vec<OtherRegion> = resources
+                .regions
+                .iter()
+                .filter(|o| o.namespace() == region.namespace())
+                .filter_map(|o| {
+                    let kafka = o.spec.kafka.as_ref()?;
+                    let fed =
+                        resources.pipelines.iter().find(|p| same_namespace(p, o) && selects(p, o).unwrap_or(false))?;
+                    Some(OtherRegion {
+                        name: o.name_any(),
+                        bootstrap_servers: kafka.bootstrap_servers.clone(),
+                        topics: replicated_topics(fed),
+                    })
+                })
+                .collect();
+            let plan = plan_replication(
+                &region.name_any(),
+                &regional.bootstrap_servers,
+                &pipeline.spec.kafka.connection.bootstrap_servers,
+                &replicated_topics(pipeline),
+                &others,
+            );
+            match plan {
+                ReplicationPlan::Replicate => out.objects.push(serde_json::to_value(replicator_deployment(
+                    region,
+                    regional,
+                    pipeline,
+                    &image,
+                    &Default::default(),
+                ))?),
+                ReplicationPlan::Refuse { reason, message } => {
+                    out.warnings.push(format!("StoreRegion {}: no replicator ({reason}): {message}", region.name_any()))
+                }
+            }
         }
         if fed_by.is_none() {
             out.warnings.push(format!(
@@ -220,6 +248,37 @@ mod tests {
                 && err.contains("spec.topics.changelog.partitions: must be at least the sales topic's"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_refused_region_gets_no_replicator_but_a_warning() {
+        let mut resources = Resources::default();
+        read_resources(pipeline_yaml(), "p.yaml", &mut resources).unwrap();
+        let regional = |bootstrap: &str| crate::crd::common::KafkaConnection {
+            bootstrap_servers: bootstrap.into(),
+            tls: None,
+            sasl: None,
+        };
+        let mut central = crate::fixtures::region("eu-central", "shop", &["a"]);
+        central.spec.kafka = Some(regional("kafka.eu:9092"));
+        let mut west = crate::fixtures::region("eu-west", "shop", &["b"]);
+        west.spec.kafka = Some(regional("kafka.eu:9092"));
+        let mut local = crate::fixtures::region("local", "shop", &["c"]);
+        local.spec.kafka = Some(regional("kafka:9092"));
+        resources.regions.extend([central, west, local]);
+        let rendered = render(&resources, now()).unwrap();
+        let replicators: Vec<&str> = rendered
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment")
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .filter(|n| n.ends_with("-replicator"))
+            .collect();
+        assert_eq!(replicators, ["eu-central-replicator"]);
+        let refused: Vec<&String> = rendered.warnings.iter().filter(|w| w.contains("no replicator")).collect();
+        assert_eq!(refused.len(), 2, "{:?}", rendered.warnings);
+        assert!(refused[0].starts_with("StoreRegion eu-west: no replicator (ClusterShared): "), "{}", refused[0]);
+        assert!(refused[1].starts_with("StoreRegion local: no replicator (SameClusterAsPipeline): "), "{}", refused[1]);
     }
 
     #[test]

@@ -518,6 +518,7 @@ async fn suite(cli: &Cli, services: &mut Services) {
         format!("--image={repository}={}", cli.processor.display()),
         format!("--port-flag={repository}=--http-port"),
         format!("--image={}={}", repository_of(OPERATOR_IMAGE), cli.operator.display()),
+        format!("--port-flag={}=--http-port", repository_of(OPERATOR_IMAGE)),
     ];
     services.kubelet =
         Some(Guarded::spawn("stockpulse-process-kubelet", &cli.kubelet, &args, &[], services.work.join("kubelet.log")));

@@ -34,7 +34,7 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-fn probe(path: &str, period: i32, failures: i32) -> Probe {
+pub(crate) fn probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),

@@ -5,20 +5,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecurityContext,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use stockpulse_processor::config::TopicRole;
 
-use super::deployment::RUN_AS_USER;
+use super::deployment::{RUN_AS_USER, probe};
 use super::labels::FIELD_MANAGER;
 use super::topics::topic_name;
 use crate::crd::common::KafkaConnection;
 use crate::crd::{RetailPipeline, StoreRegion};
-use crate::replicator::group_of;
+use crate::replicator::replicator_id;
 use crate::settings::{PodSettings, merged};
 
 /// Name of a region's replicator Deployment.
@@ -26,10 +26,17 @@ pub fn replicator_name(region: &StoreRegion) -> String {
     format!("{}-replicator", region.name_any())
 }
 
-/// The topics a replicator copies: the pipeline's sales and inventory topics.
+/// The topic roles a region's stores produce, so the ones its replicator copies.
+pub const REGION_PRODUCED_ROLES: [TopicRole; 2] = [TopicRole::Sales, TopicRole::Inventory];
+
+/// The topics a replicator copies: every role a region produces, under the names the
+/// pipeline declares (the same names in the regional cluster).
 pub fn replicated_topics(pipeline: &RetailPipeline) -> Vec<String> {
-    vec![topic_name(pipeline, TopicRole::Sales), topic_name(pipeline, TopicRole::Inventory)]
+    REGION_PRODUCED_ROLES.iter().map(|role| topic_name(pipeline, *role)).collect()
 }
+
+/// The port of the replicator's /metrics, /healthz and /readyz (`replicate`'s default).
+pub const HTTP_PORT: i32 = 8080;
 
 fn value(name: String, value: String) -> EnvVar {
     EnvVar { name, value: Some(value), ..EnvVar::default() }
@@ -85,7 +92,12 @@ pub fn replicator_deployment(
     labels.insert("app.kubernetes.io/part-of".to_string(), "stockpulse".to_string());
     labels.insert("app.kubernetes.io/managed-by".to_string(), FIELD_MANAGER.to_string());
     let namespace = region.namespace().unwrap_or_default();
-    let mut args = vec!["replicate".to_string(), "--group".to_string(), group_of(&namespace, &region.name_any())];
+    let mut args = vec![
+        "replicate".to_string(),
+        format!("--id={}", replicator_id(&namespace, &region.name_any())),
+        format!("--region={}", region.spec.region),
+        format!("--target-region={}", pipeline.name_any()),
+    ];
     for topic in replicated_topics(pipeline) {
         args.push("--topic".to_string());
         args.push(topic);
@@ -138,6 +150,15 @@ pub fn replicator_deployment(
                         image: Some(image.to_string()),
                         args: Some(args),
                         env: Some(env),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("http".to_string()),
+                            container_port: HTTP_PORT,
+                            protocol: Some("TCP".to_string()),
+                            ..ContainerPort::default()
+                        }]),
+                        // Ready while it copies: not while the region is unreachable.
+                        readiness_probe: Some(probe("/readyz", 5, 2)),
+                        liveness_probe: Some(probe("/healthz", 10, 3)),
                         resources: Some(ResourceRequirements {
                             requests: Some(BTreeMap::from([
                                 ("cpu".to_string(), Quantity("100m".to_string())),

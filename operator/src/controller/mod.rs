@@ -3,6 +3,7 @@
 pub mod alert_policy;
 pub mod apply;
 pub mod kafka_target;
+pub mod region_replication;
 pub mod retail_pipeline;
 pub mod run;
 pub mod store_region;

@@ -1,5 +1,6 @@
 //! The StoreRegion controller: validates the region and publishes its stores to the
-//! selected pipeline's compacted `stores` topic (tombstones for removed stores).
+//! selected pipeline's compacted `stores` topic (tombstones for removed stores); a region
+//! with a cluster of its own gets a replicator (region_replication.rs).
 
 use std::sync::Arc;
 
@@ -11,10 +12,9 @@ use stockpulse_processor::config::TopicRole;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::apply::apply_if_changed;
-use super::kafka_target::{connection_target, kafka_target};
-use super::{Context, apply_status, object_key};
-use crate::build::replicator::{replicated_topics, replicator_deployment, replicator_name};
+use super::kafka_target::kafka_target;
+use super::{Context, apply_status, object_key, region_replication};
+use crate::build::replicator::replicator_name;
 use crate::build::store_records::store_records;
 use crate::build::topics::topic_name;
 use crate::build::{SpecProblem, SpecProblems};
@@ -22,36 +22,12 @@ use crate::crd::{RetailPipeline, StoreRegion, StoreRegionStatus};
 use crate::error::{Error, Result};
 use crate::plan::pipeline::selects;
 use crate::plan::stores::{plan_stores, plan_withdrawal};
-use crate::replicator::group_of;
 use crate::status::conditions::{NewCondition, READY, REPLICATION_READY, merge};
 
 pub const KIND: &str = "StoreRegion";
 /// How often a region without its pipeline, or with a replicator, is looked at again.
 pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// What is known of a region's replication.
-struct Replication {
-    lag: Option<i64>,
-    replicated: Option<i64>,
-    last_checkpoint: Option<String>,
-}
-
-fn replication_condition(deployment: &Deployment, replication: &Replication) -> NewCondition {
-    let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-    if ready < 1 {
-        return NewCondition::new(
-            REPLICATION_READY,
-            false,
-            "ReplicatorStarting",
-            "the replicator pod is not ready yet",
-        );
-    }
-    let progress = match (replication.lag, replication.replicated) {
-        (Some(lag), Some(done)) => format!("{done} records replicated, {lag} behind"),
-        _ => "no checkpoint yet".to_string(),
-    };
-    NewCondition::new(REPLICATION_READY, true, "Replicating", progress)
-}
 /// The finalizer that withdraws the region's stores (tombstones) before it goes.
 pub const FINALIZER: &str = "retail.stockpulse.io/stores";
 
@@ -188,44 +164,17 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     let mut conditions = vec![ready];
-    let mut replication = Replication {
+    let mut replication = region_replication::Replication {
         lag: previous.replication_lag,
         replicated: previous.replicated_records,
+        lost: previous.replication_records_lost,
         last_checkpoint: previous.last_checkpoint_time.clone(),
     };
     let replicator_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut dropped: Vec<&str> = Vec::new();
     match (&region.spec.kafka, &pipeline, target_topic.is_some()) {
         (Some(regional), Some(p), true) => {
-            let desired = replicator_deployment(&region, regional, p, &ctx.replicator_image, &ctx.settings.pods);
-            let (deployment, changed) = apply_if_changed(&replicator_api, &desired).await?;
-            if changed {
-                ctx.event(
-                    &reference,
-                    false,
-                    "ReplicatorApplied",
-                    "Replicate",
-                    format!("applied Deployment {}", replicator_name(&region)),
-                )
-                .await;
-            }
-            let source = connection_target(&ctx.client, &namespace, regional).await?;
-            let group = group_of(&namespace, &name);
-            match ctx.kafka.group_progress(&source, &group, &replicated_topics(p)).await {
-                Ok(Some(progress)) => {
-                    replication.last_checkpoint = match progress.last_checkpoint {
-                        Some(at) => Some(at),
-                        // Without commit metadata (tansu): the time the offsets were seen to move.
-                        None if replication.replicated != Some(progress.committed) => Some(now.clone()),
-                        None => replication.last_checkpoint,
-                    };
-                    replication.lag = Some(progress.lag);
-                    replication.replicated = Some(progress.committed);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(region = %name, error = %e, "cannot read replication progress"),
-            }
-            conditions.push(replication_condition(&deployment, &replication));
+            conditions.push(region_replication::reconcile(&ctx, &region, regional, p, &mut replication).await?);
         }
         (Some(_), _, _) => {
             delete_replicator(&replicator_api, &region, &ctx, "the region feeds no pipeline").await?;
@@ -241,7 +190,8 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         (None, _, _) if previous.conditions.iter().any(|c| c.type_ == REPLICATION_READY) => {
             delete_replicator(&replicator_api, &region, &ctx, "the region has no Kafka cluster of its own any more")
                 .await?;
-            replication = Replication { lag: None, replicated: None, last_checkpoint: None };
+            replication =
+                region_replication::Replication { lag: None, replicated: None, lost: None, last_checkpoint: None };
             dropped.push(REPLICATION_READY);
         }
         (None, _, _) => {}
@@ -256,6 +206,7 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         published_digest: plan.published_digest.clone(),
         replication_lag: replication.lag,
         replicated_records: replication.replicated,
+        replication_records_lost: replication.lost,
         last_checkpoint_time: replication.last_checkpoint,
     };
     if region.status.as_ref() != Some(&status) {
@@ -270,7 +221,12 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 /// Deletes the region's replicator if there is one, with an Event saying `why`.
-async fn delete_replicator(api: &Api<Deployment>, region: &StoreRegion, ctx: &Context, why: &str) -> Result<()> {
+pub(super) async fn delete_replicator(
+    api: &Api<Deployment>,
+    region: &StoreRegion,
+    ctx: &Context,
+    why: &str,
+) -> Result<()> {
     let name = replicator_name(region);
     if api.get_opt(&name).await?.is_some() {
         api.delete(&name, &Default::default()).await?;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{alert_policy, retail_pipeline, store_region};
 use crate::build::labels::CONFIG_HASH_ANNOTATION;
-use crate::crd::{RetailPipeline, StoreRegionStatus};
+use crate::crd::{RetailPipeline, StoreRegion, StoreRegionStatus};
 use crate::fixtures::{self, Answer, Exchange, Received, context, list, now, paths, pipeline, play};
 use crate::kafka_admin::memory::{MemoryKafka, MemoryState};
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
@@ -643,22 +643,44 @@ async fn a_schedule_boundary_is_the_next_requeue() {
     assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(42)));
 }
 
+fn regional(region: &mut StoreRegion, bootstrap: &str) {
+    region.spec.kafka =
+        Some(crate::crd::common::KafkaConnection { bootstrap_servers: bootstrap.into(), tls: None, sasl: None });
+}
+
 #[tokio::test]
 async fn a_region_with_its_own_cluster_gets_a_replicator() {
+    use crate::replicator::checkpoint::{Checkpoint, Checkpoints, ReplicationStatus};
     let mut region = fixtures::region("eu-central", "shop", &["de-ber-001"]);
-    region.spec.kafka = Some(crate::crd::common::KafkaConnection {
-        bootstrap_servers: "kafka.eu-central:9092".into(),
-        tls: None,
-        sasl: None,
-    });
-    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
-        progress: Some(crate::kafka_admin::GroupProgress { lag: 7, committed: 120, last_checkpoint: None }),
-        ..MemoryState::default()
-    }));
+    regional(&mut region, "kafka.eu-central:9092");
+    // Another region on another cluster: no conflict.
+    let mut other = fixtures::region("us-east", "shop", &["us-nyc-001"]);
+    regional(&mut other, "kafka.us-east:9092");
+    let checkpoints = Checkpoints {
+        partitions: BTreeMap::from([(
+            ("shop.sales".to_string(), 0),
+            Checkpoint { next_offset: 120, time: "2026-11-20T09:59:58Z".into() },
+        )]),
+        status: Some(ReplicationStatus {
+            reason: "Replicating".into(),
+            message: "copying 2 partitions".into(),
+            records_copied: 120,
+            records_lost: 0,
+            lag_records: 7,
+            lag_seconds: 2.0,
+            time: "2026-11-20T09:59:58Z".into(),
+        }),
+        unreadable: 0,
+    };
+    let kafka =
+        Arc::new(MemoryKafka::with_state(MemoryState { checkpoints: Some(checkpoints), ..MemoryState::default() }));
     let (ctx, verifier) = context(kafka.clone());
     let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-central-replicator";
+    let regions = vec![serde_json::to_value(&region).unwrap(), serde_json::to_value(&other).unwrap()];
     let script = vec![
         Exchange::get(paths::pipeline("shop"), pipeline_json()),
+        Exchange::post(paths::events()),
+        Exchange::get(paths::regions(), list("StoreRegion", regions)),
         Exchange::post(paths::events()),
         Exchange::get_missing(replicator),
         Exchange::patch_answering(replicator, Answer::EchoWithStatus(json!({"replicas": 1, "readyReplicas": 1}))),
@@ -667,34 +689,109 @@ async fn a_region_with_its_own_cluster_gets_a_replicator() {
     ];
     let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
     assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
-    let deployment = &received[3].body;
-    assert_server_side_apply(&received[3]);
+    // The regional topics the pipeline declares are created in the regional cluster.
+    let created: Vec<String> = kafka
+        .state()
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            crate::plan::topics::TopicAction::Create { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created, ["shop.sales", "shop.inventory"]);
+    assert_eq!(received[3].body["reason"], "RegionalTopicsCreated");
+    assert_eq!(received[3].body["note"], "created shop.sales, shop.inventory in the regional cluster");
+    let deployment = &received[5].body;
+    assert_server_side_apply(&received[5]);
     assert_eq!(deployment["metadata"]["ownerReferences"][0]["kind"], "StoreRegion");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         container["args"],
         json!([
             "replicate",
-            "--group",
-            "stockpulse-replicator.acme.eu-central",
+            "--id=stockpulse-replicator.acme.eu-central",
+            "--region=eu-central",
+            "--target-region=shop",
             "--topic",
             "shop.sales",
             "--topic",
             "shop.inventory"
         ])
     );
+    assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "http"}));
+    assert_eq!(container["ports"], json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]));
     assert_eq!(container["env"][0], json!({"name": "SOURCE_BOOTSTRAP_SERVERS", "value": "kafka.eu-central:9092"}));
     assert_eq!(container["env"][1], json!({"name": "TARGET_BOOTSTRAP_SERVERS", "value": "kafka:9092"}));
-    assert_eq!(received[4].body["reason"], "ReplicatorApplied");
-    let status = &received[5].body["status"];
+    assert_eq!(received[6].body["reason"], "ReplicatorApplied");
+    let status = &received[7].body["status"];
     assert_eq!(status["replicationLag"], 7);
     assert_eq!(status["replicatedRecords"], 120);
-    assert_eq!(status["lastCheckpointTime"], "2026-11-20T10:00:00Z");
+    assert_eq!(status["replicationRecordsLost"], 0);
+    assert_eq!(status["lastCheckpointTime"], "2026-11-20T09:59:58Z");
     let replication_ready =
         status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ReplicationReady").unwrap();
     assert_eq!(replication_ready["status"], "True");
     assert_eq!(replication_ready["reason"], "Replicating");
-    assert_eq!(replication_ready["message"], "120 records replicated, 7 behind");
+    assert_eq!(replication_ready["message"], "120 records replicated, 7 behind (2 s)");
+}
+
+#[tokio::test]
+async fn a_region_on_the_pipelines_own_cluster_gets_no_replicator() {
+    let mut region = fixtures::region("eu-central", "shop", &["de-ber-001"]);
+    regional(&mut region, "kafka:9092");
+    let kafka = Arc::new(MemoryKafka::new());
+    let (ctx, verifier) = context(kafka.clone());
+    let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-central-replicator";
+    let script = vec![
+        Exchange::get(paths::pipeline("shop"), pipeline_json()),
+        Exchange::post(paths::events()),
+        Exchange::get(paths::regions(), list("StoreRegion", vec![serde_json::to_value(&region).unwrap()])),
+        Exchange::get_missing(replicator),
+        Exchange::post(paths::events()),
+        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
+    ];
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
+    assert_eq!(received[4].body["reason"], "SameClusterAsPipeline");
+    assert_eq!(received[4].body["type"], "Warning");
+    let status = &received[5].body["status"];
+    let condition = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ReplicationReady").unwrap();
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "SameClusterAsPipeline");
+    assert!(kafka.state().actions.is_empty(), "no regional topic is created on the pipeline's cluster");
+}
+
+#[tokio::test]
+async fn the_second_region_on_a_shared_cluster_gets_no_replicator() {
+    let mut region = fixtures::region("eu-west", "shop", &["fr-par-001"]);
+    regional(&mut region, "kafka.eu:9092");
+    let mut first = fixtures::region("eu-central", "shop", &["de-ber-001"]);
+    regional(&mut first, "kafka.eu:9092");
+    let kafka = Arc::new(MemoryKafka::new());
+    let (ctx, verifier) = context(kafka.clone());
+    let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-west-replicator";
+    let regions = vec![serde_json::to_value(&first).unwrap(), serde_json::to_value(&region).unwrap()];
+    let script = vec![
+        Exchange::get(paths::pipeline("shop"), pipeline_json()),
+        Exchange::post(paths::events()),
+        Exchange::get(paths::regions(), list("StoreRegion", regions)),
+        Exchange::get_missing(replicator),
+        Exchange::post(paths::events()),
+        Exchange::patch_answering(paths::region("eu-west") + "/status", Answer::Json(region_json("eu-west"))),
+    ];
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
+    let status = &received[5].body["status"];
+    let condition = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ReplicationReady").unwrap();
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "ClusterShared");
+    assert_eq!(
+        condition["message"],
+        "StoreRegion eu-central already copies shop.sales, shop.inventory from kafka.eu:9092: a second replicator \
+         would copy every record twice; give each region its own cluster, or put both regions' stores in one \
+         StoreRegion"
+    );
 }
 
 #[tokio::test]

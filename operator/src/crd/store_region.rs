@@ -113,10 +113,13 @@ pub struct StoreRegionStatus {
     /// Records behind on the replicated topics, with a regional cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag: Option<i64>,
-    /// Records the replicator has copied (its committed offsets in the regional cluster).
+    /// Records the replicator has copied, as committed with its checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicated_records: Option<i64>,
-    /// When the replicator last checkpointed (RFC 3339).
+    /// Records the regional cluster deleted (retention) before they could be copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_records_lost: Option<i64>,
+    /// When the replicator last committed a checkpoint (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_time: Option<String>,
 }

@@ -9,6 +9,7 @@ use futures::future::{BoxFuture, FutureExt};
 use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
+use crate::replicator::checkpoint::Checkpoints;
 
 #[derive(Debug, Default)]
 pub struct MemoryKafka {
@@ -29,6 +30,8 @@ pub struct MemoryState {
     pub members: Vec<String>,
     /// What `partition_offsets` answers.
     pub offsets: Vec<PartitionOffsets>,
+    /// What `replication_checkpoints` answers.
+    pub checkpoints: Option<Checkpoints>,
 }
 
 impl MemoryKafka {
@@ -127,6 +130,14 @@ impl KafkaAccess for MemoryKafka {
     ) -> BoxFuture<'a, Result<Vec<PartitionOffsets>, KafkaError>> {
         let offsets = self.lock().offsets.iter().filter(|o| topics.contains(&o.topic)).cloned().collect();
         futures::future::ready(Ok(offsets)).boxed()
+    }
+
+    fn replication_checkpoints<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        _topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Checkpoints>, KafkaError>> {
+        futures::future::ready(Ok(self.lock().checkpoints.clone())).boxed()
     }
 
     fn produce<'a>(

@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
+use crate::replicator::checkpoint::Checkpoints;
 
 /// How to reach a cluster, with the credentials read from the referenced Secrets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +128,14 @@ pub trait KafkaAccess: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<String>, KafkaError>> {
         futures::future::ready(Ok(Vec::new())).boxed()
     }
+
+    /// The last checkpoints and status a replicator committed to its checkpoint `topic`
+    /// (read `read_committed`, the tail only); `None` when the topic does not exist yet.
+    fn replication_checkpoints<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Checkpoints>, KafkaError>>;
 
     /// Produces records (a `None` value is a tombstone) and waits for their acknowledgement.
     fn produce<'a>(

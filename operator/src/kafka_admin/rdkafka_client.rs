@@ -18,6 +18,10 @@ use super::incremental_alter_configs::set_topic_configs;
 use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
+use crate::replicator::checkpoint::{Checkpoints, ReaderLog, read_checkpoints};
+
+/// How many of a checkpoint topic's last records the operator reads for a region's status.
+const CHECKPOINT_TAIL: i64 = 500;
 
 /// Talks to the brokers of each target with a short-lived client per call.
 #[derive(Clone, Debug)]
@@ -269,6 +273,25 @@ impl RdKafkaAccess {
         .map_err(|e| failed("OffsetFetch", e))?
     }
 
+    async fn checkpoints(&self, target: &KafkaTarget, topic: &str) -> Result<Option<Checkpoints>, KafkaError> {
+        let reader: BaseConsumer<ReaderLog> = client_config(target)
+            .set("group.id", "stockpulse-operator-checkpoint-reader")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create_with_context(ReaderLog)
+            .map_err(|e| failed("connect", e))?;
+        let topic = topic.to_string();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || {
+            // A replicator writes its status with every transaction: the last few hundred
+            // records hold the newest one, and the checkpoints of the partitions moving.
+            read_checkpoints(&reader, &topic, Some(CHECKPOINT_TAIL), timeout).map_err(|e| failed("Fetch", e))
+        })
+        .await
+        .map_err(|e| failed("Fetch", e))?
+    }
+
     async fn produce_records(&self, target: &KafkaTarget, records: &[OutgoingRecord]) -> Result<(), KafkaError> {
         let producer: FutureProducer = client_config(target)
             .set("acks", "all")
@@ -346,6 +369,14 @@ impl KafkaAccess for RdKafkaAccess {
         group: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, KafkaError>> {
         self.members(target, group).boxed()
+    }
+
+    fn replication_checkpoints<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Checkpoints>, KafkaError>> {
+        self.checkpoints(target, topic).boxed()
     }
 
     fn produce<'a>(

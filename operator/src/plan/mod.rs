@@ -2,5 +2,6 @@
 
 pub mod pipeline;
 pub mod replicas;
+pub mod replication;
 pub mod stores;
 pub mod topics;

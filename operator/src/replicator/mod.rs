@@ -1,27 +1,36 @@
 //! `stockpulse-operator replicate`: copies a region's topics from its regional Kafka cluster
-//! to the pipeline's cluster (the StoreRegion controller runs it as a Deployment).
+//! (the source) to the pipeline's cluster (the target), exactly once. The StoreRegion
+//! controller runs it as a Deployment.
 //!
-//! At-least-once: a record's source offset is committed (in the source cluster, under the
-//! replicator's consumer group) only after the target acknowledged it; a restart replays at
-//! most the records since the last checkpoint, which the processor drops by `event_id`.
-//! Records keep their key (the store id), so per-store order holds on the target. Each
-//! commit carries its time as offset metadata: the operator reads it back as the region's
-//! `lastCheckpointTime`.
+//! - [`resume`]: a session's start: connect, fence an older replicator, read the
+//!   checkpoints, find where each partition resumes (a gap counted as lost);
+//! - [`copy_loop`]: a session's copying, in batches, one target transaction per batch
+//!   holding the records and the source offsets they cover;
+//! - [`checkpoint`]: the compacted checkpoint topic in the target (offsets and status);
+//! - [`partitioning`]: the target partition of a record (Java's murmur2 of its key);
+//! - [`health`]: reasons, metrics and the HTTP endpoints; [`backoff`]: waits between
+//!   sessions, so an outage never becomes a crash loop.
+//!
+//! Copied records keep key, value, headers and timestamp, and get an `origin-region`
+//! header (the region) unless they have one; a record whose `origin-region` is the target's
+//! is not copied back. Source-side consumer-group offsets are never used.
 
-use std::collections::BTreeMap;
+pub mod backoff;
+pub mod checkpoint;
+pub mod copy_loop;
+pub mod health;
+pub mod partitioning;
+pub mod resume;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
-
 use crate::kafka_admin::KafkaTarget;
-use crate::kafka_admin::rdkafka_client::client_config;
+use health::Health;
 
-/// The consumer group of a region's replicator.
-pub fn group_of(namespace: &str, region: &str) -> String {
+/// A region's replicator id: its transactional id in the target (a restarted replicator
+/// fences the one before it) and, with `.checkpoints`, the name of its checkpoint topic.
+pub fn replicator_id(namespace: &str, region: &str) -> String {
     format!("stockpulse-replicator.{namespace}.{region}")
 }
 
@@ -29,87 +38,68 @@ pub fn group_of(namespace: &str, region: &str) -> String {
 pub struct Replication {
     pub source: KafkaTarget,
     pub target: KafkaTarget,
+    /// Topics copied, under the same names in both clusters.
     pub topics: Vec<String>,
-    pub group: String,
-    /// How often consumed offsets are committed.
-    pub checkpoint_every: Duration,
+    /// Transactional id in the target (see [`replicator_id`]).
+    pub id: String,
+    /// The region records come from: the value of the `origin-region` header added.
+    pub region: String,
+    /// The origin of records produced in the target: never copied back.
+    pub target_region: String,
+    /// Compacted topic in the target holding the checkpoints.
+    pub checkpoint_topic: String,
+    /// A transaction commits after this many records ...
+    pub batch_records: u64,
+    /// ... or this long after its first record, whichever comes first.
+    pub batch_time: Duration,
+    /// The producer's `linger.ms`.
+    pub linger: Duration,
+    /// How often the source is probed (reachability, lag).
+    pub probe_every: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("replication {step}: {message}")]
-pub struct ReplicationError {
-    step: &'static str,
-    message: String,
-}
-
-fn err(step: &'static str, e: impl std::fmt::Display) -> ReplicationError {
-    ReplicationError { step, message: e.to_string() }
-}
-
-/// Copies records until `keep_going` says stop; returns how many were copied.
-pub async fn replicate(
-    replication: &Replication,
-    mut keep_going: impl FnMut(u64) -> bool,
-) -> Result<u64, ReplicationError> {
-    let consumer: BaseConsumer = client_config(&replication.source)
-        .set("group.id", &replication.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .map_err(|e| err("connect to the source", e))?;
-    let producer: FutureProducer = client_config(&replication.target)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .create()
-        .map_err(|e| err("connect to the target", e))?;
-    let topics: Vec<&str> = replication.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|e| err("subscribe", e))?;
-
-    let mut copied = 0u64;
-    // Next offset to commit per (topic, partition).
-    let mut pending: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let mut last_checkpoint = Instant::now();
-    while keep_going(copied) {
-        let polled = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
-        if let Some(message) = polled {
-            let message = message.map_err(|e| err("consume", e))?;
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(message.topic());
-            if let Some(key) = message.key() {
-                record = record.key(key);
-            }
-            if let Some(payload) = message.payload() {
-                record = record.payload(payload);
-            }
-            if let Some(timestamp) = message.timestamp().to_millis() {
-                record = record.timestamp(timestamp);
-            }
-            producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| err("produce", e))?;
-            pending.insert((message.topic().to_string(), message.partition()), message.offset() + 1);
-            copied += 1;
-        }
-        if !pending.is_empty() && last_checkpoint.elapsed() >= replication.checkpoint_every {
-            checkpoint(&consumer, &mut pending)?;
-            last_checkpoint = Instant::now();
+impl Replication {
+    /// Settings with the defaults of the command line.
+    pub fn new(source: KafkaTarget, target: KafkaTarget, topics: Vec<String>, id: String, region: String) -> Self {
+        Replication {
+            source,
+            target,
+            topics,
+            checkpoint_topic: checkpoint::checkpoint_topic_of(&id),
+            id,
+            region,
+            target_region: "central".to_string(),
+            batch_records: 10_000,
+            batch_time: Duration::from_millis(100),
+            linger: Duration::from_millis(5),
+            probe_every: Duration::from_secs(1),
         }
     }
-    if !pending.is_empty() {
-        checkpoint(&consumer, &mut pending)?;
-    }
-    Ok(copied)
 }
 
-fn checkpoint(consumer: &BaseConsumer, pending: &mut BTreeMap<(String, i32), i64>) -> Result<(), ReplicationError> {
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-    let mut offsets = TopicPartitionList::new();
-    for ((topic, partition), offset) in pending.iter() {
-        let mut element = offsets.add_partition(topic, *partition);
-        element.set_offset(Offset::Offset(*offset)).map_err(|e| err("checkpoint", e))?;
-        element.set_metadata(now.as_str());
+/// A session that ran this long before failing starts the backoff over.
+const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+
+/// Copies until `stop` is set: a session after another, with a jittered backoff between
+/// them; the reason of the last failure stays on `health` (and so `/readyz`) meanwhile.
+pub fn run(replication: &Replication, health: &Health, stop: &AtomicBool) {
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match copy_loop::session(replication, health, stop) {
+            Ok(()) => return,
+            Err(e) => {
+                failures = if started.elapsed() >= HEALTHY_SESSION { 1 } else { failures.saturating_add(1) };
+                let wait = backoff::wait(failures, backoff::random());
+                tracing::warn!(reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "replication session ended");
+                health.set(e.reason, e.message);
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
     }
-    tokio::task::block_in_place(|| consumer.commit(&offsets, CommitMode::Sync)).map_err(|e| err("checkpoint", e))?;
-    pending.clear();
-    Ok(())
 }
 
 /// A cluster's settings from the environment: `<PREFIX>_BOOTSTRAP_SERVERS` and the optional
@@ -155,6 +145,6 @@ mod tests {
             "TARGET_SASL_MECHANISM, _SASL_USERNAME and _SASL_PASSWORD go together"
         );
         assert_eq!(target_from_env("OTHER", env).unwrap_err(), "OTHER_BOOTSTRAP_SERVERS is not set");
-        assert_eq!(group_of("acme", "eu-central"), "stockpulse-replicator.acme.eu-central");
+        assert_eq!(replicator_id("acme", "eu-central"), "stockpulse-replicator.acme.eu-central");
     }
 }

@@ -4,3 +4,4 @@
 pub mod alert_figures;
 pub mod conditions;
 pub mod pipeline;
+pub mod replication;
