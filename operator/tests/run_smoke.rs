@@ -55,8 +55,17 @@ fn run_serves_its_endpoints_while_the_api_server_is_unreachable() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(get(&addr, "/readyz").unwrap_or_default().starts_with("HTTP/1.1 200"));
     let metrics = get(&addr, "/metrics").unwrap_or_default();
-    // Valid OpenMetrics text; no series yet, since nothing was reconciled.
-    assert!(metrics.starts_with("HTTP/1.1 200") && metrics.ends_with("\r\n\r\n# EOF\n"), "{metrics}");
+    // Valid OpenMetrics text. Nothing was reconciled: the only series counts the attempts
+    // to read the Lease.
+    assert!(metrics.starts_with("HTTP/1.1 200") && metrics.ends_with("\n# EOF\n"), "{metrics}");
+    let series: Vec<&str> = metrics.lines().filter(|l| l.starts_with("stockpulse_operator_")).collect();
+    assert!(
+        !series.is_empty()
+            && series.iter().all(|l| l.starts_with(
+                "stockpulse_operator_kube_requests_total{verb=\"get\",resource=\"leases.coordination.k8s.io\"}"
+            )),
+        "{metrics}"
+    );
     // Still waiting for the Lease a while later, not crashed.
     std::thread::sleep(Duration::from_secs(2));
     assert!(running.0.try_wait().unwrap().is_none(), "the operator exited without a cluster");
