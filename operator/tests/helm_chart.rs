@@ -298,16 +298,24 @@ fn exported_metrics() -> std::collections::BTreeSet<String> {
         &processor.reference_errors,
         &processor.kafka_errors,
         &processor.unknown_values,
+        &processor.alerts,
+        &processor.webhook_deliveries,
     ] {
         family.get_or_create(&vec![("x", String::new())]).inc();
     }
     processor.watermark_delay.get_or_create(&vec![("x", String::new())]).set(1.0);
+    let replicator = stockpulse_operator::replicator::health::Metrics::default();
+    replicator.transaction("committed");
+    replicator
+        .state
+        .get_or_create(&stockpulse_operator::replicator::health::ReasonLabels { reason: "Copying".into() })
+        .set(1);
     processor.consumer_lag.get_or_create(&vec![("x", String::new())]).set(1);
     let operator = stockpulse_operator::metrics::Metrics::default();
     operator.pipeline("ns", "p", Some(1), 1, 1);
     operator.error("RetailPipeline", "kafka");
     drop(operator.start("RetailPipeline"));
-    let text = processor.encode() + &operator.encode();
+    let text = processor.encode() + &operator.encode() + &replicator.encode();
     let mut names = std::collections::BTreeSet::new();
     for line in text.lines() {
         let mut words = line.strip_prefix("# TYPE ").unwrap_or_default().split_whitespace();
