@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use stockpulse_processor::runtime::cached_high_watermark;
 
 use chrono::{SecondsFormat, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -338,25 +339,6 @@ impl Session<'_> {
         self.set_reason(Reason::Replicating, message);
         Ok(())
     }
-}
-
-/// The high watermark of a partition as the consumer's last fetch response reported it.
-fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid while `consumer` lives; `topic` is NUL-terminated
-    // and outlives the call; `low` and `high` are valid for writes. rdkafka does not wrap
-    // this call (it reads the consumer's cached offsets under librdkafka's own lock).
-    let error = unsafe {
-        rdkafka_sys::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (error == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// The consumer's position in a partition (past transaction markers), when it has one.

@@ -22,6 +22,7 @@ pub mod webhook;
 
 pub use query::ADDRESS_PREFIX;
 pub use task::MergeOptions;
+pub use worker::cached_high_watermark;
 mod worker;
 
 use std::path::PathBuf;

@@ -664,7 +664,11 @@ fn set_paused<C: ConsumerContext>(
 
 /// The high watermark of a partition as the consumer last saw it in a fetch response (no
 /// request is made), or `None` before the first fetch.
-fn cached_high_watermark<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Option<i64> {
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
     let topic = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid while `consumer` lives; `topic` is NUL-terminated
