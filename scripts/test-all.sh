@@ -5,6 +5,9 @@
 # it cannot run; e2e/local.sh, the local end-to-end suite, runs here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/toolchains.sh
+source scripts/lib/toolchains.sh
+need cargo "building and testing the workspace (Rust)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
