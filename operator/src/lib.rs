@@ -13,6 +13,7 @@ pub mod autoscale;
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod credentials;
 pub mod error;
 pub mod generate;
 pub mod http;

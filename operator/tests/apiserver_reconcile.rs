@@ -31,11 +31,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sha2::Digest;
 use stockpulse_operator::build::labels::{CONFIG_HASH_ANNOTATION, FIELD_MANAGER};
-use stockpulse_operator::controller::{Context, retail_pipeline};
-use stockpulse_operator::crd::RetailPipeline;
+use stockpulse_operator::controller::{Context, retail_pipeline, store_region};
+use stockpulse_operator::crd::{RetailPipeline, StoreRegion};
 use stockpulse_operator::kafka_admin::rdkafka_client::RdKafkaAccess;
 use stockpulse_operator::kafka_admin::{KafkaAccess, KafkaTarget};
 use stockpulse_operator::metrics::Metrics;
+use stockpulse_operator::plan::topics::TopicAction;
 use stockpulse_testkit::control_plane::ControlPlane;
 use stockpulse_testkit::kafka::Kafka;
 
@@ -397,7 +398,7 @@ async fn deleting_a_pipeline_runs_its_finalizer_deleting_only_the_delete_policy_
                 ),
                 "{error}"
             );
-            let action = retail_pipeline::error_policy(Arc::new(s.pipeline().await), &error, s.ctx.clone());
+            let action = stockpulse_operator::controller::error_policy(Arc::new(s.pipeline().await), &error, s.ctx.clone());
             assert_eq!(action, Action::requeue(retail_pipeline::WRITERS_STOPPING_RETRY));
         };
         waiting().await;
@@ -592,4 +593,82 @@ async fn a_missing_secret_or_key_and_an_unreachable_cluster_show_as_conditions_w
         }
     })
     .await;
+}
+
+/// The stores a region published to its pipeline's `stores` topic, as (key, has a value).
+async fn stores_on(kafka: &Kafka, topic: &str) -> Vec<(String, bool)> {
+    let (bootstrap, topic) = (kafka.bootstrap.clone(), topic.to_string());
+    let records = tokio::task::spawn_blocking(move || stockpulse_testkit::kafka::read_committed(&bootstrap, &topic))
+        .await
+        .unwrap_or_else(|e| panic!("reader: {e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    records.into_iter().map(|r| (r.key.unwrap_or_default(), r.value.is_some())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_topic_deleted_and_created_again_gets_every_store_again() {
+    bounded(async {
+        let Some((plane, kafka)) = control_plane_and_kafka().await else { return };
+        let s = Setup::new(plane, kafka, "republish", "republish").await;
+        s.reconcile().await; // the finalizer
+        s.reconcile().await; // the topics
+        let regions: Api<StoreRegion> = s.api();
+        let region: StoreRegion = serde_json::from_value(json!({
+            "apiVersion": "retail.stockpulse.io/v1alpha1",
+            "kind": "StoreRegion",
+            "metadata": {"name": "eu-central", "namespace": "republish"},
+            "spec": {
+                "pipelineRef": {"name": "republish"},
+                "region": "eu-central",
+                "timezone": "Europe/Berlin",
+                "currency": "EUR",
+                "stores": [
+                    {"id": "de-ber-001", "name": "Berlin", "channel": "physical", "country": "DE"},
+                    {"id": "de-muc-002", "name": "Munich", "channel": "physical", "country": "DE"}
+                ]
+            }
+        }))
+        .unwrap_or_else(|e| panic!("region manifest: {e}"));
+        regions.create(&PostParams::default(), &region).await.unwrap_or_else(|e| panic!("create region: {e}"));
+        let reconcile_region = || async {
+            let region = Arc::new(regions.get("eu-central").await.unwrap_or_else(|e| panic!("get region: {e}")));
+            store_region::reconcile(region, s.ctx.clone()).await.unwrap_or_else(|e| panic!("region reconcile: {e}"))
+        };
+        reconcile_region().await; // the finalizer
+        assert_eq!(reconcile_region().await, Action::requeue(store_region::RECHECK));
+        let both = vec![("de-ber-001".to_string(), true), ("de-muc-002".to_string(), true)];
+        assert_eq!(stores_on(kafka, "republish.stores").await, both);
+        let status = regions.get("eu-central").await.unwrap_or_else(|e| panic!("{e}")).status.unwrap_or_default();
+        let first_topic_id = status.published_topic_id.clone();
+        assert!(first_topic_id.is_some(), "Apache Kafka tells topic ids: {status:?}");
+        assert!(status.published_cluster_id.is_some(), "and its cluster id: {status:?}");
+
+        // Reconciled again: nothing published.
+        reconcile_region().await;
+        assert_eq!(stores_on(kafka, "republish.stores").await, both);
+
+        // The topic is deleted; the pipeline's reconcile creates it again (empty); the
+        // region, reconciled while it was missing, says so, then publishes every store again.
+        s.ctx.kafka.apply(&s.target(), &TopicAction::Delete { name: "republish.stores".into() }).await.unwrap();
+        wait_until_gone(&s, "republish.stores").await;
+        reconcile_region().await;
+        let region = regions.get("eu-central").await.unwrap_or_else(|e| panic!("{e}"));
+        let ready = region.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+        assert_eq!(ready.map(|c| c.reason).as_deref(), Some("TopicMissing"));
+        s.reconcile().await;
+        reconcile_region().await;
+        assert_eq!(stores_on(kafka, "republish.stores").await, both);
+        let status = regions.get("eu-central").await.unwrap_or_else(|e| panic!("{e}")).status.unwrap_or_default();
+        assert!(status.published_topic_id.is_some() && status.published_topic_id != first_topic_id, "{status:?}");
+    })
+    .await;
+}
+
+/// Waits (up to 30 s) until the broker no longer lists `topic`.
+async fn wait_until_gone(s: &Setup, topic: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while s.ctx.kafka.topic_identity(&s.target(), topic).await.unwrap_or_else(|e| panic!("{e}")).is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "{topic} still listed 30 s after its deletion");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

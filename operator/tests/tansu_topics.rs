@@ -205,15 +205,23 @@ spec:
     )
     .unwrap();
     let records = stockpulse_operator::build::store_records::store_records(&region);
-    let first = stockpulse_operator::plan::stores::plan_stores(Some("shop.stores"), &records, &Default::default());
+    // The topic's identity as the broker tells it (tansu may give no ids: the plan then goes by
+    // name and digest).
+    let identity = access.topic_identity(&target, "shop.stores").await.unwrap().expect("the topic exists");
+    assert_eq!(access.topic_identity(&target, "shop.nothing").await.unwrap(), None);
+    let first =
+        stockpulse_operator::plan::stores::plan_stores(Some(("shop.stores", &identity)), &records, &Default::default());
     access.produce(&target, &first.records).await.unwrap();
     let status = stockpulse_operator::crd::StoreRegionStatus {
         published_topic: first.published_topic.clone(),
         published_stores: first.published_stores.clone(),
         published_digest: first.published_digest.clone(),
+        published_cluster_id: first.published_identity.cluster_id.clone(),
+        published_topic_id: first.published_identity.topic_id.clone(),
         ..Default::default()
     };
-    let second = stockpulse_operator::plan::stores::plan_stores(Some("shop.stores"), &records[..1], &status);
+    let second =
+        stockpulse_operator::plan::stores::plan_stores(Some(("shop.stores", &identity)), &records[..1], &status);
     assert_eq!(
         second.records[0],
         OutgoingRecord { topic: "shop.stores".into(), key: "eu-web-001".into(), value: None }

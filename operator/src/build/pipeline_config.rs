@@ -13,6 +13,7 @@ use super::{SpecProblem, SpecProblems};
 use crate::crd::alert_policy::AlertSink;
 use crate::crd::retail_pipeline::{Dimension as CrdDimension, WindowType};
 use crate::crd::{AlertPolicy, RetailPipeline};
+use crate::credentials::{Credential, credentials};
 
 /// Where the processor container finds its config file.
 pub const CONFIG_DIR: &str = "/etc/stockpulse/config";
@@ -81,12 +82,16 @@ pub fn base_config(pipeline: &RetailPipeline) -> Result<(PipelineConfig, Vec<Fil
     let mut problems = Vec::new();
     let mut mounts = Vec::new();
 
+    // Each Secret key is mounted as the file of its own name.
+    let files = |tls: bool| -> Vec<(String, String)> {
+        credentials(&spec.kafka.connection)
+            .into_iter()
+            .filter(|s| s.credential.is_tls() == tls)
+            .map(|s| (s.credential.secret_key().to_string(), s.credential.secret_key().to_string()))
+            .collect()
+    };
     let tls = spec.kafka.connection.tls.as_ref().map(|tls| {
-        let mut items = vec![("ca.crt".to_string(), "ca.crt".to_string())];
-        if tls.client_auth {
-            items.push(("tls.crt".to_string(), "tls.crt".to_string()));
-            items.push(("tls.key".to_string(), "tls.key".to_string()));
-        }
+        let items = files(true);
         let dir = "/etc/stockpulse/kafka-tls".to_string();
         mounts.push(FileMount {
             volume: "kafka-tls".to_string(),
@@ -95,9 +100,9 @@ pub fn base_config(pipeline: &RetailPipeline) -> Result<(PipelineConfig, Vec<Fil
             items,
         });
         TlsConfig {
-            ca_file: Some(format!("{dir}/ca.crt")),
-            cert_file: tls.client_auth.then(|| format!("{dir}/tls.crt")),
-            key_file: tls.client_auth.then(|| format!("{dir}/tls.key")),
+            ca_file: Some(format!("{dir}/{}", Credential::CaPem.secret_key())),
+            cert_file: tls.client_auth.then(|| format!("{dir}/{}", Credential::CertPem.secret_key())),
+            key_file: tls.client_auth.then(|| format!("{dir}/{}", Credential::KeyPem.secret_key())),
         }
     });
     let sasl = spec.kafka.connection.sasl.as_ref().map(|sasl| {
@@ -106,15 +111,12 @@ pub fn base_config(pipeline: &RetailPipeline) -> Result<(PipelineConfig, Vec<Fil
             volume: "kafka-sasl".to_string(),
             dir: dir.clone(),
             source: MountSource::Secret(sasl.secret_ref.name.clone()),
-            items: vec![
-                ("username".to_string(), "username".to_string()),
-                ("password".to_string(), "password".to_string()),
-            ],
+            items: files(false),
         });
         SaslConfig {
             mechanism: sasl.mechanism,
-            username_file: format!("{dir}/username"),
-            password_file: format!("{dir}/password"),
+            username_file: format!("{dir}/{}", Credential::SaslUsername.secret_key()),
+            password_file: format!("{dir}/{}", Credential::SaslPassword.secret_key()),
         }
     });
 

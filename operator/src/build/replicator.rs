@@ -18,6 +18,7 @@ use super::labels::FIELD_MANAGER;
 use super::topics::topic_name;
 use crate::crd::common::KafkaConnection;
 use crate::crd::{RetailPipeline, StoreRegion};
+use crate::credentials::credentials;
 use crate::replicator::replicator_id;
 use crate::settings::{PodSettings, merged};
 
@@ -60,18 +61,12 @@ fn from_secret(name: String, secret: &str, key: &str) -> EnvVar {
 /// `<PREFIX>_*` variables of a cluster, as `replicator::target_from_env` reads them.
 fn cluster_env(prefix: &str, kafka: &KafkaConnection) -> Vec<EnvVar> {
     let mut env = vec![value(format!("{prefix}_BOOTSTRAP_SERVERS"), kafka.bootstrap_servers.clone())];
-    if let Some(tls) = &kafka.tls {
-        env.push(from_secret(format!("{prefix}_CA_PEM"), &tls.secret_ref.name, "ca.crt"));
-        if tls.client_auth {
-            env.push(from_secret(format!("{prefix}_CERT_PEM"), &tls.secret_ref.name, "tls.crt"));
-            env.push(from_secret(format!("{prefix}_KEY_PEM"), &tls.secret_ref.name, "tls.key"));
-        }
-    }
     if let Some(sasl) = &kafka.sasl {
-        let mechanism = sasl.mechanism.as_str();
-        env.push(value(format!("{prefix}_SASL_MECHANISM"), mechanism.to_string()));
-        env.push(from_secret(format!("{prefix}_SASL_USERNAME"), &sasl.secret_ref.name, "username"));
-        env.push(from_secret(format!("{prefix}_SASL_PASSWORD"), &sasl.secret_ref.name, "password"));
+        env.push(value(format!("{prefix}_SASL_MECHANISM"), sasl.mechanism.as_str().to_string()));
+    }
+    for source in credentials(kafka) {
+        let credential = source.credential;
+        env.push(from_secret(format!("{prefix}_{}", credential.env_suffix()), &source.secret, credential.secret_key()));
     }
     env
 }

@@ -42,7 +42,11 @@ mod tests {
         region.spec.stores[1].channel = crate::crd::store_region::Channel::Online;
         region.spec.stores[1].city = None;
         region.spec.stores[1].format = Some("web".into());
-        let plan = plan_stores(Some("shop.stores"), &super::store_records(&region), &StoreRegionStatus::default());
+        let plan = plan_stores(
+            Some(("shop.stores", &Default::default())),
+            &super::store_records(&region),
+            &StoreRegionStatus::default(),
+        );
         let decoded: Vec<ReferenceUpdate> = plan
             .records
             .iter()

@@ -133,10 +133,3 @@ async fn metrics_text(address: &str) -> std::result::Result<String, String> {
         status => Err(format!("answered {}", status.unwrap_or_default())),
     }
 }
-
-pub fn error_policy(policy: Arc<AlertPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error(KIND, error.metric_label());
-    let delay = ctx.backoff(&object_key(KIND, policy.namespace(), &policy.name_any()));
-    tracing::warn!(policy = %policy.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}

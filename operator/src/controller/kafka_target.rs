@@ -1,10 +1,13 @@
 //! The Kafka cluster of a pipeline, with TLS and SASL material read from its Secrets.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 
 use crate::crd::RetailPipeline;
 use crate::crd::common::KafkaConnection;
+use crate::credentials::credentials;
 use crate::error::{Error, Result};
 use crate::kafka_admin::KafkaTarget;
 
@@ -23,31 +26,23 @@ pub async fn kafka_target(client: &Client, pipeline: &RetailPipeline) -> Result<
     connection_target(client, &namespace, &pipeline.spec.kafka.connection).await
 }
 
-/// A cluster described by `connection`, its Secrets read from `namespace`.
+/// A cluster described by `connection`, its Secrets read from `namespace` (each once).
 pub async fn connection_target(client: &Client, namespace: &str, connection: &KafkaConnection) -> Result<KafkaTarget> {
     let mut target = KafkaTarget::plain(connection.bootstrap_servers.clone());
-    if connection.tls.is_none() && connection.sasl.is_none() {
-        return Ok(target);
-    }
+    target.sasl = connection.sasl.as_ref().map(|s| (s.mechanism.as_str().to_string(), String::new(), String::new()));
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let get = |name: &str, field: &'static str| {
-        let (secrets, name) = (secrets.clone(), name.to_string());
-        async move {
-            secrets.get_opt(&name).await?.ok_or(Error::SecretNotFound { name, namespace: namespace.to_string(), field })
+    let mut read: BTreeMap<String, Secret> = BTreeMap::new();
+    for source in credentials(connection) {
+        if !read.contains_key(&source.secret) {
+            let secret = secrets.get_opt(&source.secret).await?.ok_or_else(|| Error::SecretNotFound {
+                name: source.secret.clone(),
+                namespace: namespace.to_string(),
+                field: source.field,
+            })?;
+            read.insert(source.secret.clone(), secret);
         }
-    };
-    if let Some(tls) = &connection.tls {
-        let secret = get(&tls.secret_ref.name, "kafka.tls.secretRef").await?;
-        target.ca_pem = Some(key(&secret, "ca.crt")?);
-        if tls.client_auth {
-            target.cert_pem = Some(key(&secret, "tls.crt")?);
-            target.key_pem = Some(key(&secret, "tls.key")?);
-        }
-    }
-    if let Some(sasl) = &connection.sasl {
-        let secret = get(&sasl.secret_ref.name, "kafka.sasl.secretRef").await?;
-        let mechanism = sasl.mechanism.as_str();
-        target.sasl = Some((mechanism.to_string(), key(&secret, "username")?, key(&secret, "password")?));
+        let secret = &read[&source.secret];
+        source.credential.set(&mut target, key(secret, source.credential.secret_key())?);
     }
     Ok(target)
 }

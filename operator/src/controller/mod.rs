@@ -16,6 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::api::{Api, Patch};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use serde::Serialize;
@@ -139,6 +140,27 @@ where
     });
     api.patch_status(name, &apply::apply_params(), &Patch::Apply(&body)).await.map_err(Error::Kube)?;
     Ok(())
+}
+
+/// How every controller retries a failed reconcile: a pipeline deletion waiting for its
+/// writers looks again in [`retail_pipeline::WRITERS_STOPPING_RETRY`]; anything else backs
+/// off per object ([`Context::backoff`]), counted by kind and error.
+pub fn error_policy<K>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let name = object.meta().name.clone().unwrap_or_default();
+    ctx.metrics.error(&kind, error.metric_label());
+    if let Error::Finalizer(inner) = error
+        && let kube::runtime::finalizer::Error::CleanupFailed(Error::WritersRunning(writers)) = inner.as_ref()
+    {
+        tracing::info!(%kind, %name, %writers, "deletion waits for the writers");
+        return Action::requeue(retail_pipeline::WRITERS_STOPPING_RETRY);
+    }
+    let delay = ctx.backoff(&object_key(&kind, object.meta().namespace.clone(), &name));
+    tracing::warn!(%kind, %name, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// A key naming an object for the backoff table.

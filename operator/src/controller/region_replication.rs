@@ -24,31 +24,25 @@ use crate::plan::topics::TopicAction;
 use crate::replicator::checkpoint::checkpoint_topic_of;
 use crate::replicator::replicator_id;
 use crate::status::conditions::{NewCondition, REPLICATION_READY};
+use crate::status::region::ReplicationFigures;
 use crate::status::replication::replication_condition;
 
-/// What is known of a region's replication (the status fields).
-pub struct Replication {
-    pub lag: Option<i64>,
-    pub replicated: Option<i64>,
-    pub lost: Option<i64>,
-    pub last_checkpoint: Option<String>,
-}
-
 /// Plans and applies the replication of `region` (which has the cluster `regional`) into
-/// `pipeline`'s cluster; updates `replication` from the checkpoint topic.
+/// `pipeline`'s cluster: the `ReplicationReady` condition, and the figures the replicator
+/// last committed to its checkpoint topic (those of the status where none can be read).
 pub async fn reconcile(
     ctx: &Context,
     region: &StoreRegion,
     regional: &KafkaConnection,
     p: &RetailPipeline,
-    replication: &mut Replication,
-) -> Result<NewCondition> {
+) -> Result<(NewCondition, ReplicationFigures)> {
     let name = region.name_any();
     let namespace = region.namespace().ok_or(Error::MissingField("StoreRegion", "metadata.namespace"))?;
     let reference = region.object_ref(&());
     let api: Api<StoreRegion> = Api::namespaced(ctx.client.clone(), &namespace);
     let replicator_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let previous = region.status.clone().unwrap_or_default();
+    let mut replication = ReplicationFigures::of(&previous);
     let topics = replicated_topics(p);
     let others = other_regions(ctx, &api, region, p).await?;
     let plan = plan_replication(
@@ -64,7 +58,7 @@ pub async fn reconcile(
             if !previous.conditions.iter().any(|c| c.type_ == REPLICATION_READY && c.reason == reason) {
                 ctx.event(&reference, true, reason, "Replicate", message.clone()).await;
             }
-            Ok(NewCondition::new(REPLICATION_READY, false, reason, message))
+            Ok((NewCondition::new(REPLICATION_READY, false, reason, message), replication))
         }
         ReplicationPlan::Replicate => {
             let source = connection_target(&ctx.client, &namespace, regional).await?;
@@ -100,10 +94,11 @@ pub async fn reconcile(
                 replication.last_checkpoint = Some(at.to_string());
             }
             let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-            Ok(match missing {
+            let condition = match missing {
                 Some(message) => NewCondition::new(REPLICATION_READY, false, "TopicMissing", message),
                 None => replication_condition(ready, status),
-            })
+            };
+            Ok((condition, replication))
         }
     }
 }

@@ -84,19 +84,6 @@ async fn connection_failed(
     Ok(Action::requeue(NOT_READY_RETRY))
 }
 
-pub fn error_policy(pipeline: Arc<RetailPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error(KIND, error.metric_label());
-    if let Error::Finalizer(inner) = error
-        && let kube::runtime::finalizer::Error::CleanupFailed(Error::WritersRunning(writers)) = inner.as_ref()
-    {
-        tracing::info!(pipeline = %pipeline.name_any(), %writers, "deletion waits for the writers");
-        return Action::requeue(WRITERS_STOPPING_RETRY);
-    }
-    let delay = ctx.backoff(&object_key(KIND, pipeline.namespace(), &pipeline.name_any()));
-    tracing::warn!(pipeline = %pipeline.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
 fn failure_of(topic: &str, error: &KafkaError) -> TopicFailure {
     let reason = match error {
         KafkaError::Unsupported { operation: "CreatePartitions", .. } => "PartitionIncreaseUnsupported",
@@ -480,7 +467,7 @@ async fn cleanup(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Act
 /// How long a deletion waits for its writers to stop, or for Kafka and its Secrets, before
 /// the finalizer gives up with a Warning Event rather than hold the namespace.
 pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(600);
-/// How soon a deletion waiting for its writers looks again (see [`error_policy`]).
+/// How soon a deletion waiting for its writers looks again (see [`super::error_policy`]).
 pub const WRITERS_STOPPING_RETRY: Duration = Duration::from_secs(5);
 
 /// Scales the pipeline's processors to zero and names the writers still running: the

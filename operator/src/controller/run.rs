@@ -16,7 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use super::{Context, alert_policy, retail_pipeline, store_region};
+use super::{Context, alert_policy, error_policy, retail_pipeline, store_region};
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
 use crate::http::{HttpState, router};
 use crate::kafka_admin::rdkafka_client::RdKafkaAccess;
@@ -163,7 +163,7 @@ async fn run_controllers(
         // Deployment.
         .reconcile_on(autoscaling)
         .shutdown_on_signal()
-        .run(retail_pipeline::reconcile, retail_pipeline::error_policy, ctx.clone())
+        .run(retail_pipeline::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "RetailPipeline controller");
@@ -178,7 +178,7 @@ async fn run_controllers(
             naming(&region_store.state(), &pipeline, |r: &StoreRegion| r.spec.pipeline_ref.name.as_str())
         })
         .shutdown_on_signal()
-        .run(store_region::reconcile, store_region::error_policy, ctx.clone())
+        .run(store_region::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "StoreRegion controller");
@@ -191,7 +191,7 @@ async fn run_controllers(
             naming(&policy_store.state(), &pipeline, |p: &AlertPolicy| p.spec.pipeline_ref.name.as_str())
         })
         .shutdown_on_signal()
-        .run(alert_policy::reconcile, alert_policy::error_policy, ctx)
+        .run(alert_policy::reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "AlertPolicy controller");

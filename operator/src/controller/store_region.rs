@@ -20,13 +20,15 @@ use crate::build::topics::topic_name;
 use crate::build::{SpecProblem, SpecProblems};
 use crate::crd::{RetailPipeline, StoreRegion, StoreRegionStatus};
 use crate::error::{Error, Result};
+use crate::kafka_admin::KafkaTarget;
 use crate::plan::pipeline::selects;
-use crate::plan::stores::{plan_stores, plan_withdrawal};
-use crate::status::conditions::{NewCondition, READY, REPLICATION_READY, merge};
+use crate::plan::region::{ReplicationStep, Selection, plan_region};
+use crate::plan::stores::{StorePlan, plan_withdrawal};
+use crate::status::conditions::{NewCondition, READY, merge};
+use crate::status::region::{ReplicationFigures, ReplicationOutcome, region_status};
 
 pub const KIND: &str = "StoreRegion";
-/// How often a region without its pipeline, or with a replicator, is looked at again.
-pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+pub use crate::plan::region::RECHECK;
 
 /// The finalizer that withdraws the region's stores (tombstones) before it goes.
 pub const FINALIZER: &str = "retail.stockpulse.io/stores";
@@ -71,13 +73,7 @@ pub async fn reconcile(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
-pub fn error_policy(region: Arc<StoreRegion>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error(KIND, error.metric_label());
-    let delay = ctx.backoff(&object_key(KIND, region.namespace(), &region.name_any()));
-    tracing::warn!(region = %region.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
+/// observe -> plan -> apply -> status.
 async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = region.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let name = region.name_any();
@@ -101,122 +97,92 @@ async fn apply(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
 
-    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pipeline = pipelines.get_opt(&region.spec.pipeline_ref.name).await?;
-    let (target_topic, ready) = match &pipeline {
-        None => (
-            None,
-            NewCondition::new(
-                READY,
-                false,
-                "PipelineNotFound",
-                format!("no RetailPipeline {:?} in namespace {namespace}", region.spec.pipeline_ref.name),
-            ),
-        ),
-        // Being deleted: its topics go once its writers are gone, this region's replicator
-        // among them.
-        Some(p) if p.metadata.deletion_timestamp.is_some() => (
-            None,
-            NewCondition::new(
-                READY,
-                false,
-                "PipelineDeleting",
-                format!("RetailPipeline {} is being deleted", p.name_any()),
-            ),
-        ),
-        Some(p) => match selects(p, &region) {
-            Ok(true) => {
-                let topic = topic_name(p, TopicRole::Stores);
-                let message = format!("{} stores published to {topic}", region.spec.stores.len());
-                (Some(topic), NewCondition::new(READY, true, "Published", message))
-            }
-            Ok(false) => (
-                None,
-                NewCondition::new(
-                    READY,
-                    false,
-                    "NotSelected",
-                    format!(
-                        "the regionSelector of RetailPipeline {} does not match this region's labels",
-                        p.name_any()
-                    ),
-                ),
-            ),
-            Err(e) => (None, NewCondition::new(READY, false, "PipelineInvalid", e.to_string())),
-        },
-    };
+    let observed = observe(&ctx, &region, &namespace).await?;
     let records = store_records(&region);
-    let plan = plan_stores(target_topic.as_deref(), &records, &previous);
-    if !plan.records.is_empty() {
-        // Tombstones for a region leaving its pipeline go to the cluster of the pipeline
-        // it named; without a pipeline there is no cluster to reach.
-        if let Some(p) = &pipeline {
-            let target = kafka_target(&ctx.client, p).await?;
-            ctx.kafka.produce(&target, &plan.records).await?;
-            ctx.event(
-                &reference,
-                false,
-                "StoresPublished",
-                "Publish",
-                format!("{} stores published, {} tombstones", plan.upserts(), plan.tombstones()),
-            )
-            .await;
-        }
-    }
-    let mut conditions = vec![ready];
-    let mut replication = region_replication::Replication {
-        lag: previous.replication_lag,
-        replicated: previous.replicated_records,
-        lost: previous.replication_records_lost,
-        last_checkpoint: previous.last_checkpoint_time.clone(),
-    };
-    let replicator_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut dropped: Vec<&str> = Vec::new();
-    match (&region.spec.kafka, &pipeline, target_topic.is_some()) {
-        (Some(regional), Some(p), true) => {
-            conditions.push(region_replication::reconcile(&ctx, &region, regional, p, &mut replication).await?);
-        }
-        (Some(_), _, _) => {
-            delete_replicator(&replicator_api, &region, &ctx, "the region feeds no pipeline").await?;
-            conditions.push(NewCondition::new(
-                REPLICATION_READY,
-                false,
-                "NoPipeline",
-                "the region feeds no pipeline: nothing to replicate to",
-            ));
-        }
-        // The region had a cluster of its own and no longer has: its replicator goes, and
-        // so does the condition about it.
-        (None, _, _) if previous.conditions.iter().any(|c| c.type_ == REPLICATION_READY) => {
-            delete_replicator(&replicator_api, &region, &ctx, "the region has no Kafka cluster of its own any more")
-                .await?;
-            replication =
-                region_replication::Replication { lag: None, replicated: None, lost: None, last_checkpoint: None };
-            dropped.push(REPLICATION_READY);
-        }
-        (None, _, _) => {}
-    }
-    let kept: Vec<_> = previous.conditions.iter().filter(|c| !dropped.contains(&c.type_.as_str())).cloned().collect();
-    let status = StoreRegionStatus {
-        observed_generation: generation,
-        conditions: merge(&kept, &conditions, generation, &now),
-        stores: i32::try_from(region.spec.stores.len()).unwrap_or(i32::MAX),
-        published_topic: plan.published_topic.clone(),
-        published_stores: plan.published_stores.clone(),
-        published_digest: plan.published_digest.clone(),
-        replication_lag: replication.lag,
-        replicated_records: replication.replicated,
-        replication_records_lost: replication.lost,
-        last_checkpoint_time: replication.last_checkpoint,
-    };
+    let plan = plan_region(region.spec.kafka.is_some(), &records, &observed.selection, &previous);
+    publish(&ctx, &region, &observed, &plan.stores).await?;
+    let replication = replicate(&ctx, &region, observed.pipeline.as_ref(), &plan.replication).await?;
+
+    let status = region_status(&previous, generation, region.spec.stores.len(), &plan, replication, &now);
     if region.status.as_ref() != Some(&status) {
         apply_status(&api, &name, &status).await?;
     }
-    Ok(if target_topic.is_none() || region.spec.kafka.is_some() {
-        // Looked at again: a missing pipeline may appear; replication lag moves.
-        Action::requeue(RECHECK)
-    } else {
-        Action::await_change()
+    Ok(plan.requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// What a region's reconcile reads: its pipeline, the pipeline's cluster (when the region
+/// feeds it) and the identity of its `stores` topic there.
+struct Observed {
+    pipeline: Option<RetailPipeline>,
+    target: Option<KafkaTarget>,
+    selection: Selection,
+}
+
+async fn observe(ctx: &Context, region: &StoreRegion, namespace: &str) -> Result<Observed> {
+    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), namespace);
+    let wanted = &region.spec.pipeline_ref.name;
+    let pipeline = pipelines.get_opt(wanted).await?;
+    let mut target = None;
+    let selection = match &pipeline {
+        None => Selection::PipelineNotFound { pipeline: wanted.clone(), namespace: namespace.to_string() },
+        Some(p) if p.metadata.deletion_timestamp.is_some() => Selection::PipelineDeleting { pipeline: p.name_any() },
+        Some(p) => match selects(p, region) {
+            Ok(false) => Selection::NotSelected { pipeline: p.name_any() },
+            Err(e) => Selection::PipelineInvalid { message: e.to_string() },
+            Ok(true) => {
+                let topic = topic_name(p, TopicRole::Stores);
+                let cluster = kafka_target(&ctx.client, p).await?;
+                let identity = ctx.kafka.topic_identity(&cluster, &topic).await?;
+                target = Some(cluster);
+                match identity {
+                    Some(identity) => Selection::Selected { topic, identity },
+                    None => Selection::TopicMissing { topic },
+                }
+            }
+        },
+    };
+    Ok(Observed { pipeline, target, selection })
+}
+
+/// Produces the planned store records (and tombstones), to the cluster of the pipeline the
+/// region names; without a pipeline there is no cluster to reach.
+async fn publish(ctx: &Context, region: &StoreRegion, observed: &Observed, plan: &StorePlan) -> Result<()> {
+    let (false, Some(pipeline)) = (plan.records.is_empty(), &observed.pipeline) else { return Ok(()) };
+    let target = match &observed.target {
+        Some(target) => target.clone(),
+        None => kafka_target(&ctx.client, pipeline).await?,
+    };
+    ctx.kafka.produce(&target, &plan.records).await?;
+    let note = format!("{} stores published, {} tombstones", plan.upserts(), plan.tombstones());
+    ctx.event(&region.object_ref(&()), false, "StoresPublished", "Publish", note).await;
+    Ok(())
+}
+
+/// Applies the planned replication step.
+async fn replicate(
+    ctx: &Context,
+    region: &StoreRegion,
+    pipeline: Option<&RetailPipeline>,
+    step: &ReplicationStep,
+) -> Result<ReplicationOutcome> {
+    let namespace = region.namespace().unwrap_or_default();
+    let replicators: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    Ok(match (step, &region.spec.kafka, pipeline) {
+        (ReplicationStep::Replicate, Some(regional), Some(p)) => {
+            let (condition, figures) = region_replication::reconcile(ctx, region, regional, p).await?;
+            ReplicationOutcome::Reported(condition, figures)
+        }
+        (ReplicationStep::Remove { why, condition }, _, _) => {
+            delete_replicator(&replicators, region, ctx, why).await?;
+            match condition {
+                Some(c) => ReplicationOutcome::Reported(
+                    c.clone(),
+                    ReplicationFigures::of(&region.status.clone().unwrap_or_default()),
+                ),
+                None => ReplicationOutcome::Gone,
+            }
+        }
+        _ => ReplicationOutcome::Untouched,
     })
 }
 

@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 
 use super::{alert_policy, retail_pipeline, store_region};
 use crate::build::labels::CONFIG_HASH_ANNOTATION;
+use crate::build::store_records::store_records;
 use crate::crd::{RetailPipeline, StoreRegion, StoreRegionStatus};
 use crate::fixtures::{self, Answer, Exchange, Received, context, list, now, paths, pipeline, play};
 use crate::kafka_admin::memory::{MemoryKafka, MemoryState};
+use crate::kafka_admin::{KafkaAccess, KafkaTarget};
 use crate::plan::pipeline::{PipelineInput, PipelinePlan, plan_pipeline};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
@@ -404,15 +406,11 @@ async fn deletion_with_retain_policy_keeps_every_topic() {
 #[tokio::test]
 async fn a_store_region_publishes_its_stores_and_counts_them() {
     let region = fixtures::region("eu-central", "shop", &["de-ber-001", "de-muc-002"]);
-    let kafka = Arc::new(MemoryKafka::new());
+    let kafka = Arc::new(with_stores_topic("cluster-a"));
     let (ctx, verifier) = context(kafka.clone());
-    let script = vec![
-        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
-        Exchange::post(paths::events()),
-        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
-    ];
+    let script = publishing_script();
     let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region.clone()), ctx)).await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
     let produced = kafka.state().produced;
     let value = |id: &str, name: &str| {
         format!(
@@ -440,15 +438,100 @@ async fn a_store_region_publishes_its_stores_and_counts_them() {
     assert_eq!(status.published_stores, vec!["de-ber-001", "de-muc-002"]);
     assert_eq!(status.published_topic.as_deref(), Some("shop.stores"));
     assert_eq!(status.conditions[0].reason, "Published");
+    assert_eq!(status.published_cluster_id.as_deref(), Some("cluster-a"));
+    assert_eq!(status.published_topic_id.as_deref(), Some("topic-1"));
 
     // Reconciled again with that status: nothing produced, nothing written.
     let mut again = region;
     again.status = Some(status);
     let (ctx, verifier) = context(kafka.clone());
     let script = vec![Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap())];
-    let (result, _) = play(verifier, script, store_region::reconcile(Arc::new(again), ctx)).await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    let (result, _) = play(verifier, script, store_region::reconcile(Arc::new(again.clone()), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
     assert_eq!(kafka.state().produced.len(), 2);
+
+    // The topic is deleted and created again under its name: every store is published
+    // again, with no tombstone, and the status names the new topic.
+    let stores = kafka.state().topics["shop.stores"].clone();
+    let delete = TopicAction::Delete { name: "shop.stores".into() };
+    kafka.apply(&KafkaTarget::plain("kafka:9092"), &delete).await.unwrap();
+    let create = TopicAction::Create {
+        name: "shop.stores".into(),
+        partitions: stores.partitions,
+        replication_factor: 1,
+        configs: stores.configs,
+    };
+    kafka.apply(&KafkaTarget::plain("kafka:9092"), &create).await.unwrap();
+    let (ctx, verifier) = context(kafka.clone());
+    let (result, received) = play(verifier, publishing_script(), store_region::reconcile(Arc::new(again), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
+    let republished = &kafka.state().produced[2..];
+    assert_eq!(
+        republished.iter().map(|r| (r.key.as_str(), r.value.is_some())).collect::<Vec<_>>(),
+        vec![("de-ber-001", true), ("de-muc-002", true)]
+    );
+    assert_eq!(received[2].body["status"]["publishedTopicId"], "topic-2");
+}
+
+#[tokio::test]
+async fn a_pipeline_moved_to_another_cluster_gets_every_store_again() {
+    let mut region = fixtures::region("eu-central", "shop", &["de-ber-001"]);
+    region.status = Some(StoreRegionStatus {
+        published_topic: Some("shop.stores".into()),
+        published_stores: vec!["de-ber-001".into(), "de-muc-002".into()],
+        published_digest: Some(crate::plan::stores::digest("shop.stores", &store_records(&region))),
+        published_cluster_id: Some("cluster-a".into()),
+        published_topic_id: Some("topic-1".into()),
+        ..StoreRegionStatus::default()
+    });
+    // The same topic name and even the same id, on a cluster with another id.
+    let kafka = Arc::new(with_stores_topic("cluster-b"));
+    let (ctx, verifier) = context(kafka.clone());
+    let (result, received) = play(verifier, publishing_script(), store_region::reconcile(Arc::new(region), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
+    let produced = kafka.state().produced;
+    assert_eq!(
+        produced.iter().map(|r| (r.key.as_str(), r.value.is_some())).collect::<Vec<_>>(),
+        vec![("de-ber-001", true)]
+    );
+    assert_eq!(received[2].body["status"]["publishedClusterId"], "cluster-b");
+}
+
+#[tokio::test]
+async fn a_region_whose_stores_topic_is_missing_waits_for_it() {
+    let region = fixtures::region("eu-central", "shop", &["de-ber-001"]);
+    let kafka = Arc::new(MemoryKafka::new());
+    let (ctx, verifier) = context(kafka.clone());
+    let script = vec![
+        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
+        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
+    ];
+    let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
+    assert_eq!(received[1].body["status"]["conditions"][0]["reason"], "TopicMissing");
+    assert!(kafka.state().produced.is_empty(), "nothing produced: the broker would create the topic");
+}
+
+/// An in-memory cluster with id `cluster` and the pipeline `shop`'s `stores` topic
+/// (`topic-1`).
+fn with_stores_topic(cluster: &str) -> MemoryKafka {
+    MemoryKafka::with_state(stores_topic_state(cluster))
+}
+
+fn stores_topic_state(cluster: &str) -> MemoryState {
+    let mut state = MemoryState { cluster_id: Some(cluster.to_string()), created: 1, ..MemoryState::default() };
+    state.topics.insert("shop.stores".into(), ObservedTopic { partitions: 1, configs: BTreeMap::new() });
+    state.topic_ids.insert("shop.stores".into(), "topic-1".into());
+    state
+}
+
+/// A region publishing to the pipeline `shop`: the pipeline read, the Event, the status.
+fn publishing_script() -> Vec<Exchange> {
+    vec![
+        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
+        Exchange::post(paths::events()),
+        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
+    ]
 }
 
 #[tokio::test]
@@ -460,15 +543,11 @@ async fn a_removed_store_gets_a_tombstone() {
         published_digest: Some("old".into()),
         ..StoreRegionStatus::default()
     });
-    let kafka = Arc::new(MemoryKafka::new());
+    let kafka = Arc::new(with_stores_topic("cluster-a"));
     let (ctx, verifier) = context(kafka.clone());
-    let script = vec![
-        Exchange::get(paths::pipeline("shop"), serde_json::to_value(pipeline()).unwrap()),
-        Exchange::post(paths::events()),
-        Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
-    ];
+    let script = publishing_script();
     let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
     let produced = kafka.state().produced;
     assert_eq!(produced[0], OutgoingRecord { topic: "shop.stores".into(), key: "de-muc-002".into(), value: None });
     assert_eq!(produced.len(), 2);
@@ -672,8 +751,10 @@ async fn a_region_with_its_own_cluster_gets_a_replicator() {
         }),
         unreadable: 0,
     };
-    let kafka =
-        Arc::new(MemoryKafka::with_state(MemoryState { checkpoints: Some(checkpoints), ..MemoryState::default() }));
+    let kafka = Arc::new(MemoryKafka::with_state(MemoryState {
+        checkpoints: Some(checkpoints),
+        ..stores_topic_state("cluster-a")
+    }));
     let (ctx, verifier) = context(kafka.clone());
     let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-central-replicator";
     let regions = vec![serde_json::to_value(&region).unwrap(), serde_json::to_value(&other).unwrap()];
@@ -740,7 +821,7 @@ async fn a_region_with_its_own_cluster_gets_a_replicator() {
 async fn a_region_on_the_pipelines_own_cluster_gets_no_replicator() {
     let mut region = fixtures::region("eu-central", "shop", &["de-ber-001"]);
     regional(&mut region, "kafka:9092");
-    let kafka = Arc::new(MemoryKafka::new());
+    let kafka = Arc::new(with_stores_topic("cluster-a"));
     let (ctx, verifier) = context(kafka.clone());
     let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-central-replicator";
     let script = vec![
@@ -768,7 +849,7 @@ async fn the_second_region_on_a_shared_cluster_gets_no_replicator() {
     regional(&mut region, "kafka.eu:9092");
     let mut first = fixtures::region("eu-central", "shop", &["de-ber-001"]);
     regional(&mut first, "kafka.eu:9092");
-    let kafka = Arc::new(MemoryKafka::new());
+    let kafka = Arc::new(with_stores_topic("cluster-a"));
     let (ctx, verifier) = context(kafka.clone());
     let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-west-replicator";
     let regions = vec![serde_json::to_value(&first).unwrap(), serde_json::to_value(&region).unwrap()];
@@ -810,7 +891,7 @@ async fn a_region_that_loses_its_own_cluster_loses_its_replicator() {
         replicated_records: Some(120),
         ..StoreRegionStatus::default()
     });
-    let kafka = Arc::new(MemoryKafka::new());
+    let kafka = Arc::new(with_stores_topic("cluster-a"));
     let (ctx, verifier) = context(kafka.clone());
     let replicator = "/apis/apps/v1/namespaces/acme/deployments/eu-central-replicator";
     let script = vec![
@@ -825,7 +906,7 @@ async fn a_region_that_loses_its_own_cluster_loses_its_replicator() {
         Exchange::patch_answering(paths::region("eu-central") + "/status", Answer::Json(region_json("eu-central"))),
     ];
     let (result, received) = play(verifier, script, store_region::reconcile(Arc::new(region), ctx)).await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(result.unwrap(), Action::requeue(store_region::RECHECK));
     assert_eq!(received[4].body["reason"], "ReplicatorDeleted");
     assert_eq!(received[4].body["note"], "the region has no Kafka cluster of its own any more");
     let status = &received[5].body["status"];

@@ -110,6 +110,14 @@ pub struct StoreRegionStatus {
     /// SHA-256 of the published records: unchanged records are not published again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_digest: Option<String>,
+    /// The id of the Kafka cluster published to: on another cluster (a changed
+    /// `bootstrapServers`) every store is published again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_cluster_id: Option<String>,
+    /// The id of the topic published to: a topic deleted and created again under the same
+    /// name gets every store again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_topic_id: Option<String>,
     /// Records behind on the replicated topics, with a regional cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag: Option<i64>,

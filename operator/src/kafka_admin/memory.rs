@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use futures::future::{BoxFuture, FutureExt};
 
-use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets};
+use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets, TopicIdentity};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
 use crate::replicator::checkpoint::Checkpoints;
@@ -19,6 +19,12 @@ pub struct MemoryKafka {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryState {
     pub topics: BTreeMap<String, ObservedTopic>,
+    /// The id of each topic, new on every creation (`"topic-<n>"`).
+    pub topic_ids: BTreeMap<String, String>,
+    /// Topics created so far, for the next id.
+    pub created: u64,
+    /// What the broker answers as its cluster id.
+    pub cluster_id: Option<String>,
     /// Every action applied, in order.
     pub actions: Vec<TopicAction>,
     pub produced: Vec<OutgoingRecord>,
@@ -74,11 +80,27 @@ impl KafkaAccess for MemoryKafka {
         futures::future::ready(Ok(found)).boxed()
     }
 
+    fn topic_identity<'a>(
+        &'a self,
+        _target: &'a KafkaTarget,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicIdentity>, KafkaError>> {
+        let state = self.lock();
+        let identity = state.topics.contains_key(topic).then(|| TopicIdentity {
+            cluster_id: state.cluster_id.clone(),
+            topic_id: state.topic_ids.get(topic).cloned(),
+        });
+        futures::future::ready(Ok(identity)).boxed()
+    }
+
     fn apply<'a>(&'a self, _target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>> {
         let mut state = self.lock();
         let result = match action {
             TopicAction::Create { name, partitions, configs, .. } => {
                 state.topics.insert(name.clone(), ObservedTopic { partitions: *partitions, configs: configs.clone() });
+                state.created += 1;
+                let id = format!("topic-{}", state.created);
+                state.topic_ids.insert(name.clone(), id);
                 Ok(())
             }
             TopicAction::AlignConfigs { name, set } => match state.topics.get_mut(name) {
@@ -106,6 +128,7 @@ impl KafkaAccess for MemoryKafka {
             }
             TopicAction::Delete { name } => {
                 state.topics.remove(name);
+                state.topic_ids.remove(name);
                 Ok(())
             }
         };

@@ -2,6 +2,7 @@
 //! producer. A trait, so controllers are tested with an in-memory broker and the real
 //! implementation is tested against tansu.
 
+mod describe_topic_ids;
 mod incremental_alter_configs;
 pub mod memory;
 pub mod rdkafka_client;
@@ -49,6 +50,15 @@ impl KafkaError {
     }
 }
 
+/// Which topic on which cluster a name stands for: the same name can come back as another
+/// topic (deleted and created again) or on another cluster (a changed `bootstrapServers`).
+/// Each part is `None` where the broker does not tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicIdentity {
+    pub cluster_id: Option<String>,
+    pub topic_id: Option<String>,
+}
+
 /// How far a consumer group is behind, and when it last committed (if it says).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupProgress {
@@ -85,6 +95,13 @@ pub trait KafkaAccess: Send + Sync {
         target: &'a KafkaTarget,
         names: &'a [String],
     ) -> BoxFuture<'a, Result<BTreeMap<String, ObservedTopic>, KafkaError>>;
+
+    /// The identity of `topic` (cluster id and topic id); `None` when it does not exist.
+    fn topic_identity<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicIdentity>, KafkaError>>;
 
     /// Makes one change.
     fn apply<'a>(&'a self, target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>>;

@@ -14,8 +14,9 @@ use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::describe_topic_ids::{TopicLookup, describe_topic_id};
 use super::incremental_alter_configs::set_topic_configs;
-use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets};
+use super::{GroupProgress, KafkaAccess, KafkaError, KafkaTarget, PartitionOffsets, TopicIdentity};
 use crate::plan::stores::OutgoingRecord;
 use crate::plan::topics::{ObservedTopic, TopicAction};
 use crate::replicator::checkpoint::{Checkpoints, ReaderLog, read_checkpoints};
@@ -111,6 +112,20 @@ impl RdKafkaAccess {
             out.insert(name.clone(), ObservedTopic { partitions: partitions[name], configs });
         }
         Ok(out)
+    }
+
+    async fn identity(&self, target: &KafkaTarget, topic: &str) -> Result<Option<TopicIdentity>, KafkaError> {
+        let admin = self.admin(target)?;
+        let (topic, timeout) = (topic.to_string(), self.timeout);
+        tokio::task::spawn_blocking(move || {
+            let found = describe_topic_id(&admin, &topic, timeout).map_err(|e| failed("DescribeTopics", e))?;
+            let TopicLookup::Found(topic_id) = found else { return Ok(None) };
+            // The metadata answer carries the cluster id (None from a broker that has none).
+            let cluster_id = admin.inner().fetch_cluster_id(timeout);
+            Ok(Some(TopicIdentity { cluster_id, topic_id }))
+        })
+        .await
+        .map_err(|e| failed("DescribeTopics", e))?
     }
 
     async fn apply_action(&self, target: &KafkaTarget, action: &TopicAction) -> Result<(), KafkaError> {
@@ -339,6 +354,14 @@ impl KafkaAccess for RdKafkaAccess {
         names: &'a [String],
     ) -> BoxFuture<'a, Result<BTreeMap<String, ObservedTopic>, KafkaError>> {
         self.describe(target, names).boxed()
+    }
+
+    fn topic_identity<'a>(
+        &'a self,
+        target: &'a KafkaTarget,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicIdentity>, KafkaError>> {
+        self.identity(target, topic).boxed()
     }
 
     fn apply<'a>(&'a self, target: &'a KafkaTarget, action: &'a TopicAction) -> BoxFuture<'a, Result<(), KafkaError>> {

@@ -1,10 +1,13 @@
 //! What a StoreRegion publishes: every store when something changed, tombstones for the
 //! stores removed (or all of them when the region leaves a pipeline or is deleted), and
-//! nothing at all when the records are those already published.
+//! nothing at all when the records are those already published where they were published
+//! (the same topic on the same cluster: a topic created again, or another cluster, gets
+//! every store again).
 
 use crate::build::config_map::sha256_hex;
 use crate::build::store_records::StoreRecord;
 use crate::crd::StoreRegionStatus;
+use crate::kafka_admin::TopicIdentity;
 
 /// One record to produce: `value: None` is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +24,7 @@ pub struct StorePlan {
     pub published_topic: Option<String>,
     pub published_stores: Vec<String>,
     pub published_digest: Option<String>,
+    pub published_identity: TopicIdentity,
 }
 
 impl StorePlan {
@@ -30,6 +34,27 @@ impl StorePlan {
     pub fn tombstones(&self) -> usize {
         self.records.iter().filter(|r| r.value.is_none()).count()
     }
+    /// Nothing produced, and the status keeps what it says was published (the target topic
+    /// is not there yet: publishing would let the broker create it with the wrong settings).
+    pub fn hold(status: &StoreRegionStatus) -> Self {
+        StorePlan {
+            records: Vec::new(),
+            published_topic: status.published_topic.clone(),
+            published_stores: status.published_stores.clone(),
+            published_digest: status.published_digest.clone(),
+            published_identity: published_identity(status),
+        }
+    }
+}
+
+/// The identity the status recorded for what it published.
+pub fn published_identity(status: &StoreRegionStatus) -> TopicIdentity {
+    TopicIdentity { cluster_id: status.published_cluster_id.clone(), topic_id: status.published_topic_id.clone() }
+}
+
+/// Whether two ids are known to differ (an unknown one differs from nothing).
+fn differ(a: Option<&str>, b: Option<&str>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a != b)
 }
 
 /// The digest of what is published where: unchanged digest, nothing to publish.
@@ -38,12 +63,21 @@ pub fn digest(topic: &str, records: &[StoreRecord]) -> String {
     sha256_hex(&format!("{topic}\n{body}"))
 }
 
-/// Plans the publication of `records` to `target` (None: the region feeds no pipeline, so
-/// whatever it published is withdrawn), given what `status` says was published before.
-pub fn plan_stores(target: Option<&str>, records: &[StoreRecord], status: &StoreRegionStatus) -> StorePlan {
+/// Plans the publication of `records` to `target`, the topic name and its identity (None:
+/// the region feeds no pipeline, so whatever it published is withdrawn), given what `status`
+/// says was published before.
+///
+/// The same name on another cluster, or a topic created again under the same name, is a new,
+/// empty topic: every store is published there, and no tombstone goes to it. Tombstones for
+/// a previous topic go only where it still is: the same cluster, the same topic.
+pub fn plan_stores(
+    target: Option<(&str, &TopicIdentity)>,
+    records: &[StoreRecord],
+    status: &StoreRegionStatus,
+) -> StorePlan {
     let previous_topic = status.published_topic.as_deref();
     let mut out = Vec::new();
-    let Some(target) = target else {
+    let Some((target, identity)) = target else {
         if let Some(previous) = previous_topic {
             for id in &status.published_stores {
                 out.push(OutgoingRecord { topic: previous.to_string(), key: id.clone(), value: None });
@@ -51,19 +85,33 @@ pub fn plan_stores(target: Option<&str>, records: &[StoreRecord], status: &Store
         }
         return StorePlan { records: out, ..StorePlan::default() };
     };
+    let before = published_identity(status);
+    let same_cluster = !differ(before.cluster_id.as_deref(), identity.cluster_id.as_deref());
+    let same_topic = previous_topic == Some(target)
+        && same_cluster
+        && !differ(before.topic_id.as_deref(), identity.topic_id.as_deref());
     let new_digest = digest(target, records);
     let ids: Vec<String> = records.iter().map(|r| r.store_id.clone()).collect();
-    if previous_topic == Some(target) && status.published_digest.as_deref() == Some(new_digest.as_str()) {
-        return StorePlan {
-            records: Vec::new(),
-            published_topic: Some(target.to_string()),
-            published_stores: ids,
-            published_digest: Some(new_digest),
-        };
+    let published = |records: Vec<OutgoingRecord>| StorePlan {
+        records,
+        published_topic: Some(target.to_string()),
+        published_stores: ids.clone(),
+        published_digest: Some(new_digest.clone()),
+        // What is learnt of the identity is kept; an id the broker stops telling is not lost.
+        published_identity: TopicIdentity {
+            cluster_id: identity.cluster_id.clone().or_else(|| before.cluster_id.clone().filter(|_| same_cluster)),
+            topic_id: identity.topic_id.clone().or_else(|| before.topic_id.clone().filter(|_| same_topic)),
+        },
+    };
+    if same_topic && status.published_digest.as_deref() == Some(new_digest.as_str()) {
+        return published(Vec::new());
     }
-    if let Some(previous) = previous_topic {
+    if let Some(previous) = previous_topic
+        && same_cluster
+    {
         for id in &status.published_stores {
-            if previous != target || !ids.contains(id) {
+            let moved = previous != target;
+            if moved || (same_topic && !ids.contains(id)) {
                 out.push(OutgoingRecord { topic: previous.to_string(), key: id.clone(), value: None });
             }
         }
@@ -75,12 +123,7 @@ pub fn plan_stores(target: Option<&str>, records: &[StoreRecord], status: &Store
             value: Some(serde_json::to_string(record).unwrap_or_default()),
         });
     }
-    StorePlan {
-        records: out,
-        published_topic: Some(target.to_string()),
-        published_stores: ids,
-        published_digest: Some(new_digest),
-    }
+    published(out)
 }
 
 /// On deletion of the region: a tombstone for every published store.
@@ -106,8 +149,16 @@ mod tests {
         }
     }
 
+    /// Topic `topic` as first created on cluster `c1`.
+    fn at(topic: &str) -> TopicIdentity {
+        TopicIdentity { cluster_id: Some("c1".into()), topic_id: Some(format!("id-{topic}")) }
+    }
+
     fn published(topic: &str, ids: &[&str], records: &[StoreRecord]) -> StoreRegionStatus {
+        let identity = at(topic);
         StoreRegionStatus {
+            published_cluster_id: identity.cluster_id,
+            published_topic_id: identity.topic_id,
             published_topic: Some(topic.to_string()),
             published_stores: ids.iter().map(|s| s.to_string()).collect(),
             published_digest: Some(digest(topic, records)),
@@ -124,8 +175,15 @@ mod tests {
         (topic.to_string(), key.to_string(), tombstone)
     }
 
-    /// (what, target topic, records, status before, expected (topic, key, tombstone))
-    type Case = (&'static str, Option<&'static str>, Vec<StoreRecord>, StoreRegionStatus, Vec<(String, String, bool)>);
+    /// (what, target topic and its identity, records, status before, expected (topic, key,
+    /// tombstone))
+    type Case = (
+        &'static str,
+        Option<(&'static str, TopicIdentity)>,
+        Vec<StoreRecord>,
+        StoreRegionStatus,
+        Vec<(String, String, bool)>,
+    );
 
     #[test]
     fn store_plans() {
@@ -135,35 +193,35 @@ mod tests {
         let cases: Vec<Case> = vec![
             (
                 "onboarding: every store published",
-                Some("p.stores"),
+                Some(("p.stores", at("p.stores"))),
                 vec![a.clone(), b.clone()],
                 StoreRegionStatus::default(),
                 vec![row("p.stores", "a", false), row("p.stores", "b", false)],
             ),
             (
                 "unchanged: nothing published",
-                Some("p.stores"),
+                Some(("p.stores", at("p.stores"))),
                 vec![a.clone(), b.clone()],
                 published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
                 vec![],
             ),
             (
                 "removal: a tombstone for the removed store",
-                Some("p.stores"),
+                Some(("p.stores", at("p.stores"))),
                 vec![a.clone()],
                 published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
                 vec![row("p.stores", "b", true), row("p.stores", "a", false)],
             ),
             (
                 "a changed store is published again",
-                Some("p.stores"),
+                Some(("p.stores", at("p.stores"))),
                 vec![a_renamed.clone(), b.clone()],
                 published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
                 vec![row("p.stores", "a", false), row("p.stores", "b", false)],
             ),
             (
                 "moved to another pipeline: tombstones there, records here",
-                Some("q.stores"),
+                Some(("q.stores", at("q.stores"))),
                 vec![a.clone()],
                 published("p.stores", &["a"], std::slice::from_ref(&a)),
                 vec![row("p.stores", "a", true), row("q.stores", "a", false)],
@@ -175,16 +233,48 @@ mod tests {
                 published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
                 vec![row("p.stores", "a", true), row("p.stores", "b", true)],
             ),
+            (
+                "the topic was deleted and created again: every store again, no tombstone",
+                Some(("p.stores", TopicIdentity { topic_id: Some("id-again".into()), ..at("p.stores") })),
+                vec![a.clone()],
+                published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
+                vec![row("p.stores", "a", false)],
+            ),
+            (
+                "the pipeline's cluster changed: every store on the new one, no tombstone",
+                Some((
+                    "p.stores",
+                    TopicIdentity { cluster_id: Some("c2".into()), topic_id: Some("id-p.stores".into()) },
+                )),
+                vec![a.clone(), b.clone()],
+                published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
+                vec![row("p.stores", "a", false), row("p.stores", "b", false)],
+            ),
+            (
+                "moved to a pipeline on another cluster: no tombstone sent there for the old topic",
+                Some(("q.stores", TopicIdentity { cluster_id: Some("c2".into()), topic_id: Some("id-q".into()) })),
+                vec![a.clone()],
+                published("p.stores", &["a"], std::slice::from_ref(&a)),
+                vec![row("q.stores", "a", false)],
+            ),
+            (
+                "a broker that tells no ids: the name and digest decide, as before",
+                Some(("p.stores", TopicIdentity::default())),
+                vec![a.clone(), b.clone()],
+                published("p.stores", &["a", "b"], &[a.clone(), b.clone()]),
+                vec![],
+            ),
         ];
         for (name, target, records, status, expected) in cases {
-            let plan = plan_stores(target, &records, &status);
+            let plan = plan_stores(target.as_ref().map(|(t, i)| (*t, i)), &records, &status);
             assert_eq!(summary(&plan), expected, "{name}");
         }
     }
 
     #[test]
     fn published_value_is_the_json_the_processor_reads() {
-        let plan = plan_stores(Some("p.stores"), &[record("a", "Store A")], &StoreRegionStatus::default());
+        let plan =
+            plan_stores(Some(("p.stores", &at("p.stores"))), &[record("a", "Store A")], &StoreRegionStatus::default());
         assert_eq!(
             plan.records[0].value.as_deref(),
             Some(
@@ -192,6 +282,16 @@ mod tests {
             )
         );
         assert_eq!(plan.published_stores, vec!["a"]);
+        assert_eq!(plan.published_identity, at("p.stores"));
+    }
+
+    #[test]
+    fn an_identity_the_broker_stops_telling_is_kept() {
+        let a = record("a", "Store A");
+        let status = published("p.stores", &["a"], std::slice::from_ref(&a));
+        let plan = plan_stores(Some(("p.stores", &TopicIdentity::default())), &[a], &status);
+        assert!(plan.records.is_empty());
+        assert_eq!(plan.published_identity, at("p.stores"));
     }
 
     #[test]

@@ -4,4 +4,5 @@
 pub mod alert_figures;
 pub mod conditions;
 pub mod pipeline;
+pub mod region;
 pub mod replication;
