@@ -10,14 +10,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use super::{Context, alert_policy, error_policy, retail_pipeline, store_region};
+use crate::crd::common::KafkaConnection;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
+use crate::credentials::credentials;
 use crate::http::{HttpState, router};
 use crate::kafka_admin::rdkafka_client::RdKafkaAccess;
 use crate::kube_requests::CountRequestsLayer;
@@ -145,7 +148,14 @@ async fn run_controllers(
     autoscaling: futures::channel::mpsc::UnboundedReceiver<ObjectRef<RetailPipeline>>,
 ) {
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=stockpulse-operator");
-    let pipelines = Controller::new(api::<RetailPipeline>(&client, &namespace), watcher::Config::default())
+    let pipelines = Controller::new(api::<RetailPipeline>(&client, &namespace), watcher::Config::default());
+    let pipeline_store = pipelines.store();
+    let pipelines = pipelines
+        // A Secret a pipeline names (Kafka TLS or SASL) created, fixed or rotated: that
+        // pipeline is reconciled at once. Only the Secrets' metadata is watched.
+        .watches_stream(secret_changes(&client, &namespace), move |secret| {
+            naming_secret(&pipeline_store.state(), &secret, |p: &RetailPipeline| vec![&p.spec.kafka.connection])
+        })
         .owns(api::<Deployment>(&client, &namespace), owned.clone())
         .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
         .owns(api::<Service>(&client, &namespace), owned.clone())
@@ -173,7 +183,11 @@ async fn run_controllers(
     // regionSelector, its topic names, its windows).
     let regions = Controller::new(api::<StoreRegion>(&client, &namespace), watcher::Config::default());
     let region_store = regions.store();
+    let secret_region_store = region_store.clone();
     let regions = regions
+        .watches_stream(secret_changes(&client, &namespace), move |secret| {
+            naming_secret(&secret_region_store.state(), &secret, |r: &StoreRegion| r.spec.kafka.iter().collect())
+        })
         .watches(api::<RetailPipeline>(&client, &namespace), watcher::Config::default(), move |pipeline| {
             naming(&region_store.state(), &pipeline, |r: &StoreRegion| r.spec.pipeline_ref.name.as_str())
         })
@@ -198,6 +212,34 @@ async fn run_controllers(
             }
         });
     futures::join!(pipelines, regions, policies);
+}
+
+/// Every change to a Secret of the watched namespaces, metadata only (no Secret data is
+/// held by the operator's watch).
+fn secret_changes(
+    client: &Client,
+    namespace: &Option<String>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
+    watcher(api::<PartialObjectMeta<Secret>>(client, namespace), watcher::Config::default()).touched_objects()
+}
+
+/// The objects of `all` in the Secret's namespace whose Kafka connections name it.
+fn naming_secret<K>(
+    all: &[Arc<K>],
+    secret: &PartialObjectMeta<Secret>,
+    connections: impl Fn(&K) -> Vec<&KafkaConnection>,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + ResourceExt,
+{
+    let name = secret.name_any();
+    all.iter()
+        .filter(|o| {
+            o.namespace() == secret.namespace()
+                && connections(o).into_iter().any(|c| credentials(c).iter().any(|s| s.secret == name))
+        })
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 
 /// The objects of `all` in the pipeline's namespace whose `pipelineRef` names it.
