@@ -9,6 +9,8 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka_sys as sys;
 
+use super::admin_request::admin_request;
+
 /// Sets `configs` on `topic` (SET operations only; other configs untouched). Blocks up to
 /// `timeout`: call it from a blocking task.
 pub fn set_topic_configs(
@@ -24,8 +26,6 @@ pub fn set_topic_configs(
         let v = CString::new(v.as_str()).map_err(|_| format!("config value {v:?} contains a NUL byte"))?;
         owned.push((k, v));
     }
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let rk = admin.inner().native_ptr();
     // SAFETY: every pointer passed to librdkafka is either created here and destroyed
     // before return, or owned by `admin`, which outlives this call; the strings outlive
     // the calls that read them (librdkafka copies them).
@@ -49,42 +49,35 @@ pub fn set_topic_configs(
                 return Err(message);
             }
         }
-        let options =
-            sys::rd_kafka_AdminOptions_new(rk, sys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS);
-        let mut errstr = [0 as std::os::raw::c_char; 256];
-        sys::rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr.as_mut_ptr(), errstr.len());
-        let queue = sys::rd_kafka_queue_new(rk);
-        let mut resources = [resource];
-        sys::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, options, queue);
-        let event = sys::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
-        let result = if event.is_null() {
-            Err(format!("no answer within {timeout:?}"))
-        } else if sys::rd_kafka_event_error(event) != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            Err(CStr::from_ptr(sys::rd_kafka_event_error_string(event)).to_string_lossy().into_owned())
-        } else {
-            let answer = sys::rd_kafka_event_IncrementalAlterConfigs_result(event);
-            let mut count = 0usize;
-            let results = sys::rd_kafka_IncrementalAlterConfigs_result_resources(answer, &mut count);
-            let mut outcome = Ok(());
-            for i in 0..count {
-                let r = *results.add(i);
-                if sys::rd_kafka_ConfigResource_error(r) != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    let text = sys::rd_kafka_ConfigResource_error_string(r);
-                    let message = if text.is_null() {
-                        format!("{:?}", sys::rd_kafka_ConfigResource_error(r))
-                    } else {
-                        CStr::from_ptr(text).to_string_lossy().into_owned()
-                    };
-                    outcome = Err(message);
+        let op = sys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS;
+        let result = admin_request(
+            admin,
+            op,
+            timeout,
+            |rk, options, queue| {
+                let mut resources = [resource];
+                sys::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, options, queue);
+            },
+            |event| {
+                let answer = sys::rd_kafka_event_IncrementalAlterConfigs_result(event);
+                let mut count = 0usize;
+                let results = sys::rd_kafka_IncrementalAlterConfigs_result_resources(answer, &mut count);
+                let mut outcome = Ok(());
+                for i in 0..count {
+                    let r = *results.add(i);
+                    if sys::rd_kafka_ConfigResource_error(r) != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                        let text = sys::rd_kafka_ConfigResource_error_string(r);
+                        let message = if text.is_null() {
+                            format!("{:?}", sys::rd_kafka_ConfigResource_error(r))
+                        } else {
+                            CStr::from_ptr(text).to_string_lossy().into_owned()
+                        };
+                        outcome = Err(message);
+                    }
                 }
-            }
-            outcome
-        };
-        if !event.is_null() {
-            sys::rd_kafka_event_destroy(event);
-        }
-        sys::rd_kafka_queue_destroy(queue);
-        sys::rd_kafka_AdminOptions_destroy(options);
+                outcome
+            },
+        );
         sys::rd_kafka_ConfigResource_destroy(resource);
         result
     }

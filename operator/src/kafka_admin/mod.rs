@@ -2,6 +2,7 @@
 //! producer. A trait, so controllers are tested with an in-memory broker and the real
 //! implementation is tested against tansu.
 
+mod admin_request;
 mod describe_topic_ids;
 mod incremental_alter_configs;
 pub mod memory;

@@ -142,17 +142,7 @@ mod tests {
     use super::*;
 
     fn store(id: &str) -> StoreRecord {
-        StoreRecord {
-            store_id: id.to_string(),
-            name: format!("Store {id}"),
-            region: "eu-central".to_string(),
-            channel: stockpulse_processor::event::Channel::Physical,
-            format: String::new(),
-            city: String::new(),
-            country: "DE".to_string(),
-            timezone: "Europe/Berlin".to_string(),
-            currency: "EUR".to_string(),
-        }
+        crate::plan::stores::tests::record(id, &format!("Store {id}"))
     }
 
     fn selected(topic: &str) -> Selection {

@@ -132,10 +132,11 @@ pub fn plan_withdrawal(status: &StoreRegionStatus) -> Vec<OutgoingRecord> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(id: &str, name: &str) -> StoreRecord {
+    /// A store record of the region eu-central (Berlin time, euros).
+    pub(crate) fn record(id: &str, name: &str) -> StoreRecord {
         StoreRecord {
             store_id: id.to_string(),
             name: name.to_string(),
