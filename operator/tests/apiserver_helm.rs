@@ -253,10 +253,15 @@ async fn helm_installs_the_chart_and_its_rbac_lets_the_operator_reconcile_and_no
             .collect();
         assert_eq!(events, ["Reconciled"]);
 
-        // And no more: what the operator never does is refused.
+        // And no more: what the operator never does is refused. It reads and watches Secrets
+        // (a changed Kafka credential is picked up at once) but never writes one.
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "planted", "namespace": namespace}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
         forbidden(
-            Api::<Secret>::namespaced(operator.clone(), namespace).list(&ListParams::default()).await,
-            "list Secrets",
+            Api::<Secret>::namespaced(operator.clone(), namespace).create(&PostParams::default(), &secret).await,
+            "create a Secret",
         );
         forbidden(as_operator.delete("rbac", &DeleteParams::default()).await, "delete a RetailPipeline");
         forbidden(
