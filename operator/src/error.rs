@@ -21,6 +21,9 @@ pub enum Error {
     WritersRunning(String),
     #[error("Secret {name} (named by {field}) does not exist in namespace {namespace}")]
     SecretNotFound { name: String, namespace: String, field: &'static str },
+    /// The watch behind a cache stopped (the operator is shutting down).
+    #[error("the {0} cache is closed")]
+    CacheClosed(String),
 }
 
 impl Error {
@@ -38,6 +41,7 @@ impl Error {
             Error::MissingField(..) => "missing_field",
             Error::Secret { .. } | Error::SecretNotFound { .. } => "secret",
             Error::WritersRunning(_) => "writers_running",
+            Error::CacheClosed(_) => "cache_closed",
         }
     }
 }

@@ -24,6 +24,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use serde_json::{Value, json};
+use stockpulse_operator::controller::cache::Caches;
 use stockpulse_operator::controller::{Context, retail_pipeline};
 use stockpulse_operator::crd::RetailPipeline;
 use stockpulse_operator::kafka_admin::rdkafka_client::RdKafkaAccess;
@@ -200,22 +201,27 @@ async fn helm_installs_the_chart_and_its_rbac_lets_the_operator_reconcile_and_no
             .create(&PostParams::default(), &pipeline)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let ctx = Arc::new(Context::new(
-            operator.clone(),
-            Arc::new(RdKafkaAccess::default()),
-            Arc::new(Metrics::default()),
-            Some("operator-0".to_string()),
-        ));
+        // The operator reads through watch caches (list and watch), as `run` does.
+        let ctx = Arc::new(
+            Context::new(
+                operator.clone(),
+                Arc::new(RdKafkaAccess::default()),
+                Arc::new(Metrics::default()),
+                Some("operator-0".to_string()),
+            )
+            .with_caches(Caches::spawn(&operator, Some(namespace))),
+        );
         let as_operator: Api<RetailPipeline> = Api::namespaced(operator.clone(), namespace);
+        let as_admin: Api<RetailPipeline> = Api::namespaced(admin.clone(), namespace);
         let reconcile = || async {
-            let current = as_operator.get("rbac").await.unwrap_or_else(|e| panic!("get as the operator: {e}"));
+            let current = as_admin.get("rbac").await.unwrap_or_else(|e| panic!("{e}"));
             retail_pipeline::reconcile(Arc::new(current), ctx.clone())
                 .await
                 .unwrap_or_else(|e| panic!("reconcile as the operator: {e}"))
         };
         reconcile().await; // the finalizer
         reconcile().await; // topics, objects, status, event
-        let reconciled = as_operator.get("rbac").await.unwrap_or_else(|e| panic!("{e}"));
+        let reconciled = as_admin.get("rbac").await.unwrap_or_else(|e| panic!("{e}"));
         let topics_ready = reconciled
             .status
             .as_ref()
@@ -289,7 +295,7 @@ async fn helm_installs_the_chart_and_its_rbac_lets_the_operator_reconcile_and_no
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         reconcile().await;
-        assert!(as_operator.get_opt("rbac").await.unwrap_or_else(|e| panic!("{e}")).is_none());
+        assert!(as_admin.get_opt("rbac").await.unwrap_or_else(|e| panic!("{e}")).is_none());
         drop(plane);
     };
     tokio::time::timeout(TEST_TIMEOUT, test).await.expect("helm test timed out");

@@ -28,6 +28,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use serde_json::{Value, json};
 use stockpulse_e2e_local::kubelet::repository_of;
+use stockpulse_e2e_local::rbac;
 use stockpulse_processor::config::{PipelineConfig, TopicRole};
 use stockpulse_processor::generator::brand::catalog;
 use stockpulse_processor::generator::{Traffic, TrafficOptions};
@@ -746,6 +747,36 @@ async fn suite(cli: &Cli, services: &mut Services) {
             .await,
         );
     }
+
+    // ---- least privilege: what the whole lifecycle asked of the API server, against the grants
+    check(
+        "RBAC: manifests/operator/install.yaml grants exactly the verbs the operator used over the whole run",
+        rbac_matches(operator_port),
+    );
+}
+
+/// The operator's requests over the run, as RBAC permissions, against the install
+/// manifest's Roles and ClusterRoles (see [`rbac`]).
+fn rbac_matches(operator_port: u16) -> Result<(), String> {
+    const MANIFEST: &str = "manifests/operator/install.yaml";
+    let needed = rbac::needed(&operator_requests(operator_port)?);
+    let manifest = std::fs::read_to_string(MANIFEST).map_err(|e| format!("{MANIFEST}: {e}"))?;
+    let granted = rbac::granted(&manifest)?;
+    let shown: Vec<String> = needed.iter().map(ToString::to_string).collect();
+    println!("# RBAC needed by the operator's requests over the run: {}", shown.join(", "));
+    for unseen in rbac::needed_without_a_request() {
+        println!("# RBAC also granted: {} ({})", unseen.permission, unseen.why);
+    }
+    let (unused, missing) = rbac::compare(&needed, &granted);
+    let names = |p: &[rbac::Permission]| p.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    match (unused.is_empty(), missing.is_empty()) {
+        (true, true) => Ok(()),
+        (false, true) => Err(format!("granted but never used: {}", names(&unused))),
+        (true, false) => Err(format!("used but not granted: {}", names(&missing))),
+        (false, false) => {
+            Err(format!("granted but never used: {}; used but not granted: {}", names(&unused), names(&missing)))
+        }
+    }
 }
 
 /// A tansu broker as the region's own cluster: the region points at it, the operator runs a
@@ -1036,38 +1067,40 @@ fn traffic_for(
     })
 }
 
-/// The operator's writes to the API server (create, update, patch, delete), by verb and
-/// resource, as its `stockpulse_operator_kube_requests_total` counts them.
-fn operator_writes(operator_port: u16) -> Result<BTreeMap<(String, String), u64>, String> {
+/// The operator's requests to the API server so far, by verb and resource (its metric
+/// `stockpulse_operator_kube_requests_total`).
+fn operator_requests(operator_port: u16) -> Result<BTreeMap<(String, String), u64>, String> {
     let (status, _, body) = http_get(&format!("127.0.0.1:{operator_port}"), "/metrics")?;
     if status != 200 {
         return Err(format!("operator /metrics answered {status}"));
     }
-    let mut writes = BTreeMap::new();
+    let mut requests = BTreeMap::new();
     for line in body.lines().filter(|l| l.starts_with("stockpulse_operator_kube_requests_total{")) {
         let label = |name: &str| {
             line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
         };
-        let (verb, resource) = (label("verb"), label("resource"));
         let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-        if matches!(verb, "create" | "update" | "patch" | "delete") {
-            writes.insert((verb.to_string(), resource.to_string()), count);
-        }
+        requests.insert((label("verb").to_string(), label("resource").to_string()), count);
     }
-    Ok(writes)
+    Ok(requests)
 }
 
+/// How long the steady-state check watches the operator.
+const STEADY_WINDOW: Duration = Duration::from_secs(600);
+
 /// A converged system (two regions, two policies, two processors) under a consumer whose
-/// lag moves all the time (5 events a second): over 90 s the operator applies nothing, posts
-/// no Event, and writes each status at most once per sampling interval (a pipeline's 15 s,
-/// a region's and a policy's minute).
+/// lag moves all the time (5 events a second): over 10 minutes the operator applies nothing,
+/// posts no Event, writes each status at most once per sampling interval (a pipeline's
+/// 15 s, a region's and a policy's minute), and reads none of the objects it caches (its
+/// custom resources and what it owns) from the API server: every reconcile, the pipeline's
+/// 5-minute resync included, reads its watch caches.
 async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord], operator_port: u16) {
-    const WINDOW: Duration = Duration::from_secs(90);
+    const WINDOW: Duration = STEADY_WINDOW;
     let producer = traffic_for(ctx, config, stores, 11, 1, Duration::from_millis(200), WINDOW);
     let result = async {
-        let before = operator_writes(operator_port)?;
+        let before = operator_requests(operator_port)?;
         tokio::time::sleep(WINDOW).await;
-        let after = operator_writes(operator_port)?;
+        let after = operator_requests(operator_port)?;
         let sent = tokio::task::spawn_blocking(move || producer.join())
             .await
             .map_err(|e| e.to_string())?
@@ -1079,10 +1112,13 @@ async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord]
             .collect();
         let shown: Vec<String> = delta.iter().map(|((verb, resource), n)| format!("{verb} {resource}: {n}")).collect();
         println!(
-            "# steady state, {sent} events in {WINDOW:?}: the operator's writes: {}",
+            "# steady state, {sent} events in {WINDOW:?}: the operator's requests: {}",
             if shown.is_empty() { "none".into() } else { shown.join(", ") }
         );
-        let writes = |resource: &str| delta.iter().filter(|((_, r), _)| r == resource).map(|(_, n)| n).sum::<u64>();
+        let count = |verbs: &[&str], resource: &str| {
+            delta.iter().filter(|((v, r), _)| r == resource && verbs.contains(&v.as_str())).map(|(_, n)| n).sum::<u64>()
+        };
+        const WRITES: &[&str] = &["create", "update", "patch", "delete"];
         let mut wrong = Vec::new();
         for resource in [
             "deployments.apps",
@@ -1092,8 +1128,8 @@ async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord]
             "poddisruptionbudgets.policy",
             "events.events.k8s.io",
         ] {
-            if writes(resource) > 0 {
-                wrong.push(format!("{} writes of {resource}", writes(resource)));
+            if count(WRITES, resource) > 0 {
+                wrong.push(format!("{} writes of {resource}", count(WRITES, resource)));
             }
         }
         // One pipeline sampled every 15 s; two regions and two policies looked at every minute.
@@ -1102,13 +1138,31 @@ async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord]
             ("storeregions.retail.stockpulse.io/status", 2 * (WINDOW.as_secs() / 60 + 1)),
             ("alertpolicies.retail.stockpulse.io/status", 2 * (WINDOW.as_secs() / 60 + 1)),
         ] {
-            if writes(resource) > most {
-                wrong.push(format!("{} writes of {resource}, more than {most}", writes(resource)));
+            if count(WRITES, resource) > most {
+                wrong.push(format!("{} writes of {resource}, more than {most}", count(WRITES, resource)));
+            }
+        }
+        for resource in [
+            "retailpipelines.retail.stockpulse.io",
+            "storeregions.retail.stockpulse.io",
+            "alertpolicies.retail.stockpulse.io",
+            "deployments.apps",
+            "configmaps",
+            "services",
+            "serviceaccounts",
+            "poddisruptionbudgets.policy",
+        ] {
+            if count(&["get", "list"], resource) > 0 {
+                wrong.push(format!("{} reads of {resource} (it is cached)", count(&["get", "list"], resource)));
             }
         }
         if wrong.is_empty() { Ok(()) } else { Err(wrong.join("; ")) }
     };
-    check("steady state: no apply, no Event, each status written at most once per sampling interval", result.await);
+    check(
+        "steady state over 10 minutes: no apply, no Event, each status written at most once per sampling interval, \
+         no read of a cached kind",
+        result.await,
+    );
 }
 
 /// A short real surge: the generated traffic's peak is 20 events/s; 100/s (x5) for a

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use stockpulse_processor::config::TopicRole;
@@ -166,8 +165,7 @@ pub async fn sample_once(ctx: &Context, pipeline: &RetailPipeline) -> Result<Opt
     if offsets.is_empty() {
         return Ok(None);
     }
-    let deployment =
-        Api::<Deployment>::namespaced(ctx.client.clone(), &namespace).get_opt(&processor_name(pipeline)).await?;
+    let deployment = ctx.get::<Deployment>(&namespace, &processor_name(pipeline)).await?;
     let current = deployment.as_ref().and_then(|d| d.spec.replicas);
     let ready = deployment.as_ref().and_then(|d| d.status.as_ref().and_then(|s| s.ready_replicas)).unwrap_or(0);
     let now = ctx.now();
@@ -208,10 +206,9 @@ async fn run(
     key: String,
     trigger: UnboundedSender<ObjectRef<RetailPipeline>>,
 ) {
-    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     tracing::info!(pipeline = %name, namespace = %namespace, "autoscaling sampler started");
     loop {
-        let pipeline = match pipelines.get_opt(&name).await {
+        let pipeline = match ctx.get::<RetailPipeline>(&namespace, &name).await {
             Ok(Some(p)) if p.meta().deletion_timestamp.is_none() && p.spec.processor.autoscaling.enabled => p,
             Ok(_) => break,
             Err(e) => {

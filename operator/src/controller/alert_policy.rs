@@ -25,9 +25,8 @@ pub async fn reconcile(policy: Arc<AlertPolicy>, ctx: Arc<Context>) -> Result<Ac
     let namespace = policy.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
     let name = policy.name_any();
     let api: Api<AlertPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     let pipeline_name = &policy.spec.pipeline_ref.name;
-    let pipeline = pipelines.get_opt(pipeline_name).await?;
+    let pipeline = ctx.get::<RetailPipeline>(&namespace, pipeline_name).await?;
     let (ready, retry) = match &pipeline {
         None => (
             NewCondition::new(

@@ -1,6 +1,7 @@
 //! Server-side apply that writes nothing when the object already is as wanted: the desired
 //! object is compared with the observed one (every field the operator sets must be equal;
-//! fields the API server or others add are ignored), and applied only on a difference.
+//! fields the API server or others add are ignored), and applied only on a difference. The
+//! observed object comes from the operator's watch cache (see [`super::cache`]).
 
 use std::fmt::Debug;
 
@@ -10,6 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::Context;
+use super::cache::Cached;
 use crate::build::labels::FIELD_MANAGER;
 use crate::error::{Error, Result};
 
@@ -31,15 +34,16 @@ pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Applies `desired` unless `observed` already matches it. Returns the object as it now is
-/// and whether it was written.
-pub async fn apply_if_changed<K>(api: &Api<K>, desired: &K) -> Result<(K, bool)>
+/// Applies `desired` in `namespace` unless the object as the operator sees it (its watch
+/// cache, else a GET) already matches it. Returns the object as it now is and whether it was
+/// written.
+pub async fn apply_if_changed<K>(ctx: &Context, namespace: &str, desired: &K) -> Result<(K, bool)>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+    K: Cached + Serialize,
 {
     let name = desired.meta().name.clone().ok_or(Error::MissingField("object", "metadata.name"))?;
-    let observed = api.get_opt(&name).await?;
-    apply_unless_matching(api, desired, observed, false).await
+    let observed = ctx.get::<K>(namespace, &name).await?;
+    apply_unless_matching(&Api::namespaced(ctx.client.clone(), namespace), desired, observed, false).await
 }
 
 /// Applies `desired` unless `observed` (as read just before) already matches it, or always

@@ -2,6 +2,7 @@
 
 pub mod alert_policy;
 pub mod apply;
+pub mod cache;
 pub mod kafka_target;
 pub mod region_replication;
 pub mod retail_pipeline;
@@ -49,6 +50,8 @@ pub struct Context {
     /// Where samplers ask for a reconcile; `None`: no sampler runs (tests call
     /// `sample_once` themselves).
     pub sampler_trigger: Option<futures::channel::mpsc::UnboundedSender<ObjectRef<crate::crd::RetailPipeline>>>,
+    /// The watch caches reads go to; `None`: every read asks the API server.
+    pub caches: Option<cache::Caches>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -66,6 +69,7 @@ impl Context {
             clock: Arc::new(Utc::now),
             autoscaling: Arc::default(),
             sampler_trigger: None,
+            caches: None,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -82,6 +86,12 @@ impl Context {
         trigger: futures::channel::mpsc::UnboundedSender<ObjectRef<crate::crd::RetailPipeline>>,
     ) -> Self {
         self.sampler_trigger = Some(trigger);
+        self
+    }
+
+    /// Reads from these watch caches instead of the API server.
+    pub fn with_caches(mut self, caches: cache::Caches) -> Self {
+        self.caches = Some(caches);
         self
     }
 

@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
@@ -39,12 +39,11 @@ pub async fn reconcile(
     let name = region.name_any();
     let namespace = region.namespace().ok_or(Error::MissingField("StoreRegion", "metadata.namespace"))?;
     let reference = region.object_ref(&());
-    let api: Api<StoreRegion> = Api::namespaced(ctx.client.clone(), &namespace);
     let replicator_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let previous = region.status.clone().unwrap_or_default();
     let mut replication = ReplicationFigures::of(&previous);
     let topics = replicated_topics(p);
-    let others = other_regions(ctx, &api, region, p).await?;
+    let others = other_regions(ctx, region, p).await?;
     let plan = plan_replication(
         &name,
         &regional.bootstrap_servers,
@@ -64,7 +63,7 @@ pub async fn reconcile(
             let source = connection_target(&ctx.client, &namespace, regional).await?;
             let missing = create_regional_topics(ctx, &source, p, &reference).await;
             let desired = replicator_deployment(region, regional, p, &ctx.replicator_image, &ctx.settings.pods);
-            let (deployment, changed) = apply_if_changed(&replicator_api, &desired).await?;
+            let (deployment, changed) = apply_if_changed(ctx, &namespace, &desired).await?;
             if changed {
                 ctx.event(
                     &reference,
@@ -104,15 +103,10 @@ pub async fn reconcile(
 }
 
 /// The other regions of the namespace with a cluster of their own, and what they copy.
-async fn other_regions(
-    ctx: &Context,
-    api: &Api<StoreRegion>,
-    region: &StoreRegion,
-    pipeline: &RetailPipeline,
-) -> Result<Vec<OtherRegion>> {
+async fn other_regions(ctx: &Context, region: &StoreRegion, pipeline: &RetailPipeline) -> Result<Vec<OtherRegion>> {
     let mut others = Vec::new();
-    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &region.namespace().unwrap_or_default());
-    for other in api.list(&ListParams::default()).await?.items {
+    let namespace = region.namespace().unwrap_or_default();
+    for other in ctx.list::<StoreRegion>(&namespace).await? {
         let Some(kafka) = &other.spec.kafka else { continue };
         if other.name_any() == region.name_any() {
             continue;
@@ -120,7 +114,7 @@ async fn other_regions(
         let topics = if other.spec.pipeline_ref.name == pipeline.name_any() {
             replicated_topics(pipeline)
         } else {
-            match pipelines.get_opt(&other.spec.pipeline_ref.name).await? {
+            match ctx.get::<RetailPipeline>(&namespace, &other.spec.pipeline_ref.name).await? {
                 Some(p) => replicated_topics(&p),
                 None => continue,
             }

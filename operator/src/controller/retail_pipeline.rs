@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, ListParams};
+
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -210,8 +209,8 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
     let now_text = ctx.now_text();
 
     // Observe.
-    let regions = Api::<StoreRegion>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
-    let policies = Api::<AlertPolicy>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
+    let regions = ctx.list::<StoreRegion>(&namespace).await?;
+    let policies = ctx.list::<AlertPolicy>(&namespace).await?;
     let desired = desired_topics_with_sinks(&pipeline, &policies).unwrap_or_default();
     let names: Vec<String> = desired.iter().map(|t| t.name.clone()).collect();
     let mut observed_topics = BTreeMap::new();
@@ -276,17 +275,15 @@ async fn apply(pipeline: Arc<RetailPipeline>, ctx: Arc<Context>) -> Result<Actio
         describe_after_changes(&ctx, &target, &names, &created).await?
     };
     let o = &plan.objects;
-    let (_, sa) =
-        apply_if_changed(&Api::<ServiceAccount>::namespaced(client.clone(), &namespace), &o.service_account).await?;
-    let (_, cm) = apply_if_changed(&Api::<ConfigMap>::namespaced(client.clone(), &namespace), &o.config_map).await?;
-    let (_, svc) = apply_if_changed(&Api::<Service>::namespaced(client.clone(), &namespace), &o.service).await?;
-    let (_, pdb) =
-        apply_if_changed(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace), &o.pod_disruption_budget)
-            .await?;
+    let (_, sa) = apply_if_changed(&ctx, &namespace, &o.service_account).await?;
+    let (_, cm) = apply_if_changed(&ctx, &namespace, &o.config_map).await?;
+    let (_, svc) = apply_if_changed(&ctx, &namespace, &o.service).await?;
+    let (_, pdb) = apply_if_changed(&ctx, &namespace, &o.pod_disruption_budget).await?;
     // The Deployment: the replicas are decided against its current count.
     let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace);
     let mut plan = plan;
-    let observed_deployment = deployments.get_opt(&crate::build::labels::processor_name(&pipeline)).await?;
+    let observed_deployment =
+        ctx.get::<Deployment>(&namespace, &crate::build::labels::processor_name(&pipeline)).await?;
     let current = observed_deployment.as_ref().and_then(|d| d.spec.replicas);
     let replica_input = ReplicaInput {
         input_partitions: input_partitions(&plan),
@@ -478,7 +475,7 @@ async fn stop_writers(ctx: &Context, pipeline: &RetailPipeline) -> Result<Vec<St
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut running = Vec::new();
     let processor = crate::build::labels::processor_name(pipeline);
-    if let Some(deployment) = deployments.get_opt(&processor).await? {
+    if let Some(deployment) = ctx.get::<Deployment>(&namespace, &processor).await? {
         if deployment.spec.replicas != Some(0) {
             let patch = serde_json::json!({"spec": {"replicas": 0}});
             let params = kube::api::PatchParams { field_manager: Some(STOP_MANAGER.into()), ..Default::default() };
@@ -497,10 +494,10 @@ async fn stop_writers(ctx: &Context, pipeline: &RetailPipeline) -> Result<Vec<St
             running.push(format!("Deployment {processor} ({pods} pods)"));
         }
     }
-    let regions = Api::<StoreRegion>::namespaced(ctx.client.clone(), &namespace).list(&ListParams::default()).await?;
-    for region in regions.items.iter().filter(|r| r.spec.pipeline_ref.name == pipeline.name_any()) {
+    let regions = ctx.list::<StoreRegion>(&namespace).await?;
+    for region in regions.iter().filter(|r| r.spec.pipeline_ref.name == pipeline.name_any()) {
         let name = crate::build::replicator::replicator_name(region);
-        if deployments.get_opt(&name).await?.is_some() {
+        if ctx.get::<Deployment>(&namespace, &name).await?.is_some() {
             running.push(format!("Deployment {name} (replicator of StoreRegion {})", region.name_any()));
         }
     }

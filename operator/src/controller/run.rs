@@ -8,15 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use futures::stream::BoxStream;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 
+use super::cache::Caches;
 use super::{Context, alert_policy, error_policy, retail_pipeline, store_region};
 use crate::crd::common::KafkaConnection;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
@@ -102,9 +103,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     let kafka = Arc::new(RdKafkaAccess::default());
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
-    let ctx = Arc::new(
-        Context::new(client.clone(), kafka, metrics, Some(me)).with_settings(settings).with_sampler_trigger(trigger),
-    );
+    let ctx =
+        Context::new(client.clone(), kafka, metrics, Some(me)).with_settings(settings).with_sampler_trigger(trigger);
     let controllers = run_controllers(client.clone(), options.namespace.clone(), ctx, triggered);
     let keep_lease = async {
         if !options.leader_election {
@@ -144,28 +144,51 @@ where
 async fn run_controllers(
     client: Client,
     namespace: Option<String>,
-    ctx: Arc<Context>,
+    ctx: Context,
     autoscaling: futures::channel::mpsc::UnboundedReceiver<ObjectRef<RetailPipeline>>,
 ) {
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=stockpulse-operator");
-    let pipelines = Controller::new(api::<RetailPipeline>(&client, &namespace), watcher::Config::default());
-    let pipeline_store = pipelines.store();
+    // One reflector per kind the reconciles read: they read these caches, not the API server.
+    let (pipeline_store, pipeline_writer) = reflector::store();
+    let (region_store, region_writer) = reflector::store();
+    let (policy_store, policy_writer) = reflector::store();
+    let (deployments, deployment_writer) = reflector::store();
+    let (config_maps, config_map_writer) = reflector::store();
+    let (services, service_writer) = reflector::store();
+    let (service_accounts, service_account_writer) = reflector::store();
+    let (pod_disruption_budgets, pdb_writer) = reflector::store();
+    let ctx = Arc::new(ctx.with_caches(Caches {
+        pipelines: pipeline_store.clone(),
+        regions: region_store.clone(),
+        policies: policy_store.clone(),
+        deployments,
+        config_maps,
+        services,
+        service_accounts,
+        pod_disruption_budgets,
+    }));
+
+    let pipelines = Controller::for_stream(
+        spec_changes(api::<RetailPipeline>(&client, &namespace), Some(pipeline_writer)),
+        pipeline_store.clone(),
+    );
+    let secret_pipelines = pipeline_store.clone();
     let pipelines = pipelines
         // A Secret a pipeline names (Kafka TLS or SASL) created, fixed or rotated: that
         // pipeline is reconciled at once. Only the Secrets' metadata is watched.
         .watches_stream(secret_changes(&client, &namespace), move |secret| {
-            naming_secret(&pipeline_store.state(), &secret, |p: &RetailPipeline| vec![&p.spec.kafka.connection])
+            naming_secret(&secret_pipelines.state(), &secret, |p: &RetailPipeline| vec![&p.spec.kafka.connection])
         })
-        .owns(api::<Deployment>(&client, &namespace), owned.clone())
-        .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
-        .owns(api::<Service>(&client, &namespace), owned.clone())
-        .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, &namespace), owned)
-        .watches(api::<StoreRegion>(&client, &namespace), watcher::Config::default(), |region| {
+        // What it owns: any change, status included (a Deployment's ready replicas).
+        .owns_stream(owned(&client, &namespace, deployment_writer))
+        .owns_stream(owned(&client, &namespace, config_map_writer))
+        .owns_stream(owned(&client, &namespace, service_writer))
+        .owns_stream(owned(&client, &namespace, service_account_writer))
+        .owns_stream(owned(&client, &namespace, pdb_writer))
+        .watches_stream(spec_changes(api::<StoreRegion>(&client, &namespace), None), |region| {
             let ns = region.namespace().unwrap_or_default();
             Some(ObjectRef::new(&region.spec.pipeline_ref.name).within(&ns))
         })
-        .watches(api::<AlertPolicy>(&client, &namespace), watcher::Config::default(), |policy| {
+        .watches_stream(spec_changes(api::<AlertPolicy>(&client, &namespace), None), |policy| {
             let ns = policy.namespace().unwrap_or_default();
             Some(ObjectRef::new(&policy.spec.pipeline_ref.name).within(&ns))
         })
@@ -180,15 +203,17 @@ async fn run_controllers(
             }
         });
     // Regions and policies are looked at again when the pipeline they name changes (its
-    // regionSelector, its topic names, its windows).
-    let regions = Controller::new(api::<StoreRegion>(&client, &namespace), watcher::Config::default());
-    let region_store = regions.store();
-    let secret_region_store = region_store.clone();
+    // regionSelector, its topic names, its windows, its deletion).
+    let regions = Controller::for_stream(
+        spec_changes(api::<StoreRegion>(&client, &namespace), Some(region_writer)),
+        region_store.clone(),
+    );
+    let secret_regions = region_store.clone();
     let regions = regions
         .watches_stream(secret_changes(&client, &namespace), move |secret| {
-            naming_secret(&secret_region_store.state(), &secret, |r: &StoreRegion| r.spec.kafka.iter().collect())
+            naming_secret(&secret_regions.state(), &secret, |r: &StoreRegion| r.spec.kafka.iter().collect())
         })
-        .watches(api::<RetailPipeline>(&client, &namespace), watcher::Config::default(), move |pipeline| {
+        .watches_stream(spec_changes(api::<RetailPipeline>(&client, &namespace), None), move |pipeline| {
             naming(&region_store.state(), &pipeline, |r: &StoreRegion| r.spec.pipeline_ref.name.as_str())
         })
         .shutdown_on_signal()
@@ -198,10 +223,12 @@ async fn run_controllers(
                 tracing::debug!(error = %e, "StoreRegion controller");
             }
         });
-    let policies = Controller::new(api::<AlertPolicy>(&client, &namespace), watcher::Config::default());
-    let policy_store = policies.store();
+    let policies = Controller::for_stream(
+        spec_changes(api::<AlertPolicy>(&client, &namespace), Some(policy_writer)),
+        policy_store.clone(),
+    );
     let policies = policies
-        .watches(api::<RetailPipeline>(&client, &namespace), watcher::Config::default(), move |pipeline| {
+        .watches_stream(spec_changes(api::<RetailPipeline>(&client, &namespace), None), move |pipeline| {
             naming(&policy_store.state(), &pipeline, |p: &AlertPolicy| p.spec.pipeline_ref.name.as_str())
         })
         .shutdown_on_signal()
@@ -212,6 +239,47 @@ async fn run_controllers(
             }
         });
     futures::join!(pipelines, regions, policies);
+}
+
+/// What reconciles one of the operator's own kinds: a change of its spec (`generation`, which
+/// its deletion bumps too), its labels (a `regionSelector` selects regions by label) or its
+/// finalizers (kube's finalizer helper waits for the watch event of its own patch). A status
+/// write, the operator's own included, triggers nothing.
+pub fn spec_predicate<K: Resource>() -> impl Predicate<K> {
+    predicates::generation.combine(predicates::finalizers).combine(predicates::labels)
+}
+
+/// The watch of one of the operator's own kinds, filtered by [`spec_predicate`]; with a
+/// writer, every event (status writes included) also keeps that kind's cache.
+fn spec_changes<K>(api: Api<K>, cache: Option<Writer<K>>) -> BoxStream<'static, Result<K, watcher::Error>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let objects = match cache {
+        Some(writer) => events.reflect(writer).touched_objects().boxed(),
+        None => events.touched_objects().boxed(),
+    };
+    objects.predicate_filter(spec_predicate(), Default::default()).boxed()
+}
+
+/// The watch of the objects of one kind the operator manages, kept in `cache`.
+fn owned<K>(
+    client: &Client,
+    namespace: &Option<String>,
+    cache: Writer<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let managed = watcher::Config::default().labels(super::cache::MANAGED);
+    watcher(api::<K>(client, namespace), managed).default_backoff().reflect(cache).touched_objects()
 }
 
 /// Every change to a Secret of the watched namespaces, metadata only (no Secret data is
@@ -251,4 +319,40 @@ where
         .filter(|o| o.namespace() == pipeline.namespace() && pipeline_ref(o) == pipeline.name_any())
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::ResourceExt;
+    use kube::runtime::Predicate;
+
+    use super::spec_predicate;
+    use crate::crd::{RetailPipeline, RetailPipelineStatus};
+    use crate::fixtures::pipeline;
+
+    fn hash(p: &RetailPipeline) -> Option<u64> {
+        spec_predicate().hash_property(p)
+    }
+
+    #[test]
+    fn a_status_write_triggers_no_reconcile_and_spec_labels_finalizers_do() {
+        let mut before = pipeline();
+        before.metadata.generation = Some(3);
+        before.metadata.resource_version = Some("100".into());
+
+        let mut status_only = before.clone();
+        status_only.metadata.resource_version = Some("101".into());
+        status_only.status = Some(RetailPipelineStatus { observed_generation: Some(3), ..Default::default() });
+        assert_eq!(hash(&status_only), hash(&before));
+
+        let mut spec = before.clone();
+        spec.metadata.generation = Some(4);
+        let mut labelled = before.clone();
+        labelled.labels_mut().insert("tier".into(), "gold".into());
+        let mut finalized = before.clone();
+        finalized.metadata.finalizers = Some(vec!["retail.stockpulse.io/cleanup".into()]);
+        for changed in [&spec, &labelled, &finalized] {
+            assert_ne!(hash(changed), hash(&before));
+        }
+    }
 }

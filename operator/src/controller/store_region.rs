@@ -119,9 +119,8 @@ struct Observed {
 }
 
 async fn observe(ctx: &Context, region: &StoreRegion, namespace: &str) -> Result<Observed> {
-    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), namespace);
     let wanted = &region.spec.pipeline_ref.name;
-    let pipeline = pipelines.get_opt(wanted).await?;
+    let pipeline = ctx.get::<RetailPipeline>(namespace, wanted).await?;
     let mut target = None;
     let selection = match &pipeline {
         None => Selection::PipelineNotFound { pipeline: wanted.clone(), namespace: namespace.to_string() },
@@ -194,7 +193,8 @@ pub(super) async fn delete_replicator(
     why: &str,
 ) -> Result<()> {
     let name = replicator_name(region);
-    if api.get_opt(&name).await?.is_some() {
+    let namespace = region.namespace().unwrap_or_default();
+    if ctx.get::<Deployment>(&namespace, &name).await?.is_some() {
         api.delete(&name, &Default::default()).await?;
         ctx.event(&region.object_ref(&()), false, "ReplicatorDeleted", "Replicate", why.to_string()).await;
     }
@@ -208,8 +208,7 @@ async fn cleanup(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> 
         return Ok(Action::await_change());
     }
     let namespace = region.namespace().ok_or(Error::MissingField(KIND, "metadata.namespace"))?;
-    let pipelines: Api<RetailPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
-    match pipelines.get_opt(&region.spec.pipeline_ref.name).await? {
+    match ctx.get::<RetailPipeline>(&namespace, &region.spec.pipeline_ref.name).await? {
         Some(p) => {
             let target = kafka_target(&ctx.client, &p).await?;
             ctx.kafka.produce(&target, &records).await?;
