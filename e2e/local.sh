@@ -12,7 +12,8 @@
 # and exits 0, except with CI set (scripts/test-all.sh sets it), where that is a failure.
 #
 # Tools: `bash scripts/install-test-tools.sh` (sourced from .tools/env.sh when present).
-# Env: E2E_LOCAL_EVENTS (default 10000), E2E_LOCAL_KEEP=1 keeps the work folder.
+# Env: E2E_LOCAL_EVENTS (default 10000), E2E_LOCAL_STEADY_SECS (default 600, the steady-state
+# window), E2E_LOCAL_KEEP=1 keeps the work folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS

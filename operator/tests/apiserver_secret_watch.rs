@@ -18,8 +18,8 @@ use serde_json::json;
 use stockpulse_operator::controller::retail_pipeline::NOT_READY_RETRY;
 use stockpulse_operator::crd::RetailPipeline;
 use stockpulse_testkit::control_plane::{ControlPlane, Guarded};
-use stockpulse_testkit::free_port;
 use stockpulse_testkit::kafka::Kafka;
+use stockpulse_testkit::{free_port, operator_requests};
 
 const NAMESPACE: &str = "secret-watch";
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
@@ -68,7 +68,8 @@ async fn a_created_secret_is_picked_up_at_once_not_at_the_next_retry() {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
         namespaces.patch(NAMESPACE, &PatchParams::apply("stockpulse-test"), &Patch::Apply(&body)).await.unwrap();
 
-        let args: Vec<String> = ["run", "--http-addr", &format!("127.0.0.1:{}", free_port()), "--namespace", NAMESPACE]
+        let http = format!("127.0.0.1:{}", free_port());
+        let args: Vec<String> = ["run", "--http-addr", &http, "--namespace", NAMESPACE]
             .iter()
             .map(|a| a.to_string())
             .chain(["--leader-election".to_string(), "false".to_string()])
@@ -111,6 +112,11 @@ async fn a_created_secret_is_picked_up_at_once_not_at_the_next_retry() {
         let bound = NOT_READY_RETRY / 2;
         let took = reason_within(&pipelines, "SecretKeyMissing", bound, || operator.log_text()).await;
         println!("secret watch: the pipeline saw its new Secret after {took:?} (the retry would come after {NOT_READY_RETRY:?})");
+        // The read behind it is the one use of `get` on Secrets, which the chart grants (the
+        // local suite's Kafka names no Secret, so its RBAC check counts on this test for it).
+        let requests = operator_requests(&http).unwrap_or_else(|e| panic!("{e}"));
+        let gets = requests.get(&("get".to_string(), "secrets".to_string())).copied().unwrap_or(0);
+        assert!(gets > 0, "the operator read no Secret: {requests:?}");
     })
     .await
     .expect("secret watch test timed out");

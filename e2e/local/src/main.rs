@@ -36,6 +36,7 @@ use stockpulse_processor::reference::StoreRecord;
 use stockpulse_testkit::control_plane::{Binaries, ControlPlane, Guarded};
 use stockpulse_testkit::kafka::Kafka;
 use stockpulse_testkit::kafka::{Record, read_committed};
+use stockpulse_testkit::{http_get, operator_requests};
 
 const NS: &str = "acme-sports";
 const PIPELINE: &str = "acme-sports";
@@ -759,7 +760,7 @@ async fn suite(cli: &Cli, services: &mut Services) {
 /// manifest's Roles and ClusterRoles (see [`rbac`]).
 fn rbac_matches(operator_port: u16) -> Result<(), String> {
     const MANIFEST: &str = "manifests/operator/install.yaml";
-    let needed = rbac::needed(&operator_requests(operator_port)?);
+    let needed = rbac::needed(&operator_requests(&format!("127.0.0.1:{operator_port}"))?);
     let manifest = std::fs::read_to_string(MANIFEST).map_err(|e| format!("{MANIFEST}: {e}"))?;
     let granted = rbac::granted(&manifest)?;
     let shown: Vec<String> = needed.iter().map(ToString::to_string).collect();
@@ -1067,26 +1068,12 @@ fn traffic_for(
     })
 }
 
-/// The operator's requests to the API server so far, by verb and resource (its metric
-/// `stockpulse_operator_kube_requests_total`).
-fn operator_requests(operator_port: u16) -> Result<BTreeMap<(String, String), u64>, String> {
-    let (status, _, body) = http_get(&format!("127.0.0.1:{operator_port}"), "/metrics")?;
-    if status != 200 {
-        return Err(format!("operator /metrics answered {status}"));
-    }
-    let mut requests = BTreeMap::new();
-    for line in body.lines().filter(|l| l.starts_with("stockpulse_operator_kube_requests_total{")) {
-        let label = |name: &str| {
-            line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
-        };
-        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-        requests.insert((label("verb").to_string(), label("resource").to_string()), count);
-    }
-    Ok(requests)
+/// How long the steady-state check watches the operator: 10 minutes, or
+/// `E2E_LOCAL_STEADY_SECS` (a shorter run while working on the suite; its check then says so).
+fn steady_window() -> Duration {
+    let secs = std::env::var("E2E_LOCAL_STEADY_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    Duration::from_secs(secs)
 }
-
-/// How long the steady-state check watches the operator.
-const STEADY_WINDOW: Duration = Duration::from_secs(600);
 
 /// A converged system (two regions, two policies, two processors) under a consumer whose
 /// lag moves all the time (5 events a second): over 10 minutes the operator applies nothing,
@@ -1095,12 +1082,12 @@ const STEADY_WINDOW: Duration = Duration::from_secs(600);
 /// custom resources and what it owns) from the API server: every reconcile, the pipeline's
 /// 5-minute resync included, reads its watch caches.
 async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord], operator_port: u16) {
-    const WINDOW: Duration = STEADY_WINDOW;
-    let producer = traffic_for(ctx, config, stores, 11, 1, Duration::from_millis(200), WINDOW);
+    let window = steady_window();
+    let producer = traffic_for(ctx, config, stores, 11, 1, Duration::from_millis(200), window);
     let result = async {
-        let before = operator_requests(operator_port)?;
-        tokio::time::sleep(WINDOW).await;
-        let after = operator_requests(operator_port)?;
+        let before = operator_requests(&format!("127.0.0.1:{operator_port}"))?;
+        tokio::time::sleep(window).await;
+        let after = operator_requests(&format!("127.0.0.1:{operator_port}"))?;
         let sent = tokio::task::spawn_blocking(move || producer.join())
             .await
             .map_err(|e| e.to_string())?
@@ -1112,7 +1099,7 @@ async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord]
             .collect();
         let shown: Vec<String> = delta.iter().map(|((verb, resource), n)| format!("{verb} {resource}: {n}")).collect();
         println!(
-            "# steady state, {sent} events in {WINDOW:?}: the operator's requests: {}",
+            "# steady state, {sent} events in {window:?}: the operator's requests: {}",
             if shown.is_empty() { "none".into() } else { shown.join(", ") }
         );
         let count = |verbs: &[&str], resource: &str| {
@@ -1134,9 +1121,9 @@ async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord]
         }
         // One pipeline sampled every 15 s; two regions and two policies looked at every minute.
         for (resource, most) in [
-            ("retailpipelines.retail.stockpulse.io/status", WINDOW.as_secs() / 15 + 1),
-            ("storeregions.retail.stockpulse.io/status", 2 * (WINDOW.as_secs() / 60 + 1)),
-            ("alertpolicies.retail.stockpulse.io/status", 2 * (WINDOW.as_secs() / 60 + 1)),
+            ("retailpipelines.retail.stockpulse.io/status", window.as_secs() / 15 + 1),
+            ("storeregions.retail.stockpulse.io/status", 2 * (window.as_secs() / 60 + 1)),
+            ("alertpolicies.retail.stockpulse.io/status", 2 * (window.as_secs() / 60 + 1)),
         ] {
             if count(WRITES, resource) > most {
                 wrong.push(format!("{} writes of {resource}, more than {most}", count(WRITES, resource)));
@@ -1159,8 +1146,10 @@ async fn steady_state(ctx: &Ctx, config: &PipelineConfig, stores: &[StoreRecord]
         if wrong.is_empty() { Ok(()) } else { Err(wrong.join("; ")) }
     };
     check(
-        "steady state over 10 minutes: no apply, no Event, each status written at most once per sampling interval, \
-         no read of a cached kind",
+        &format!(
+            "steady state over {window:?}: no apply, no Event, each status written at most once per sampling \
+             interval, no read of a cached kind"
+        ),
         result.await,
     );
 }
@@ -1365,23 +1354,6 @@ fn same(name: &str, kafka: &BTreeMap<String, Value>, replay: &BTreeMap<String, V
             replay.len()
         ))
     }
-}
-
-/// A GET on a loopback HTTP address: (status, `Location`, body).
-fn http_get(address: &str, path: &str) -> Result<(u16, Option<String>, String), String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).map_err(|e| format!("connect {address}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).map_err(|e| format!("GET {path} on {address}: {e}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let location = head.lines().find_map(|l| {
-        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim().to_string())
-    });
-    // A chunked body is not expected from the processor (its answers carry a length).
-    Ok((status, location, body.to_string()))
 }
 
 /// Every 25th position of replay's inventory, asked of the first processor's read API (a

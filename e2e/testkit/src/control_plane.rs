@@ -6,7 +6,8 @@
 //! `system:masters`), the service-account signing key pair, and an admin kubeconfig
 //! (`kubeconfig`).
 //!
-//! The API server runs with `--authorization-mode=RBAC`. No kubelet runs. By default
+//! The API server runs with `--authorization-mode=RBAC` and the admission plugin
+//! `OwnerReferencesPermissionEnforcement` (besides the default ones). No kubelet runs. By default
 //! ([`ControlPlane::shared`]) no kube-controller-manager runs either: nothing turns
 //! Deployments into ReplicaSets or pods, and owned objects are not garbage-collected (tests
 //! assert the owner references instead), and nothing but the test writes to the API server.
@@ -364,6 +365,9 @@ impl ControlPlane {
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             "--api-audiences=https://kubernetes.default.svc.cluster.local".into(),
             "--authorization-mode=RBAC".into(),
+            // As many clusters run it: setting blockOwnerDeletion on an owner reference needs
+            // `update` on the owner's finalizers (the operator's RBAC grants that).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             // The `kubernetes` Service's endpoints may not be a loopback address; no
             // in-cluster client needs them here.

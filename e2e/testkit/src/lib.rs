@@ -73,3 +73,39 @@ pub fn wait_for_port(addr: &str, what: &str, timeout: std::time::Duration) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A GET on a loopback HTTP address: (status, `Location`, body).
+pub fn http_get(address: &str, path: &str) -> Result<(u16, Option<String>, String), String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).map_err(|e| format!("connect {address}: {e}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(|e| format!("GET {path} on {address}: {e}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let location = head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim().to_string())
+    });
+    // A chunked body is not expected (the processor's and operator's answers carry a length).
+    Ok((status, location, body.to_string()))
+}
+
+/// A `stockpulse-operator run` process's requests to the API server so far, by verb and
+/// resource: its metric `stockpulse_operator_kube_requests_total` from `/metrics` at
+/// `address`.
+pub fn operator_requests(address: &str) -> Result<std::collections::BTreeMap<(String, String), u64>, String> {
+    let (status, _, body) = http_get(address, "/metrics")?;
+    if status != 200 {
+        return Err(format!("operator /metrics answered {status}"));
+    }
+    let mut requests = std::collections::BTreeMap::new();
+    for line in body.lines().filter(|l| l.starts_with("stockpulse_operator_kube_requests_total{")) {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
+        };
+        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
+        requests.insert((label("verb").to_string(), label("resource").to_string()), count);
+    }
+    Ok(requests)
+}

@@ -203,7 +203,8 @@ async fn run_controllers(
             }
         });
     // Regions and policies are looked at again when the pipeline they name changes (its
-    // regionSelector, its topic names, its windows, its deletion).
+    // regionSelector, its topic names, its windows, its deletion); regions also when its
+    // topics become ready or go missing.
     let regions = Controller::for_stream(
         spec_changes(api::<StoreRegion>(&client, &namespace), Some(region_writer)),
         region_store.clone(),
@@ -213,9 +214,12 @@ async fn run_controllers(
         .watches_stream(secret_changes(&client, &namespace), move |secret| {
             naming_secret(&secret_regions.state(), &secret, |r: &StoreRegion| r.spec.kafka.iter().collect())
         })
-        .watches_stream(spec_changes(api::<RetailPipeline>(&client, &namespace), None), move |pipeline| {
-            naming(&region_store.state(), &pipeline, |r: &StoreRegion| r.spec.pipeline_ref.name.as_str())
-        })
+        .watches_stream(
+            filtered(api::<RetailPipeline>(&client, &namespace), None, pipeline_for_regions),
+            move |pipeline| {
+                naming(&region_store.state(), &pipeline, |r: &StoreRegion| r.spec.pipeline_ref.name.as_str())
+            },
+        )
         .shutdown_on_signal()
         .run(store_region::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -249,9 +253,37 @@ pub fn spec_predicate<K: Resource>() -> impl Predicate<K> {
     predicates::generation.combine(predicates::finalizers).combine(predicates::labels)
 }
 
+/// What reconciles a region when its pipeline changes: what [`spec_predicate`] passes, and
+/// the pipeline's `TopicsReady` condition (a region publishes to the pipeline's `stores`
+/// topic, which the pipeline's reconcile creates or finds missing).
+pub fn pipeline_for_regions(pipeline: &RetailPipeline) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let topics = pipeline
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "TopicsReady"))
+        .map(|c| (c.status.as_str(), c.reason.as_str()));
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (spec_predicate().hash_property(pipeline), topics).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// The watch of one of the operator's own kinds, filtered by [`spec_predicate`]; with a
 /// writer, every event (status writes included) also keeps that kind's cache.
 fn spec_changes<K>(api: Api<K>, cache: Option<Writer<K>>) -> BoxStream<'static, Result<K, watcher::Error>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    filtered(api, cache, spec_predicate())
+}
+
+/// The watch of `api`, keeping `cache` when given, passing on the objects whose `predicate`
+/// hash changed.
+fn filtered<K>(
+    api: Api<K>,
+    cache: Option<Writer<K>>,
+    predicate: impl Predicate<K> + Send + Unpin + 'static,
+) -> BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -260,7 +292,7 @@ where
         Some(writer) => events.reflect(writer).touched_objects().boxed(),
         None => events.touched_objects().boxed(),
     };
-    objects.predicate_filter(spec_predicate(), Default::default()).boxed()
+    objects.predicate_filter(predicate, Default::default()).boxed()
 }
 
 /// The watch of the objects of one kind the operator manages, kept in `cache`.
@@ -326,7 +358,8 @@ mod tests {
     use kube::ResourceExt;
     use kube::runtime::Predicate;
 
-    use super::spec_predicate;
+    use super::{pipeline_for_regions, spec_predicate};
+    use crate::crd::common::Condition;
     use crate::crd::{RetailPipeline, RetailPipelineStatus};
     use crate::fixtures::pipeline;
 
@@ -354,5 +387,29 @@ mod tests {
         for changed in [&spec, &labelled, &finalized] {
             assert_ne!(hash(changed), hash(&before));
         }
+    }
+
+    #[test]
+    fn regions_also_hear_of_their_pipelines_topics_becoming_ready() {
+        let condition = |status: &str, reason: &str| Condition {
+            type_: "TopicsReady".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: "m".into(),
+            last_transition_time: "2026-12-03T00:00:00Z".into(),
+            observed_generation: Some(1),
+        };
+        let with = |conditions: Vec<Condition>, lag: Option<i64>| {
+            let mut p = pipeline();
+            p.metadata.generation = Some(1);
+            p.status = Some(RetailPipelineStatus { conditions, consumer_lag: lag, ..Default::default() });
+            pipeline_for_regions(&p)
+        };
+        let missing = with(vec![condition("False", "TopicsMissing")], None);
+        let ready = with(vec![condition("True", "TopicsReconciled")], None);
+        assert_ne!(missing, ready);
+        assert_ne!(with(vec![], None), ready);
+        // Live figures do not wake the regions.
+        assert_eq!(with(vec![condition("True", "TopicsReconciled")], Some(42)), ready);
     }
 }
