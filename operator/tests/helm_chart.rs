@@ -63,6 +63,36 @@ fn chart_with_two_replicas_adds_a_pdb_and_keeps_leader_election() {
     assert!(yaml.contains("- --namespace=acme-sports"));
 }
 
+/// The verbs the rendered Role or ClusterRole grants on Secrets.
+fn secret_verbs(yaml: &str) -> Vec<String> {
+    use serde::Deserialize;
+    let mut verbs = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value = serde_yaml::Value::deserialize(document).unwrap();
+        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        for rule in value.get("rules").and_then(|r| r.as_sequence()).into_iter().flatten() {
+            let resources = rule.get("resources").and_then(|r| r.as_sequence()).cloned().unwrap_or_default();
+            if resources.iter().any(|r| r.as_str() == Some("secrets")) {
+                let granted = rule.get("verbs").and_then(|v| v.as_sequence()).cloned().unwrap_or_default();
+                verbs.extend(granted.iter().filter_map(|v| v.as_str().map(str::to_string)));
+            }
+        }
+    }
+    verbs
+}
+
+#[test]
+fn without_the_secret_watch_the_operator_may_only_get_secrets() {
+    assert_eq!(secret_verbs(&helm_template(&[])), ["get", "list", "watch"]);
+    let yaml = helm_template(&["--set", "watchSecrets=false"]);
+    validate_strict(&yaml);
+    assert_eq!(secret_verbs(&yaml), ["get"]);
+    assert!(yaml.contains("- --watch-secrets=false"));
+}
+
 #[test]
 fn chart_passes_the_allowed_processor_images_to_the_operator() {
     let yaml = helm_template(&["--set", "allowedProcessorImages={ghcr.io/stockpulse/,registry.local/processor}"]);
@@ -158,6 +188,7 @@ const OPTIONS: &[(&str, &[&str], &str)] = &[
     ("leaderElection.enabled", &["leaderElection.enabled=false"], "- --leader-election=false"),
     ("leaderElection.leaseName", &["leaderElection.leaseName=acme-lease"], "- --lease-name=acme-lease"),
     ("watchNamespace", &["watchNamespace=acme-sports"], "- --namespace=acme-sports"),
+    ("watchSecrets", &["watchSecrets=false"], "- --watch-secrets=false"),
     ("allowedProcessorImages", &["allowedProcessorImages={ghcr.io/acme/}"], "value: \"ghcr.io/acme/\""),
     ("logLevel", &["logLevel=debug"], "value: \"debug\""),
     ("resources", &["resources.limits.memory=512Mi"], "memory: 512Mi"),

@@ -48,6 +48,11 @@ pub struct RunOptions {
     /// This replica's identity (default: $POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Watch Secret metadata, so a Secret a Kafka connection names is picked up as soon as
+    /// it is created, fixed or rotated (needs list and watch on Secrets). `false`: it is
+    /// picked up at the next retry or resync.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_secrets: bool,
 }
 
 pub fn run_blocking(options: RunOptions) -> anyhow::Result<ExitCode> {
@@ -105,7 +110,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
     let ctx =
         Context::new(client.clone(), kafka, metrics, Some(me)).with_settings(settings).with_sampler_trigger(trigger);
-    let controllers = run_controllers(client.clone(), options.namespace.clone(), ctx, triggered);
+    let secrets = Secrets { watch: options.watch_secrets };
+    let controllers = run_controllers(client.clone(), options.namespace.clone(), secrets, ctx, triggered);
     let keep_lease = async {
         if !options.leader_election {
             return futures::future::pending::<anyhow::Result<()>>().await;
@@ -141,9 +147,16 @@ where
     }
 }
 
+/// Whether the controllers watch Secrets (`--watch-secrets`).
+#[derive(Clone, Copy)]
+struct Secrets {
+    watch: bool,
+}
+
 async fn run_controllers(
     client: Client,
     namespace: Option<String>,
+    secrets: Secrets,
     ctx: Context,
     autoscaling: futures::channel::mpsc::UnboundedReceiver<ObjectRef<RetailPipeline>>,
 ) {
@@ -175,7 +188,7 @@ async fn run_controllers(
     let pipelines = pipelines
         // A Secret a pipeline names (Kafka TLS or SASL) created, fixed or rotated: that
         // pipeline is reconciled at once. Only the Secrets' metadata is watched.
-        .watches_stream(secret_changes(&client, &namespace), move |secret| {
+        .watches_stream(secret_changes(&client, &namespace, secrets), move |secret| {
             naming_secret(&secret_pipelines.state(), &secret, |p: &RetailPipeline| vec![&p.spec.kafka.connection])
         })
         // What it owns: any change, status included (a Deployment's ready replicas).
@@ -211,7 +224,7 @@ async fn run_controllers(
     );
     let secret_regions = region_store.clone();
     let regions = regions
-        .watches_stream(secret_changes(&client, &namespace), move |secret| {
+        .watches_stream(secret_changes(&client, &namespace, secrets), move |secret| {
             naming_secret(&secret_regions.state(), &secret, |r: &StoreRegion| r.spec.kafka.iter().collect())
         })
         .watches_stream(
@@ -315,12 +328,19 @@ where
 }
 
 /// Every change to a Secret of the watched namespaces, metadata only (no Secret data is
-/// held by the operator's watch).
+/// held by the operator's watch); nothing ever without the Secret watch.
 fn secret_changes(
     client: &Client,
     namespace: &Option<String>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
-    watcher(api::<PartialObjectMeta<Secret>>(client, namespace), watcher::Config::default()).touched_objects()
+    secrets: Secrets,
+) -> BoxStream<'static, Result<PartialObjectMeta<Secret>, watcher::Error>> {
+    if !secrets.watch {
+        return futures::stream::pending().boxed();
+    }
+    watcher(api::<PartialObjectMeta<Secret>>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .boxed()
 }
 
 /// The objects of `all` in the Secret's namespace whose Kafka connections name it.

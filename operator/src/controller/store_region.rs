@@ -185,7 +185,8 @@ async fn replicate(
     })
 }
 
-/// Deletes the region's replicator if there is one, with an Event saying `why`.
+/// Deletes the region's replicator if there is one, with an Event saying `why`. The cache
+/// may still show a replicator just deleted: a delete that finds nothing is no error.
 pub(super) async fn delete_replicator(
     api: &Api<Deployment>,
     region: &StoreRegion,
@@ -194,11 +195,17 @@ pub(super) async fn delete_replicator(
 ) -> Result<()> {
     let name = replicator_name(region);
     let namespace = region.namespace().unwrap_or_default();
-    if ctx.get::<Deployment>(&namespace, &name).await?.is_some() {
-        api.delete(&name, &Default::default()).await?;
-        ctx.event(&region.object_ref(&()), false, "ReplicatorDeleted", "Replicate", why.to_string()).await;
+    if ctx.get::<Deployment>(&namespace, &name).await?.is_none() {
+        return Ok(());
     }
-    Ok(())
+    match api.delete(&name, &Default::default()).await {
+        Ok(_) => {
+            ctx.event(&region.object_ref(&()), false, "ReplicatorDeleted", "Replicate", why.to_string()).await;
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn cleanup(region: Arc<StoreRegion>, ctx: Arc<Context>) -> Result<Action> {
