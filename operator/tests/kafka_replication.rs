@@ -461,7 +461,12 @@ fn a_source_outage_of_sixty_seconds_is_reported_and_caught_up() {
     let found = wait_caught_up(&source.bootstrap, &target.bootstrap, Duration::from_secs(120));
     let copied = assert_exactly_once(&target.bootstrap, 100_000);
     let status = found.status.expect("a status record");
-    assert_eq!((status.reason.as_str(), status.records_copied, status.records_lost), ("Replicating", copied, 0));
+    assert_eq!(
+        (status.reason.as_str(), status.records_copied, status.records_lost),
+        ("Replicating", copied, 0),
+        "the replicator's log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     assert!(replicator.try_wait().expect("try_wait").is_none(), "the replicator exited");
     replicator.kill().ok();
     let _ = replicator.wait();

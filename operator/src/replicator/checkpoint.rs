@@ -126,7 +126,9 @@ impl rdkafka::ClientContext for ReaderLog {
 impl ConsumerContext for ReaderLog {}
 
 /// Reads a checkpoint topic to its end with a `read_committed` consumer (`reader` must be
-/// one); `Ok(None)` when the topic does not exist. With `tail`, only the last `tail` records
+/// one): to its last stable offset when the read begins, so whole transactions only, each
+/// partition's checkpoints with the status committed with them. `Ok(None)` when the topic
+/// does not exist. With `tail`, only the last `tail` records
 /// of each partition are read (enough to find the newest status record).
 pub fn read_checkpoints<C: ConsumerContext>(
     reader: &BaseConsumer<C>,
@@ -168,9 +170,16 @@ pub fn read_checkpoints<C: ConsumerContext>(
         }
         match reader.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                checkpoints.apply(message.key(), message.payload());
-                if ends.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
-                    ends.remove(&message.partition());
+                let Some(end) = ends.get(&message.partition()).copied() else { continue };
+                match place(message.offset(), end) {
+                    Place::Before => checkpoints.apply(message.key(), message.payload()),
+                    Place::Last => {
+                        checkpoints.apply(message.key(), message.payload());
+                        ends.remove(&message.partition());
+                    }
+                    Place::Beyond => {
+                        ends.remove(&message.partition());
+                    }
                 }
             }
             // The end of what is committed (the last stable offset): a transaction marker or
@@ -183,6 +192,28 @@ pub fn read_checkpoints<C: ConsumerContext>(
         }
     }
     Ok(Some(checkpoints))
+}
+
+/// Where a record stands against the end a read stops at (the last stable offset when it
+/// began).
+#[derive(Debug, PartialEq, Eq)]
+enum Place {
+    /// Before the end's last offset: read it and go on.
+    Before,
+    /// The last offset before the end: read it and stop.
+    Last,
+    /// At or past the end: a transaction committed since the read began. Its records are
+    /// left out: reading some of them (the checkpoints before its status record) would
+    /// mix two transactions.
+    Beyond,
+}
+
+fn place(offset: i64, end: i64) -> Place {
+    match offset.saturating_add(1).cmp(&end) {
+        std::cmp::Ordering::Less => Place::Before,
+        std::cmp::Ordering::Equal => Place::Last,
+        std::cmp::Ordering::Greater => Place::Beyond,
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +233,18 @@ mod tests {
         assert_eq!(parse_partition_key("t/-1"), None);
         assert_eq!(parse_partition_key("t/99999999999"), None);
         assert_eq!(checkpoint_topic_of("stockpulse-replicator.acme.eu"), "stockpulse-replicator.acme.eu.checkpoints");
+    }
+
+    #[test]
+    fn a_read_stops_at_its_end_and_leaves_out_a_transaction_committed_since() {
+        // The end is the last stable offset (after the transaction marker at end - 1); the
+        // record at `end` opens a transaction committed after the read began.
+        assert_eq!(place(0, 10), Place::Before);
+        assert_eq!(place(8, 10), Place::Before);
+        assert_eq!(place(9, 10), Place::Last);
+        assert_eq!(place(10, 10), Place::Beyond);
+        assert_eq!(place(11, 10), Place::Beyond);
+        assert_eq!(place(i64::MAX, i64::MAX), Place::Last, "no overflow");
     }
 
     #[test]
