@@ -115,6 +115,10 @@ pub fn resume(replication: &Replication, health: &Health) -> Result<Resumed, Ses
         .set("queued.min.messages", "50000")
         // Prefetched records per partition, at most 8 MiB: bounded memory with many partitions.
         .set("queued.max.messages.kbytes", "8192")
+        // Past either bound librdkafka backs every partition off for fetch.queue.backoff.ms,
+        // 1 s by default: long enough for the copy to drain the queue and wait (as the
+        // processor found). 10 ms keeps the queue filled.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .map_err(|e| failed(Side::Source, "creating the source consumer", e))?;
     let source_counts = partition_counts(consumer.client(), &replication.topics, Side::Source, "the regional cluster")?;
