@@ -244,6 +244,9 @@ fn main() {
 
     // The highest sustained rate: a backlog processed from a standing start.
     processor.terminate(Duration::from_secs(30));
+    if backlog == 0 {
+        return; // `--backlog 0`: the rates only
+    }
     // As fast as the producer goes (the rate it is given is never the limit).
     let produced = produce_at(&pipeline, &catalog, next, backlog, 1);
     let started = Instant::now();
