@@ -128,8 +128,8 @@ impl ConsumerContext for ReaderLog {}
 /// Reads a checkpoint topic to its end with a `read_committed` consumer (`reader` must be
 /// one): to its last stable offset when the read begins, so whole transactions only, each
 /// partition's checkpoints with the status committed with them. `Ok(None)` when the topic
-/// does not exist. With `tail`, only the last `tail` records
-/// of each partition are read (enough to find the newest status record).
+/// does not exist. With `tail`, only the last `tail` records of each partition are read
+/// (enough to find the newest status record).
 pub fn read_checkpoints<C: ConsumerContext>(
     reader: &BaseConsumer<C>,
     topic: &str,
