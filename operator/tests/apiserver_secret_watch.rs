@@ -87,11 +87,12 @@ async fn start(namespace: &str, watch_secrets: bool) -> Option<Started> {
     .iter()
     .map(|a| a.to_string())
     .collect();
+    let log_filter = std::env::var("STOCKPULSE_OPERATOR_RUST_LOG").unwrap_or_else(|_| "info".into());
     let operator = Guarded::spawn(
         &format!("{namespace}-operator"),
         Path::new(env!("CARGO_BIN_EXE_stockpulse-operator")),
         &args,
-        &[("KUBECONFIG", plane.kubeconfig.as_os_str()), ("RUST_LOG", OsStr::new("info"))],
+        &[("KUBECONFIG", plane.kubeconfig.as_os_str()), ("RUST_LOG", OsStr::new(&log_filter))],
         plane.dir().join(format!("{namespace}-operator.log")),
     );
 

@@ -12,12 +12,11 @@ use futures::stream::BoxStream;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::cache::Caches;
+use super::cache::{self, CacheWriter, Caches};
 use super::{Context, alert_policy, error_policy, retail_pipeline, store_region};
 use crate::crd::common::KafkaConnection;
 use crate::crd::{AlertPolicy, RetailPipeline, StoreRegion};
@@ -161,18 +160,20 @@ async fn run_controllers(
     autoscaling: futures::channel::mpsc::UnboundedReceiver<ObjectRef<RetailPipeline>>,
 ) {
     // One reflector per kind the reconciles read: they read these caches, not the API server.
-    let (pipeline_store, pipeline_writer) = reflector::store();
-    let (region_store, region_writer) = reflector::store();
-    let (policy_store, policy_writer) = reflector::store();
-    let (deployments, deployment_writer) = reflector::store();
-    let (config_maps, config_map_writer) = reflector::store();
-    let (services, service_writer) = reflector::store();
-    let (service_accounts, service_account_writer) = reflector::store();
-    let (pod_disruption_budgets, pdb_writer) = reflector::store();
+    let (pipeline_cache, pipeline_writer) = cache::cache();
+    let (region_cache, region_writer) = cache::cache();
+    let (policy_cache, policy_writer) = cache::cache();
+    let (deployments, deployment_writer) = cache::cache();
+    let (config_maps, config_map_writer) = cache::cache();
+    let (services, service_writer) = cache::cache();
+    let (service_accounts, service_account_writer) = cache::cache();
+    let (pod_disruption_budgets, pdb_writer) = cache::cache();
+    let (pipeline_store, region_store, policy_store) =
+        (pipeline_cache.store.clone(), region_cache.store.clone(), policy_cache.store.clone());
     let ctx = Arc::new(ctx.with_caches(Caches {
-        pipelines: pipeline_store.clone(),
-        regions: region_store.clone(),
-        policies: policy_store.clone(),
+        pipelines: pipeline_cache,
+        regions: region_cache,
+        policies: policy_cache,
         deployments,
         config_maps,
         services,
@@ -283,7 +284,7 @@ pub fn pipeline_for_regions(pipeline: &RetailPipeline) -> Option<u64> {
 
 /// The watch of one of the operator's own kinds, filtered by [`spec_predicate`]; with a
 /// writer, every event (status writes included) also keeps that kind's cache.
-fn spec_changes<K>(api: Api<K>, cache: Option<Writer<K>>) -> BoxStream<'static, Result<K, watcher::Error>>
+fn spec_changes<K>(api: Api<K>, cache: Option<CacheWriter<K>>) -> BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -294,7 +295,7 @@ where
 /// hash changed.
 fn filtered<K>(
     api: Api<K>,
-    cache: Option<Writer<K>>,
+    cache: Option<CacheWriter<K>>,
     predicate: impl Predicate<K> + Send + Unpin + 'static,
 ) -> BoxStream<'static, Result<K, watcher::Error>>
 where
@@ -302,7 +303,7 @@ where
 {
     let events = watcher(api, watcher::Config::default()).default_backoff();
     let objects = match cache {
-        Some(writer) => events.reflect(writer).touched_objects().boxed(),
+        Some(writer) => writer.keep(events).touched_objects().boxed(),
         None => events.touched_objects().boxed(),
     };
     objects.predicate_filter(predicate, Default::default()).boxed()
@@ -312,7 +313,7 @@ where
 fn owned<K>(
     client: &Client,
     namespace: &Option<String>,
-    cache: Writer<K>,
+    cache: CacheWriter<K>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -324,7 +325,7 @@ where
         + 'static,
 {
     let managed = watcher::Config::default().labels(super::cache::MANAGED);
-    watcher(api::<K>(client, namespace), managed).default_backoff().reflect(cache).touched_objects()
+    cache.keep(watcher(api::<K>(client, namespace), managed).default_backoff()).touched_objects()
 }
 
 /// Every change to a Secret of the watched namespaces, metadata only (no Secret data is
