@@ -58,7 +58,7 @@ jsonpath() { kubectl -n "$NS" get "$1" -o "jsonpath=$2"; }
 equals() { [ "$(jsonpath "$1" "$2")" = "$3" ]; }
 
 echo "==> kind cluster $CLUSTER"
-kind get clusters 2>/dev/null | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER" --config e2e/kind-config.yaml --wait 120s
+kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null || kind create cluster --name "$CLUSTER" --config e2e/kind-config.yaml --wait 120s
 
 echo "==> operator image"
 docker build -f operator/Dockerfile -t "$OPERATOR_IMAGE" .

