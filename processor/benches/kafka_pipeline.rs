@@ -164,9 +164,21 @@ fn commit_summary(address: &str) -> String {
     // Every generated event is valid: a dead letter here means the benchmark measures the
     // wrong work (it once sent a channel the processor refused, 90% of its events).
     assert!(dead == 0.0, "{dead} of {events} events dead-lettered");
+    let mean = |count: f64, sum: f64| if count > 0.0 { sum / count * 1000.0 } else { 0.0 };
+    let phase = |name: &str| {
+        let labels = format!("{{phase=\"{name}\"}}");
+        let (count, sum) = (
+            value(&format!("stockpulse_processor_commit_phase_seconds_count{labels}")),
+            value(&format!("stockpulse_processor_commit_phase_seconds_sum{labels}")),
+        );
+        format!("{name} {:.1}", mean(count, sum))
+    };
     format!(
-        "events: {events:.0}, none dead-lettered; commits: {count:.0}, mean {:.1} ms",
-        if count > 0.0 { sum / count * 1000.0 } else { 0.0 }
+        "events: {events:.0}, none dead-lettered; commits: {count:.0}, mean {:.1} ms ({}, {}, {} ms)",
+        mean(count, sum),
+        phase("deliver"),
+        phase("offsets"),
+        phase("end"),
     )
 }
 

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub restore_records: Counter,
     pub restore_seconds: Histogram,
     pub commit_seconds: Histogram,
+    pub commit_phase_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub tasks: Gauge,
     pub reference_errors: Family<Labels, Counter>,
     pub kafka_errors: Family<Labels, Counter>,
@@ -86,11 +87,18 @@ impl Metrics {
         registry.register("restore_records", "Changelog records read while restoring tasks", restore_records.clone());
         let restore_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         registry.register("restore_seconds", "Time to restore a task's state", restore_seconds.clone());
-        let commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let commit_seconds = commit_histogram();
         registry.register(
             "commit_seconds",
             "Time to commit the work of every task (the transaction, or the flush and the offsets)",
             commit_seconds.clone(),
+        );
+        let commit_phase_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(commit_histogram as fn() -> Histogram);
+        registry.register(
+            "commit_phase_seconds",
+            "Time of each phase of a transaction's commit, by phase: deliver (the outputs acknowledged), offsets (the input offsets added), end (the transaction committed)",
+            commit_phase_seconds.clone(),
         );
         let tasks = Gauge::default();
         registry.register("tasks", "Tasks (input partition numbers) this instance processes", tasks.clone());
@@ -142,6 +150,7 @@ impl Metrics {
             restore_records,
             restore_seconds,
             commit_seconds,
+            commit_phase_seconds,
             tasks,
             reference_errors,
             kafka_errors,
@@ -152,6 +161,12 @@ impl Metrics {
             webhook_deliveries,
             webhook_in_flight,
         }
+    }
+
+    /// The histograms of each phase of a transaction's commit.
+    pub fn commit_phases(&self) -> super::committer::Phases {
+        let phase = |name: &str| self.commit_phase_seconds.get_or_create(&vec![("phase", name.to_string())]).clone();
+        super::committer::Phases { deliver: phase("deliver"), offsets: phase("offsets"), end: phase("end") }
     }
 
     /// Adds what the engine did between two of its statistics.
@@ -187,4 +202,8 @@ impl Metrics {
         let _ = encode(&mut text, &self.registry);
         text
     }
+}
+
+fn commit_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
 }

@@ -12,6 +12,7 @@
 //! that owns the group, which merges them (see `engine::merge`).
 
 mod client;
+mod committer;
 pub mod http;
 pub mod metrics;
 mod query;
@@ -61,6 +62,10 @@ pub enum RunError {
     Restore { partition: i32, message: String },
     #[error("HTTP server: {0}")]
     Http(String),
+    #[error(
+        "the commit thread stopped without an answer: the open transaction is in doubt; exiting so that a restart resumes from what was committed"
+    )]
+    CommitInDoubt,
 }
 
 impl RunError {
@@ -275,7 +280,7 @@ fn run_with(
         metrics.clone(),
         health.clone(),
         options.merge,
-    );
+    )?;
     let table: Vec<ReferenceUpdate> = references.snapshot().collect();
     worker.apply_references(&table, table.clone().into_iter());
     let worker = Arc::new(Mutex::new(worker));
@@ -372,8 +377,10 @@ fn process_loop(
             })?;
             updates.clear();
         }
-        // Poll outside the worker's lock: rebalance callbacks take it.
-        let polled = consumer.poll(Duration::from_millis(50));
+        // Poll outside the worker's lock: rebalance callbacks take it. Briefly while a commit
+        // is in flight, so that its end is taken soon when no record comes.
+        let committing = with_worker(worker, |w| Ok(w.committing()))?;
+        let polled = consumer.poll(Duration::from_millis(if committing { 5 } else { 50 }));
         match polled {
             None => {}
             Some(Ok(message)) => {
@@ -410,10 +417,7 @@ fn process_loop(
                 w.tick(consumer, now)?;
                 last_tick = Instant::now();
             }
-            if w.commit_due(options.commit_interval) {
-                w.commit(consumer)?;
-            }
-            Ok(())
+            w.commit_step(consumer, options.commit_interval)
         })?;
     }
     Ok(())

@@ -24,6 +24,7 @@ use crate::engine::{Engine, InputRecord, RepartitionRecord, StateChange};
 use crate::output::Output;
 use crate::reference::ReferenceUpdate;
 
+use super::committer::{self, Committer, Ended};
 use super::http::Health;
 use super::metrics::Metrics;
 use super::task::{self, INVENTORY, OFFSETS_HEADER, REPARTITION, SALES, Task};
@@ -115,8 +116,9 @@ pub struct Worker {
     pub config: Arc<PipelineConfig>,
     pub topics: Topics,
     client: ClientConfig,
-    producer: BaseProducer<DeliveryContext>,
-    exactly_once: bool,
+    producer: Arc<BaseProducer<DeliveryContext>>,
+    /// Commits transactions beside the processing loop (exactly-once only).
+    committer: Option<Committer>,
     tasks: BTreeMap<i32, Task>,
     suspended: BTreeMap<i32, Task>,
     /// Reference data as it stands, for tasks created later.
@@ -125,6 +127,7 @@ pub struct Worker {
     changes: Vec<StateChange>,
     /// Input record timestamps of the open transaction (end-to-end latency at commit).
     timestamps: Vec<i64>,
+    /// When the last commit began: the next is due an interval later (and once it has ended).
     last_commit: Instant,
     merge: task::MergeOptions,
     /// Input partitions, which is the number of tasks of the pipeline.
@@ -150,8 +153,16 @@ impl Worker {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         merge: task::MergeOptions,
-    ) -> Self {
-        Worker {
+    ) -> Result<Self, RunError> {
+        let producer = Arc::new(producer);
+        let committer = match config.processing.exactly_once {
+            true => Some(
+                Committer::spawn(producer.clone(), KAFKA_TIMEOUT, metrics.commit_phases())
+                    .map_err(|e| RunError::Config(format!("cannot start the commit thread: {e}")))?,
+            ),
+            false => None,
+        };
+        Ok(Worker {
             input_topics: [
                 Arc::from(topics.sales.as_str()),
                 Arc::from(topics.inventory.as_str()),
@@ -162,10 +173,10 @@ impl Worker {
             value: Vec::with_capacity(1024),
             output_counters: BTreeMap::new(),
             topics,
-            exactly_once: config.processing.exactly_once,
             config,
             client,
             producer,
+            committer,
             tasks: BTreeMap::new(),
             suspended: BTreeMap::new(),
             references: Vec::new(),
@@ -176,7 +187,7 @@ impl Worker {
             fatal: None,
             metrics,
             health,
-        }
+        })
     }
 
     /// The engine of task `partition`, if this instance holds it.
@@ -198,7 +209,7 @@ impl Worker {
 
     /// Waits for records still on their way (at-least-once mode) before the process exits.
     pub fn flush_producer(&self) {
-        if let Err(e) = flush(&self.producer, KAFKA_TIMEOUT) {
+        if let Err(e) = committer::flush(&self.producer, KAFKA_TIMEOUT) {
             tracing::warn!(error = %e, "flushing the producer at shutdown");
         }
     }
@@ -349,11 +360,25 @@ impl Worker {
         self.send_outputs()
     }
 
-    pub fn commit_due(&self, interval: Duration) -> bool {
-        self.last_commit.elapsed() >= interval
+    /// Whether the loop has commit work: the commit in flight has ended, or none is in flight
+    /// and an interval has passed since the last one began.
+    pub fn commit_due(&mut self, interval: Duration) -> bool {
+        match &mut self.committer {
+            Some(committer) if committer.busy() => committer.has_ended(),
+            _ => self.last_commit.elapsed() >= interval,
+        }
+    }
+
+    /// Whether a commit is in flight (or its end not yet taken): the producer takes no record.
+    pub fn committing(&self) -> bool {
+        self.committer.as_ref().is_some_and(Committer::busy)
     }
 
     fn send_outputs(&mut self) -> Result<(), RunError> {
+        if self.committing() {
+            // The outputs wait in order in `outputs` for the next transaction.
+            return Ok(());
+        }
         for output in std::mem::take(&mut self.outputs) {
             let role = output.role();
             let key = output.key();
@@ -412,16 +437,42 @@ impl Worker {
             .inc();
     }
 
-    /// Flushes every task, writes its changelog and commits it all with the input offsets.
-    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
-        // The interval runs from the end of this commit, so that records get processed
-        // between commits however long a commit takes.
-        let result = self.commit_now(consumer);
-        self.last_commit = Instant::now();
-        result
+    /// The loop's commit work: takes the end of the commit in flight, and begins the next
+    /// one when it is due. Records are processed while a commit is in flight.
+    pub fn commit_step<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        interval: Duration,
+    ) -> Result<(), RunError> {
+        if let Some(ended) = self.committer.as_mut().and_then(Committer::take_ended) {
+            self.after_commit(consumer, ended)?;
+        }
+        if !self.committing() && self.last_commit.elapsed() >= interval {
+            self.begin_commit(consumer)?;
+        }
+        Ok(())
     }
 
-    fn commit_now<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+    /// Commits everything processed so far and waits for it (rebalance, shutdown).
+    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        self.finish_commit(consumer)?;
+        self.begin_commit(consumer)?;
+        self.finish_commit(consumer)
+    }
+
+    /// Waits for the commit in flight, if any, and takes its end.
+    fn finish_commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        match self.committer.as_mut().and_then(Committer::wait) {
+            Some(ended) => self.after_commit(consumer, ended),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes every task, writes its changelog and commits it all with the input offsets:
+    /// hands the transaction to the commit thread (exactly-once), or flushes and commits the
+    /// offsets here (at-least-once).
+    fn begin_commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        self.last_commit = Instant::now();
         let mut offsets = TopicPartitionList::new();
         let mut any = false;
         for task in self.tasks.values_mut() {
@@ -475,51 +526,50 @@ impl Worker {
         if !any {
             return Ok(());
         }
+        if let Some(committer) = &mut self.committer {
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| RunError::Config("the consumer has no group metadata to commit offsets with".into()))?;
+            committer.start(offsets, group, std::mem::take(&mut self.timestamps));
+            return Ok(());
+        }
         let started = Instant::now();
-        if self.exactly_once {
-            self.commit_transaction(consumer, &offsets)?;
-        } else {
-            flush(&self.producer, KAFKA_TIMEOUT).map_err(|e| RunError::kafka("flushing outputs", e))?;
-            let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
-            if failed > 0 {
-                return Err(RunError::Delivery(failed));
-            }
-            if offsets.count() > 0 {
-                consumer
-                    .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
-                    .map_err(|e| RunError::kafka("committing input offsets", e))?;
-            }
-            self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
+        committer::flush(&self.producer, KAFKA_TIMEOUT).map_err(|e| RunError::kafka("flushing outputs", e))?;
+        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            return Err(RunError::Delivery(failed));
         }
-        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-        let now = now_millis();
-        for ts in self.timestamps.drain(..) {
-            self.metrics.latency.observe(now.saturating_sub(ts).max(0) as f64 / 1000.0);
+        if offsets.count() > 0 {
+            consumer
+                .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+                .map_err(|e| RunError::kafka("committing input offsets", e))?;
         }
-        self.health.set_kafka_error(None);
+        let timestamps = std::mem::take(&mut self.timestamps);
+        self.committed(started, timestamps);
         Ok(())
     }
 
-    fn commit_transaction<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        offsets: &TopicPartitionList,
-    ) -> Result<(), RunError> {
-        let group = consumer
-            .group_metadata()
-            .ok_or_else(|| RunError::Config("the consumer has no group metadata to commit offsets with".into()))?;
-        let result = (|| {
-            // Delivered first, so that the commit's own flush finds nothing to wait for.
-            flush(&self.producer, KAFKA_TIMEOUT)?;
-            if offsets.count() > 0 {
-                self.producer.send_offsets_to_transaction(offsets, &group, KAFKA_TIMEOUT)?;
-            }
-            self.producer.commit_transaction(KAFKA_TIMEOUT)
-        })();
+    /// Counts a commit that succeeded, and the end-to-end latency of the records it covers.
+    fn committed(&mut self, started: Instant, mut timestamps: Vec<i64>) {
+        self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
+        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        let now = now_millis();
+        for ts in timestamps.drain(..) {
+            self.metrics.latency.observe(now.saturating_sub(ts).max(0) as f64 / 1000.0);
+        }
+        self.health.set_kafka_error(None);
+    }
+
+    /// The end of a transaction handed to the commit thread: the next transaction begins and
+    /// takes the outputs held meanwhile; a failed commit is aborted, and every task restored
+    /// and rewound to what was committed.
+    fn after_commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, ended: Ended) -> Result<(), RunError> {
+        let Some(result) = ended.result else { return Err(RunError::CommitInDoubt) };
         match result {
             Ok(()) => {
-                self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
-                self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))
+                self.committed(ended.started, ended.timestamps);
+                self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+                self.send_outputs()
             }
             Err(e) => {
                 self.metrics.transactions.get_or_create(&vec![("result", "aborted".to_string())]).inc();
@@ -532,9 +582,11 @@ impl Worker {
                     .abort_transaction(KAFKA_TIMEOUT)
                     .map_err(|e| RunError::kafka("aborting a transaction", e))?;
                 self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+                // The engines are ahead of what was committed (by the aborted transaction and
+                // the records processed since, whose outputs were held): rebuild them from the
+                // changelog and rewind the inputs to the committed offsets.
+                self.outputs.clear();
                 self.timestamps.clear();
-                // The engines are ahead of what was committed: rebuild them from the changelog
-                // and rewind the inputs to the committed offsets.
                 let partitions: Vec<i32> = self.tasks.keys().copied().collect();
                 for mut task in std::mem::take(&mut self.tasks).into_values() {
                     self.release(consumer, &mut task);
@@ -693,24 +745,6 @@ fn is_fatal(error: &KafkaError) -> bool {
                 || matches!(e.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
         }
         _ => false,
-    }
-}
-
-/// Waits until every record sent is delivered, serving delivery reports as they come.
-/// (rdkafka's own flush serves them in 100 ms slices, since its poll runs to the end of its
-/// timeout: that cost every commit 100 ms. Its poll with a short timeout spins through the
-/// last millisecond, which made a commit's wait cost CPU; this one sleeps between polls.)
-fn flush(producer: &BaseProducer<DeliveryContext>, timeout: Duration) -> Result<(), KafkaError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        producer.poll(Duration::ZERO);
-        if producer.in_flight_count() == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
-        }
-        std::thread::sleep(Duration::from_micros(250));
     }
 }
 
