@@ -3,7 +3,8 @@
 # committed copy is stale):
 #   examples/stores.ndjson, examples/catalog.ndjson   the example brand's reference data
 #   docs/event.schema.json                           the event JSON Schema
-#   crds/, manifests/crds/, charts/ CRDs, docs/crd-reference.md   (operator crdgen)
+#   crds/, manifests/crds/, charts/ CRDs, docs/crd-reference.md,
+#   docs/metrics.md (the metrics reference)         (operator crdgen)
 #   manifests/operator/install.yaml                  the chart rendered without Helm labels
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -231,10 +231,10 @@ fn latencies(target: &str, topic: &str, committed: bool, count: u64, ready: &Ato
     let mut out = Vec::with_capacity(count as usize);
     let deadline = Instant::now() + Duration::from_secs(600);
     while (out.len() as u64) < count && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            if let Some(t) = m.timestamp().to_millis() {
-                out.push(now_ms() - t);
-            }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100))
+            && let Some(t) = m.timestamp().to_millis()
+        {
+            out.push(now_ms() - t);
         }
     }
     out

@@ -23,7 +23,8 @@ enum Command {
     /// the checkpoints in the target); serves /metrics, /healthz and /readyz; runs until
     /// SIGTERM. The StoreRegion controller runs it as a Deployment.
     Replicate(ReplicateOptions),
-    /// Write crds/*.yaml, their copies in manifests/ and the Helm chart, and docs/crd-reference.md.
+    /// Write crds/*.yaml, their copies in manifests/ and the Helm chart, docs/crd-reference.md and
+    /// docs/metrics.md.
     Crdgen {
         /// Repository root to write under.
         #[arg(long, default_value = ".")]

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use stockpulse_processor::runtime::metrics::{DescribedRegistry, MetricDescription};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -58,7 +58,7 @@ pub struct Metrics {
     pub autoscaler_desired_replicas: Family<PipelineLabels, Gauge>,
     pub scale_events: Family<ScaleLabels, Counter>,
     pub kube_requests: Family<crate::kube_requests::RequestLabels, Counter>,
-    pub registry: Registry,
+    registry: DescribedRegistry,
 }
 
 fn duration_histogram() -> Histogram {
@@ -67,7 +67,7 @@ fn duration_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("stockpulse_operator");
+        let mut registry = DescribedRegistry::with_prefix("stockpulse_operator");
         let reconciles = Family::<KindLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Family::<KindLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
@@ -209,11 +209,12 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+        self.registry.encode()
+    }
+
+    /// Every metric it exports.
+    pub fn described(&self) -> &[MetricDescription] {
+        self.registry.described()
     }
 }
 

@@ -96,7 +96,7 @@ fn timestamp_of(n: u64) -> i64 {
 fn origin_of(n: u64) -> Option<&'static str> {
     if n % FROM_TARGET_EVERY == 500 {
         Some("central")
-    } else if n % OTHER_ORIGIN_EVERY == 0 {
+    } else if n.is_multiple_of(OTHER_ORIGIN_EVERY) {
         Some("us-east")
     } else {
         None

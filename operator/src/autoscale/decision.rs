@@ -225,12 +225,15 @@ impl Autoscaler {
         // the consumers never waited for records (a second or so is always in flight).
         let input = rate(s1, s2, |s| s.end_offsets).unwrap_or(0.0);
         let backlog = SATURATION_SECONDS * input.max(1.0);
-        if stable && active > 0.0 && s1.lag as f64 >= backlog && s2.lag as f64 >= backlog {
-            if let Some(processed) = rate(s1, s2, |s| s.committed) {
-                self.saturated.push_back(processed / active);
-                while self.saturated.len() > CAPACITY_SAMPLES {
-                    self.saturated.pop_front();
-                }
+        if stable
+            && active > 0.0
+            && s1.lag as f64 >= backlog
+            && s2.lag as f64 >= backlog
+            && let Some(processed) = rate(s1, s2, |s| s.committed)
+        {
+            self.saturated.push_back(processed / active);
+            while self.saturated.len() > CAPACITY_SAMPLES {
+                self.saturated.pop_front();
             }
         }
     }

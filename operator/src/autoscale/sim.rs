@@ -148,7 +148,7 @@ impl Rule for Operator {
         "stockpulse autoscaler".into()
     }
     fn desired(&mut self, t: usize, o: &Observed, current: i32) -> i32 {
-        if t % self.interval != 0 {
+        if !t.is_multiple_of(self.interval) {
             return current;
         }
         let sample = Sample {
@@ -204,7 +204,7 @@ impl Rule for Keda {
         format!("KEDA Kafka rule (lagThreshold {})", self.lag_threshold)
     }
     fn desired(&mut self, t: usize, o: &Observed, current: i32) -> i32 {
-        if t % self.polling_interval != 0 {
+        if !t.is_multiple_of(self.polling_interval) {
             return current;
         }
         // The HPA with an AverageValue target: ceil(current x (lag / current) / threshold),

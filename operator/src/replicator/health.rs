@@ -15,9 +15,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::sync::atomic::AtomicU64;
+use stockpulse_processor::runtime::metrics::{DescribedRegistry, MetricDescription};
 
 /// Why the replicator copies or does not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,12 +101,12 @@ pub struct Metrics {
     pub transactions: Family<ResultLabels, Counter>,
     /// 1 for the current reason, 0 for the others.
     pub state: Family<ReasonLabels, Gauge>,
-    pub registry: Registry,
+    registry: DescribedRegistry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("stockpulse_replicator");
+        let mut registry = DescribedRegistry::with_prefix("stockpulse_replicator");
         let records_copied = Counter::default();
         let bytes_copied = Counter::default();
         let records_skipped = Counter::default();
@@ -166,10 +166,12 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String does not fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        self.registry.encode()
+    }
+
+    /// Every metric it exports.
+    pub fn described(&self) -> &[MetricDescription] {
+        self.registry.described()
     }
 }
 

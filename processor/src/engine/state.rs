@@ -386,7 +386,7 @@ fn window_key(parts: &[Value]) -> Option<(&str, i64, GroupNames)> {
 }
 
 fn parse_ids(hex: &str) -> Option<Vec<u128>> {
-    if hex.len() % 32 != 0 || !hex.is_ascii() {
+    if !hex.len().is_multiple_of(32) || !hex.is_ascii() {
         return None;
     }
     (0..hex.len() / 32).map(|i| u128::from_str_radix(&hex[i * 32..(i + 1) * 32], 16).ok()).collect()

@@ -10,14 +10,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::engine::EngineStats;
 
 type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
-    registry: Registry,
+    registry: DescribedRegistry,
     pub events: Family<Labels, Counter>,
     pub dead_letters: Family<Labels, Counter>,
     pub outputs: Family<Labels, Counter>,
@@ -48,7 +48,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("stockpulse_processor");
+        let mut registry = DescribedRegistry::with_prefix("stockpulse_processor");
         let events = Family::<Labels, Counter>::default();
         registry.register(
             "events",
@@ -197,6 +197,74 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        self.registry.encode()
+    }
+
+    /// Every metric it exports.
+    pub fn described(&self) -> &[MetricDescription] {
+        self.registry.described()
+    }
+}
+
+fn commit_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
+/// One registered metric: its full name (prefix included), type and help.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDescription {
+    pub name: String,
+    pub kind: &'static str,
+    pub help: String,
+}
+
+impl MetricDescription {
+    /// The series it is scraped as: `_total` for a counter, `_bucket`, `_sum` and `_count`
+    /// for a histogram.
+    pub fn series(&self) -> Vec<String> {
+        match self.kind {
+            "counter" => vec![format!("{}_total", self.name)],
+            "histogram" => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{}{s}", self.name)).collect(),
+            _ => vec![self.name.clone()],
+        }
+    }
+}
+
+/// A Prometheus registry that keeps what was registered in it, so that the metrics reference
+/// names every metric, families without a series yet included (the text format leaves those
+/// out).
+#[derive(Debug)]
+pub struct DescribedRegistry {
+    registry: Registry,
+    prefix: &'static str,
+    described: Vec<MetricDescription>,
+}
+
+impl DescribedRegistry {
+    pub fn with_prefix(prefix: &'static str) -> Self {
+        DescribedRegistry { registry: Registry::with_prefix(prefix), prefix, described: Vec::new() }
+    }
+
+    pub fn register(&mut self, name: &str, help: &str, metric: impl Metric) {
+        let kind = match metric.metric_type().as_str() {
+            "counter" => "counter",
+            "gauge" => "gauge",
+            "histogram" => "histogram",
+            "info" => "info",
+            _ => "unknown",
+        };
+        let help_text = if help.ends_with('.') { help.to_string() } else { format!("{help}.") };
+        self.described.push(MetricDescription { name: format!("{}_{name}", self.prefix), kind, help: help_text });
+        self.registry.register(name, help, metric);
+    }
+
+    /// Every metric registered, in order.
+    pub fn described(&self) -> &[MetricDescription] {
+        &self.described
+    }
+
+    /// The text exposition format (OpenMetrics).
+    pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
@@ -204,6 +272,32 @@ impl Metrics {
     }
 }
 
-fn commit_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_type_is_named_by_the_series_it_is_scraped_as() {
+        let metric = |name: &str, kind| MetricDescription { name: name.to_string(), kind, help: String::new() };
+        assert_eq!(metric("a_events", "counter").series(), ["a_events_total"]);
+        assert_eq!(metric("a_lag", "gauge").series(), ["a_lag"]);
+        assert_eq!(metric("a_commit", "histogram").series(), ["a_commit_bucket", "a_commit_sum", "a_commit_count"]);
+    }
+
+    #[test]
+    fn the_description_names_every_metric_the_text_format_shows() {
+        let metrics = Metrics::new();
+        metrics.events.get_or_create(&vec![("outcome", "in".to_string())]).inc();
+        metrics.commit_phases().end.observe(0.01);
+        let described: Vec<(&str, &str)> = metrics.described().iter().map(|m| (m.name.as_str(), m.kind)).collect();
+        let text = metrics.encode();
+        let typed: Vec<(&str, &str)> =
+            text.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' ')).collect();
+        assert!(typed.contains(&("stockpulse_processor_events", "counter")), "{text}");
+        assert!(typed.contains(&("stockpulse_processor_commit_phase_seconds", "histogram")), "{text}");
+        for metric in &typed {
+            assert!(described.contains(metric), "{metric:?} is described: {described:?}");
+        }
+        assert!(described.len() > typed.len(), "families without a series are described too");
+    }
 }
