@@ -10,6 +10,10 @@
 #   kube-apiserver, kube-controller-manager 1.37.2
 #                         `go build` from the Go module k8s.io/kubernetes (scripts/tools/kube/kubernetes)
 #   etcd 3.6.16           `go build` from the Go module go.etcd.io/etcd/server/v3 (scripts/tools/kube/etcd)
+#   prometheus-operator v0.85.0
+#                         its CRDs of ServiceMonitor, PodMonitor and PrometheusRule, `go mod download`
+#                         of the Go module github.com/prometheus-operator/prometheus-operator
+#                         (scripts/tools/prometheus-operator), for scripts/tools/validate_custom_resources.py
 # Every step that fails fails the script (exit 1, naming the step and its log). On success it
 # writes .tools/env.sh, which the test command sources, and prints how long each step took.
 set -euo pipefail
@@ -27,6 +31,7 @@ KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
 KAFKA_VERSION=4.4.0
 KUBE_VERSION=1.37.2 # must match scripts/tools/kube/kubernetes/go.mod
 ETCD_VERSION=3.6.16 # must match scripts/tools/kube/etcd/go.mod
+PROMETHEUS_OPERATOR_VERSION=v0.85.0 # must match scripts/tools/prometheus-operator/go.mod
 
 step() { # step NAME FUNCTION: runs FUNCTION, times it, fails the script naming NAME
   local name=$1 fn=$2 start=$SECONDS rc
@@ -149,10 +154,46 @@ kube_control_plane() {
   "$etcd_home/bin/etcd" --version | grep -x "etcd Version: $ETCD_VERSION" >/dev/null
 }
 
+monitoring_crds="$cache/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION/crds"
+monitoring_crd_files=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_podmonitors.yaml
+  monitoring.coreos.com_prometheusrules.yaml)
+prometheus_operator_crds() {
+  # The CRDs of the chart's monitoring objects, as the prometheus-operator release ships them
+  # (example/prometheus-operator-crd/ of its Go module; go.sum pins the module's hash). Copied
+  # to .tools/crds/, where the chart's tests validate the rendered objects against them with
+  # scripts/tools/validate_custom_resources.py (kubernetes-validate knows no CRD).
+  need go "the prometheus-operator CRDs (the Go module proxy)"
+  local mod="$root/scripts/tools/prometheus-operator" module=github.com/prometheus-operator/prometheus-operator
+  grep -x "require $module $PROMETHEUS_OPERATOR_VERSION" "$mod/go.mod" >/dev/null
+  local missing=0 f
+  for f in "${monitoring_crd_files[@]}"; do [ -s "$monitoring_crds/$f" ] || missing=1; done
+  if [ "$missing" -eq 1 ]; then
+    local json dir
+    json=$(cd "$mod" && env GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" GOMODCACHE="$cache/go-mod" \
+      go mod download -json "$module")
+    dir=$(printf '%s' "$json" | "$venv/bin/python" -c 'import json, sys; d = json.load(sys.stdin); print(d["Dir"] if d.get("Version") == sys.argv[1] and not d.get("Error") else "")' \
+      "$PROMETHEUS_OPERATOR_VERSION")
+    [ -n "$dir" ] && [ -d "$dir/example/prometheus-operator-crd" ]
+    rm -rf "$monitoring_crds.tmp" && mkdir -p "$monitoring_crds.tmp"
+    for f in "${monitoring_crd_files[@]}"; do install -m 0644 "$dir/example/prometheus-operator-crd/$f" "$monitoring_crds.tmp/"; done
+    rm -rf "$monitoring_crds" && mv "$monitoring_crds.tmp" "$monitoring_crds"
+  fi
+  rm -rf "$root/.tools/crds" && mkdir -p "$root/.tools/crds"
+  cp "${monitoring_crd_files[@]/#/$monitoring_crds/}" "$root/.tools/crds/"
+  # the validator loads them: CRDs of the three kinds, their schemas valid once made strict
+  "$venv/bin/python" "$root/scripts/tools/validate_custom_resources.py" \
+    "${monitoring_crd_files[@]/#/--crd=$root/.tools/crds/}" |
+    grep -x "loaded 3 schemas: monitoring.coreos.com/v1 PodMonitor, monitoring.coreos.com/v1 PrometheusRule, monitoring.coreos.com/v1 ServiceMonitor" >/dev/null
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$venv/bin/python" "$root/scripts/tools/validate_custom_resources.py" \
+    >"$root/.tools/bin/validate-custom-resources"
+  chmod 0755 "$root/.tools/bin/validate-custom-resources"
+}
+
 step "debian packages" debian_packages
 step "tansu, helm, k8s-validate" python_tools
 step "apache kafka $KAFKA_VERSION" apache_kafka
 step "kubernetes $KUBE_VERSION, etcd" kube_control_plane
+step "prometheus-operator CRDs" prometheus_operator_crds
 
 cat >"$root/.tools/env.sh" <<EOF
 # Written by scripts/install-test-tools.sh; sourced by scripts/test-all.sh.
@@ -166,5 +207,7 @@ export STOCKPULSE_KAFKA_LOG4J="$root/scripts/tools/kafka/log4j2.properties"
 export STOCKPULSE_KUBE_APISERVER="$kube_home/bin/kube-apiserver"
 export STOCKPULSE_KUBE_CONTROLLER_MANAGER="$kube_home/bin/kube-controller-manager"
 export STOCKPULSE_ETCD="$etcd_home/bin/etcd"
+export STOCKPULSE_MONITORING_CRDS="$root/.tools/crds"
+export STOCKPULSE_VALIDATE_CUSTOM_RESOURCES="$root/.tools/bin/validate-custom-resources"
 EOF
 echo "install-test-tools: done; environment in .tools/env.sh"

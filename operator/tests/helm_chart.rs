@@ -1,7 +1,8 @@
 //! The Helm chart renders objects that the official Kubernetes schemas accept strictly, in
-//! both shapes (one replica; two replicas with leader election and a PDB), the plain
-//! manifests in manifests/operator/ are what the chart renders, and `kubectl kustomize`
-//! renders the install (manifests/) and the samples (manifests/samples/).
+//! both shapes (one replica; two replicas with leader election and a PDB), its monitoring
+//! objects (ServiceMonitor, PodMonitor, PrometheusRule) are what the prometheus-operator CRDs
+//! accept strictly, the plain manifests in manifests/operator/ are what the chart renders, and
+//! `kubectl kustomize` renders the install (manifests/) and the samples (manifests/samples/).
 
 mod support;
 
@@ -61,6 +62,101 @@ fn chart_with_two_replicas_adds_a_pdb_and_keeps_leader_election() {
     assert!(yaml.contains("replicas: 2"));
     assert!(yaml.contains("- --leader-election=true"));
     assert!(yaml.contains("- --namespace=acme-sports"));
+}
+
+/// The kinds of the Prometheus Operator that the chart renders. kubernetes-validate has no
+/// schema for them (it warns "Couldn't find schema" and passes), so
+/// scripts/tools/validate_custom_resources.py checks them against the CRDs of the pinned
+/// prometheus-operator release (scripts/install-test-tools.sh copies them to .tools/crds/).
+const MONITORING_KINDS: [&str; 3] = ["ServiceMonitor", "PodMonitor", "PrometheusRule"];
+
+/// Every monitoring option on (and the dashboard, a ConfigMap).
+const ALL_MONITORING: &[&str] = &[
+    "--set",
+    "monitoring.serviceMonitor.enabled=true",
+    "--set",
+    "monitoring.podMonitor.enabled=true",
+    "--set",
+    "monitoring.prometheusRule.enabled=true",
+    "--set",
+    "monitoring.dashboard.enabled=true",
+];
+
+/// The documents of a rendered chart whose kind is one of `MONITORING_KINDS`.
+fn monitoring_documents(yaml: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .filter(|v: &serde_yaml::Value| v["kind"].as_str().is_some_and(|k| MONITORING_KINDS.contains(&k)))
+        .collect()
+}
+
+/// Runs the custom-resource validator over `documents` with the three prometheus-operator
+/// CRDs: whether it passed them, and what it printed ("ok KIND NAME" per valid document).
+fn validate_custom_resources(documents: &[serde_yaml::Value]) -> (bool, String) {
+    let crds = support::tool("STOCKPULSE_MONITORING_CRDS");
+    let validator = support::tool("STOCKPULSE_VALIDATE_CUSTOM_RESOURCES");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitoring.yaml");
+    let text: String = documents.iter().map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap())).collect();
+    std::fs::write(&path, text).unwrap();
+    let mut command = Command::new(&validator);
+    for kind in ["servicemonitors", "podmonitors", "prometheusrules"] {
+        command.arg("--crd").arg(crds.join(format!("monitoring.coreos.com_{kind}.yaml")));
+    }
+    let output = command.arg(&path).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", validator.display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[test]
+fn monitoring_objects_are_valid_against_the_prometheus_operator_crds() {
+    let yaml = helm_template(ALL_MONITORING);
+    let built_in = validate_strict(&yaml);
+    assert!(built_in.contains(&"configmap/stockpulse-operator-dashboard".to_string()), "{built_in:?}");
+    let documents = monitoring_documents(&yaml);
+    let (ok, text) = validate_custom_resources(&documents);
+    assert!(ok, "the prometheus-operator CRDs refuse the chart's monitoring objects:\n{text}");
+    let mut validated: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("ok ")).collect();
+    validated.sort();
+    assert_eq!(
+        validated,
+        [
+            "PodMonitor stockpulse-operator-processors",
+            "PodMonitor stockpulse-operator-replicators",
+            "PrometheusRule stockpulse-operator",
+            "ServiceMonitor stockpulse-operator",
+        ],
+        "each monitoring object validated once:\n{text}"
+    );
+    for kind in MONITORING_KINDS {
+        assert!(validated.iter().any(|v| v.starts_with(&format!("{kind} "))), "no {kind} validated:\n{text}");
+    }
+    let all = kinds_and_names(&yaml).len();
+    assert_eq!(built_in.len() + validated.len(), all, "every rendered document is validated by one or the other");
+}
+
+#[test]
+fn the_crd_validation_refuses_a_misspelled_monitoring_field_and_unknown_kinds() {
+    let yaml = helm_template(ALL_MONITORING);
+    let mut documents = monitoring_documents(&yaml);
+    let service_monitor = documents.iter_mut().find(|d| d["kind"] == "ServiceMonitor").expect("a ServiceMonitor");
+    let spec = service_monitor["spec"].as_mapping_mut().unwrap();
+    let endpoints = spec.remove("endpoints").expect("spec.endpoints");
+    spec.insert("endpoint".into(), endpoints);
+    let (ok, text) = validate_custom_resources(&documents);
+    assert!(!ok, "a ServiceMonitor with spec.endpoint passed:\n{text}");
+    assert!(
+        text.contains("ServiceMonitor stockpulse-operator: spec: Additional properties are not allowed ('endpoint' was unexpected)"),
+        "{text}"
+    );
+    assert!(text.contains("ServiceMonitor stockpulse-operator: spec: 'endpoints' is a required property"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), 3, "the other three still pass:\n{text}");
+
+    // A kind without a CRD given fails rather than passing unchecked.
+    let config_map: serde_yaml::Value =
+        serde_yaml::from_str("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray}\n").unwrap();
+    let (ok, text) = validate_custom_resources(&[config_map]);
+    assert!(!ok && text.contains("ConfigMap stray: no CRD given for apiVersion v1 kind ConfigMap"), "{text}");
 }
 
 /// The verbs the rendered Role or ClusterRole grants on Secrets.
