@@ -34,6 +34,8 @@ use support::{Pipeline, client};
 struct Catalog {
     stores: Vec<(String, &'static str)>,
     skus: Vec<(String, String)>,
+    /// The POS producers' `compression.type`.
+    compression: String,
 }
 
 impl Catalog {
@@ -41,6 +43,7 @@ impl Catalog {
         Catalog {
             stores: stores().into_iter().map(|s| (s.store_id, s.channel.as_str())).collect(),
             skus: catalog().into_iter().take(600).map(|p| (p.sku_id, p.list_price)).collect(),
+            compression: "none".to_string(),
         }
     }
 
@@ -74,6 +77,7 @@ fn produce_at(pipeline: &Pipeline, catalog: &Catalog, first: u64, rate: u64, sec
     let producer: BaseProducer = client(&pipeline.bootstrap)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
+        .set("compression.type", &catalog.compression)
         .set("queue.buffering.max.messages", "2000000")
         .create()
         .expect("producer");
@@ -188,6 +192,7 @@ fn main() {
     let mut backlog = 1_000_000u64;
     let mut commit_interval = "100ms".to_string();
     let mut warmup = 20u64;
+    let mut catalog = Catalog::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -196,6 +201,7 @@ fn main() {
             "--backlog" => backlog = args.next().and_then(|v| v.parse().ok()).expect("--backlog N"),
             "--commit-interval" => commit_interval = args.next().expect("--commit-interval DURATION"),
             "--warmup" => warmup = args.next().and_then(|v| v.parse().ok()).expect("--warmup SECONDS"),
+            "--producer-compression" => catalog.compression = args.next().expect("--producer-compression CODEC"),
             other => rates.push(other.parse::<u64>().unwrap_or_else(|_| panic!("not a rate: {other}"))),
         }
     }
@@ -204,7 +210,6 @@ fn main() {
     }
     let kafka = Kafka::start_for_benchmarks();
     let pipeline = Pipeline::create(&kafka.bootstrap, "bench", 4);
-    let catalog = Catalog::new();
     let mut processor = pipeline.start_with("bench-0", &["--commit-interval", &commit_interval]);
     let address = processor.address(Duration::from_secs(30));
     support::wait_ready(&address, Duration::from_secs(60));
