@@ -4,6 +4,7 @@ mod bench;
 mod dashboard;
 mod demo;
 mod generate;
+mod produce;
 mod replay;
 mod run;
 mod schema;
@@ -37,6 +38,9 @@ enum Command {
     /// The processor on Kafka: consume, process and produce exactly once, with state in a
     /// changelog; `/metrics`, `/healthz` and `/readyz` on the HTTP port.
     Run(run::RunArgs),
+    /// Write generated store traffic into a pipeline's input topics at the pace of the wall
+    /// clock, for the stores and products published on its reference topics.
+    Produce(produce::ProduceArgs),
     /// Reprocess recorded NDJSON events into NDJSON outputs (backfill, audit, what-if).
     Replay(replay::ReplayArgs),
     /// The engine benchmark: events per second on one core and memory, on generated traffic.
@@ -45,14 +49,14 @@ enum Command {
     Schema,
 }
 
-/// Disorder options shared by `generate`, `demo` and `bench`.
+/// Disorder options shared by `generate`, `demo`, `bench` and `produce`.
 #[derive(Args, Debug, Clone)]
 pub struct TrafficArgs {
     /// Seed of the generator: the same seed gives the same events.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Simulated start time (RFC 3339); default Black Friday 2026, at 05:00 UTC (the demo:
-    /// 15:00 UTC, when stores are open in both regions).
+    /// 15:00 UTC, when stores are open in both regions; produce: now).
     #[arg(long, value_parser = parse_time)]
     start: Option<i64>,
     /// Events per second of the whole store network at its busiest hour (simulated time).
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Run(args) => run::run(args),
+        Command::Produce(args) => produce::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Schema => schema::run(),

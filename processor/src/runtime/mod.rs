@@ -19,6 +19,7 @@ mod query;
 pub mod read_api;
 mod references;
 mod task;
+pub mod traffic;
 pub mod webhook;
 
 pub use query::ADDRESS_PREFIX;
@@ -56,6 +57,8 @@ pub enum RunError {
     Fenced(String),
     #[error("{0} output record(s) were not delivered; their input offsets were not committed")]
     Delivery(u64),
+    #[error("{0} generated event(s) were not delivered to the input topics (the log says why)")]
+    EventsNotDelivered(u64),
     #[error("reference data: {0}")]
     Reference(String),
     #[error("restoring task {partition}: {message}")]
@@ -201,27 +204,8 @@ fn run_with(
     advertised: &str,
 ) -> Result<(), RunError> {
     // Reference data first: no event is processed before every store and product is known.
-    let catalog_file = config.processing.enrichment.catalog_file.clone();
-    let mut references = References::new(
-        &client,
-        &config.topic(TopicRole::Stores),
-        catalog_file.is_none().then(|| config.topic(TopicRole::Catalog)).as_deref(),
-        Duration::from_secs(30),
-    )?;
     let mut updates: Vec<ReferenceUpdate> = Vec::new();
-    if let Some(path) = &catalog_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RunError::Config(format!("processing.enrichment.catalogFile: cannot read {path}: {e}")))?;
-        let read = read_ndjson::<ProductRecord>(&text, path);
-        for error in &read.errors {
-            metrics.reference_errors.get_or_create(&vec![("kind", "product".to_string())]).inc();
-            tracing::warn!(error = %error, "catalog file record left out");
-        }
-        for product in read.records {
-            references.products.insert(product.sku_id.clone(), product);
-        }
-    }
-    references.load(options.reference_timeout, metrics, &mut updates)?;
+    let mut references = load_references(config, &client, options.reference_timeout, metrics, &mut updates)?;
     health.references_loaded.store(true, Ordering::Relaxed);
     tracing::info!(stores = references.stores.len(), products = references.products.len(), "reference data loaded");
 
@@ -339,6 +323,38 @@ fn run_with(
         tracing::info!("stopped: work committed, group left");
     }
     result
+}
+
+/// The stores and products, read to the end of the reference topics (the products from
+/// `processing.enrichment.catalogFile` instead, when it is set); `updates` gets them all.
+fn load_references(
+    config: &PipelineConfig,
+    client: &rdkafka::ClientConfig,
+    timeout: Duration,
+    metrics: &Metrics,
+    updates: &mut Vec<ReferenceUpdate>,
+) -> Result<References, RunError> {
+    let catalog_file = config.processing.enrichment.catalog_file.clone();
+    let mut references = References::new(
+        client,
+        &config.topic(TopicRole::Stores),
+        catalog_file.is_none().then(|| config.topic(TopicRole::Catalog)).as_deref(),
+        Duration::from_secs(30),
+    )?;
+    if let Some(path) = &catalog_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RunError::Config(format!("processing.enrichment.catalogFile: cannot read {path}: {e}")))?;
+        let read = read_ndjson::<ProductRecord>(&text, path);
+        for error in &read.errors {
+            metrics.reference_errors.get_or_create(&vec![("kind", "product".to_string())]).inc();
+            tracing::warn!(error = %error, "catalog file record left out");
+        }
+        for product in read.records {
+            references.products.insert(product.sku_id.clone(), product);
+        }
+    }
+    references.load(timeout, metrics, updates)?;
+    Ok(references)
 }
 
 fn input_partitions<C: rdkafka::consumer::ConsumerContext>(

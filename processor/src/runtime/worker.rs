@@ -749,7 +749,10 @@ fn is_fatal(error: &KafkaError) -> bool {
 }
 
 /// Sends a record, serving delivery reports while the producer's queue is full.
-fn send<K, P>(producer: &BaseProducer<DeliveryContext>, mut record: BaseRecord<'_, K, P>) -> Result<(), RunError>
+pub(super) fn send<K, P>(
+    producer: &BaseProducer<DeliveryContext>,
+    mut record: BaseRecord<'_, K, P>,
+) -> Result<(), RunError>
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
