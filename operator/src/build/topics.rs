@@ -10,6 +10,11 @@ use super::{SpecProblem, SpecProblems};
 use crate::crd::retail_pipeline::{TopicSpec, TopicsSpec};
 use crate::crd::{AlertPolicy, DeletionPolicy, RetailPipeline};
 
+/// The segment size of compacted changelog topics (64 MiB).
+pub const CHANGELOG_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a changelog record stays uncompacted at least, at least once (10 minutes).
+pub const CHANGELOG_COMPACTION_LAG_MS: u64 = 600_000;
+
 /// A topic as the spec wants it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -18,7 +23,8 @@ pub struct DesiredTopic {
     pub name: String,
     pub partitions: i32,
     pub replication_factor: i32,
-    /// Topic configs the operator owns (`cleanup.policy`, `retention.ms`).
+    /// Topic configs the operator owns (`cleanup.policy`, `retention.ms`, and a changelog's
+    /// `segment.bytes` and `min.compaction.lag.ms`).
     pub configs: BTreeMap<String, String>,
     pub deletion_policy: DeletionPolicy,
 }
@@ -63,6 +69,19 @@ pub fn desired_topics(pipeline: &RetailPipeline) -> Result<Vec<DesiredTopic>, Sp
             None => "delete",
         };
         configs.insert("cleanup.policy".to_string(), cleanup.to_string());
+        if role == TopicRole::Changelog && cleanup == "compact" {
+            // The cleaner compacts closed segments only: with Kafka's 1-GiB segments a busy
+            // day's changelog stays whole, and a task moved by a rebalance or a scale-out reads
+            // all of it back. 64-MiB segments are compacted as the day goes.
+            configs.insert("segment.bytes".to_string(), CHANGELOG_SEGMENT_BYTES.to_string());
+            if !pipeline.spec.processing.exactly_once {
+                // At least once, a crash can leave changelog records beyond the committed
+                // input offsets, which a restore leaves out: the values before them must not
+                // be compacted away meanwhile. (Under exactly-once the cleaner stops at the
+                // last stable offset, and every committed record is covered.)
+                configs.insert("min.compaction.lag.ms".to_string(), CHANGELOG_COMPACTION_LAG_MS.to_string());
+            }
+        }
         if let Some(retention) = &spec.retention {
             match retention.parse::<Duration>() {
                 Ok(d) => {
@@ -178,6 +197,31 @@ pub fn camel(role: TopicRole) -> &'static str {
 mod tests {
     use super::*;
     use crate::fixtures::{low_stock_policy, pipeline};
+
+    #[test]
+    fn a_compacted_changelog_has_segments_the_cleaner_can_compact() {
+        let configs_of = |pipeline: &RetailPipeline, role| {
+            desired_topics(pipeline).unwrap().into_iter().find(|t| t.role == role).unwrap().configs
+        };
+        let mut pipeline = pipeline();
+        let changelog = configs_of(&pipeline, TopicRole::Changelog);
+        assert_eq!(
+            changelog,
+            BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), "67108864".to_string()),
+            ])
+        );
+        for role in [TopicRole::Stores, TopicRole::InventoryState, TopicRole::Sales] {
+            assert!(!configs_of(&pipeline, role).contains_key("segment.bytes"), "{role}: Kafka's default");
+        }
+        pipeline.spec.processing.exactly_once = false;
+        let at_least_once = configs_of(&pipeline, TopicRole::Changelog);
+        assert_eq!(at_least_once.get("min.compaction.lag.ms").map(String::as_str), Some("600000"), "{at_least_once:?}");
+        assert_eq!(at_least_once.len(), 3);
+        pipeline.spec.topics.changelog.cleanup_policy = Some(crate::crd::retail_pipeline::CleanupPolicy::Delete);
+        assert!(!configs_of(&pipeline, TopicRole::Changelog).contains_key("segment.bytes"), "only when compacted");
+    }
 
     #[test]
     fn a_policys_kafka_sink_is_a_topic_shaped_like_the_alerts_topic_and_kept() {
