@@ -127,7 +127,8 @@ pub struct Worker {
     changes: Vec<StateChange>,
     /// Input record timestamps of the open transaction (end-to-end latency at commit).
     timestamps: Vec<i64>,
-    /// When the last commit began: the next is due an interval later (and once it has ended).
+    /// When the last commit began (on the commit thread) or ended (a synchronous one): the
+    /// next is due an interval later, and once the one in flight has ended.
     last_commit: Instant,
     merge: task::MergeOptions,
     /// Input partitions, which is the number of tasks of the pipeline.
@@ -546,6 +547,9 @@ impl Worker {
         }
         let timestamps = std::mem::take(&mut self.timestamps);
         self.committed(started, timestamps);
+        // This commit held up the loop: the next interval runs from its end, so that records
+        // get processed between commits however long they take.
+        self.last_commit = Instant::now();
         Ok(())
     }
 
