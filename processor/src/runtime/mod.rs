@@ -210,16 +210,7 @@ fn run_with(
     tracing::info!(stores = references.stores.len(), products = references.products.len(), "reference data loaded");
 
     let exactly_once = config.processing.exactly_once;
-    let mut producer_config = client.clone();
-    producer_config
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        // Outputs and changelog are three records an event: compressed batches cost the broker
-        // far less to take in, store and serve (the Kafka benchmark on one machine: 60,000-64,000
-        // events/s processed at 100,000 without, 81,000-89,000 with; LZ4 is the cheapest codec
-        // to compress).
-        .set("compression.type", "lz4");
+    let mut producer_config = producer_config(&client);
     if exactly_once {
         producer_config
             .set("transactional.id", format!("{group}-{}", options.instance_id))
@@ -323,6 +314,22 @@ fn run_with(
         tracing::info!("stopped: work committed, group left");
     }
     result
+}
+
+/// The producer settings of `run` and `produce`: idempotent, Java's key partitioning, and
+/// LZ4-compressed batches.
+fn producer_config(client: &rdkafka::ClientConfig) -> rdkafka::ClientConfig {
+    let mut config = client.clone();
+    config
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        // Outputs and changelog are three records an event: compressed batches cost the broker
+        // far less to take in, store and serve (the Kafka benchmark on one machine: 60,000-64,000
+        // events/s processed at 100,000 without, 81,000-89,000 with; LZ4 is the cheapest codec
+        // to compress).
+        .set("compression.type", "lz4");
+    config
 }
 
 /// The stores and products, read to the end of the reference topics (the products from

@@ -51,12 +51,7 @@ pub fn produce(config: &PipelineConfig, options: &ProduceOptions, stop: &AtomicB
     let stores: Vec<_> = references.stores.values().cloned().collect();
     let mut products: Vec<_> = references.products.values().cloned().collect();
     drop(references);
-    let producer: BaseProducer<DeliveryContext> = client
-        .clone()
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
+    let producer: BaseProducer<DeliveryContext> = super::producer_config(&client)
         .create_with_context(DeliveryContext::default())
         .map_err(|e| RunError::kafka("creating the producer", e))?;
     if products.is_empty() {
