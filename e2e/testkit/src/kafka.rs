@@ -25,6 +25,9 @@ pub struct Kafka {
     child: Option<Child>,
     /// The JVM's options (tuned for a quick start unless [`Kafka::start_for_benchmarks`]).
     jvm: &'static [&'static str],
+    /// Whether the guard removes the data folder once the JVM is dead: a shared broker is a
+    /// static, never dropped, so its `TempDir` would stay behind (126 MB a test binary).
+    guard_removes_data: bool,
 }
 
 /// A quick start for tests: C1 only, a small heap.
@@ -35,19 +38,20 @@ const BENCHMARK_JVM: &[&str] = &["-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCP
 impl Kafka {
     /// A new broker of its own, stopped when dropped.
     pub fn start() -> Kafka {
-        Self::start_with_jvm(TEST_JVM)
+        Self::start_with_jvm(TEST_JVM, false)
     }
 
     /// A broker whose JVM runs as Kafka's own scripts start it (full JIT, G1), for
     /// throughput and latency figures; it takes longer to warm up.
     pub fn start_for_benchmarks() -> Kafka {
-        Self::start_with_jvm(BENCHMARK_JVM)
+        Self::start_with_jvm(BENCHMARK_JVM, false)
     }
 
-    fn start_with_jvm(jvm: &'static [&'static str]) -> Kafka {
+    fn start_with_jvm(jvm: &'static [&'static str], guard_removes_data: bool) -> Kafka {
         let dir = tempfile::Builder::new().prefix("stockpulse-kafka-").tempdir().expect("temporary folder for Kafka");
         let (port, controller_port) = (free_port(), free_port());
-        let mut kafka = Kafka { bootstrap: format!("127.0.0.1:{port}"), port, controller_port, dir, child: None, jvm };
+        let bootstrap = format!("127.0.0.1:{port}");
+        let mut kafka = Kafka { bootstrap, port, controller_port, dir, child: None, jvm, guard_removes_data };
         kafka.write_config();
         kafka.format();
         kafka.launch();
@@ -58,7 +62,7 @@ impl Kafka {
     /// groups); it ends with the binary.
     pub fn shared() -> &'static Kafka {
         static SHARED: OnceLock<Kafka> = OnceLock::new();
-        SHARED.get_or_init(Kafka::start)
+        SHARED.get_or_init(|| Self::start_with_jvm(TEST_JVM, true))
     }
 
     /// Kills the broker (SIGKILL) and keeps its data: [`Kafka::resume`] starts it again on
@@ -173,11 +177,20 @@ impl Kafka {
         let mut args: Vec<String> = java.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         args.push("kafka.Kafka".into());
         args.push(self.config_path().display().to_string());
-        // The guard: the JVM in the background; when stdin closes, SIGKILL it.
+        // The guard: the JVM in the background; when stdin closes, SIGKILL it (and, for a
+        // shared broker, remove its data once it is dead).
+        let remove = if self.guard_removes_data { self.dir.path().display().to_string() } else { String::new() };
         let mut child = Command::new("bash")
             .arg("-c")
-            .arg(r#"java "$@" </dev/null & pid=$!; { cat >/dev/null; kill -9 "$pid" 2>/dev/null; } <&0 & wait "$pid""#)
+            .arg(
+                r#"java "$@" </dev/null & pid=$!
+                { cat >/dev/null; kill -9 "$pid" 2>/dev/null
+                  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+                  if [ -n "$GUARD_REMOVE" ]; then rm -rf -- "$GUARD_REMOVE"; fi; } <&0 &
+                wait "$pid""#,
+            )
             .arg("kafka-guard")
+            .env("GUARD_REMOVE", remove)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("clone log handle"))
