@@ -47,23 +47,23 @@ impl Catalog {
         }
     }
 
-    /// Event `n`: nine SALEs in ten, then a RESTOCK, stamped `now`. (topic role, key, value)
-    fn event(&self, n: u64, now: i64) -> (&'static str, &str, String) {
+    /// Event `n`: nine SALEs in ten, then a RESTOCK, stamped `time` (RFC 3339, formatted
+    /// once for the events of a millisecond). (inventory or not, key, value)
+    fn event(&self, n: u64, time: &str) -> (bool, &str, String) {
         let mix = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let (store, channel) = &self.stores[(mix % self.stores.len() as u64) as usize];
         let (sku, price) = &self.skus[((mix >> 20) % self.skus.len() as u64) as usize];
-        let time = format_rfc3339_millis(now);
         let id = format!("00000000-0000-4000-8000-{:012x}", n & 0xffff_ffff_ffff);
         if n % 10 == 9 {
             let value = format!(
                 r#"{{"event_id":"{id}","event_type":"RESTOCK","event_time":"{time}","store_id":"{store}","sku_id":"{sku}","quantity_delta":40}}"#
             );
-            ("inventory", store, value)
+            (true, store, value)
         } else {
             let value = format!(
                 r#"{{"event_id":"{id}","event_type":"SALE","event_time":"{time}","store_id":"{store}","sku_id":"{sku}","quantity_delta":-1,"unit_price":"{price}","currency":"EUR","channel":"{channel}"}}"#
             );
-            ("sales", store, value)
+            (false, store, value)
         }
     }
 }
@@ -81,17 +81,19 @@ fn produce_at(pipeline: &Pipeline, catalog: &Catalog, first: u64, rate: u64, sec
         .set("queue.buffering.max.messages", "2000000")
         .create()
         .expect("producer");
+    // The producer's own work kept small: it shares the two cores with what it measures.
+    let (sales_topic, inventory_topic) = (format!("{}.sales", pipeline.name), format!("{}.inventory", pipeline.name));
     let started = Instant::now();
     let mut sent = 0u64;
     let total = rate * seconds;
     while sent < total {
         // Send what is due by now, in 1 ms steps.
         let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
-        let now = now_millis();
+        let time = format_rfc3339_millis(now_millis());
         while sent < due {
-            let (role, key, value) = catalog.event(first + sent, now);
-            let topic = format!("{}.{role}", pipeline.name);
-            let record = BaseRecord::to(&topic).key(key).payload(&value);
+            let (inventory, key, value) = catalog.event(first + sent, &time);
+            let topic = if inventory { &inventory_topic } else { &sales_topic };
+            let record = BaseRecord::to(topic).key(key).payload(&value);
             stockpulse_testkit::kafka::send(&producer, record).unwrap_or_else(|e| panic!("{e}"));
             sent += 1;
         }
