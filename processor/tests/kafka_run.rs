@@ -325,6 +325,84 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
     assert_same_inventory(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
 
+#[test]
+fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
+    // A dead-letter topic that takes records of 20,000 bytes at most (Kafka's limit is on a
+    // whole batch, compressed): a 200 KB line is cut to fit, and a run of garbage lines,
+    // batched, is not refused either. Random bytes, which no codec makes smaller.
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "small-dlq", 2);
+    const LIMIT: usize = 20_000;
+    pipeline.set_record_limit("dead-letter", LIMIT);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut random = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    let large = random(200 * 1024);
+    pipeline.produce_raw("sales", "EUC-M01", &large);
+    let garbage: Vec<Vec<u8>> = (0..300).map(|_| random(300)).collect();
+    for line in &garbage {
+        pipeline.produce_raw("sales", "EUC-M01", line);
+    }
+    pipeline.produce_events(29, 2_000);
+    let mut processor = pipeline.start("small-dlq-0");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    let (status, _) = terminate(&mut processor);
+    assert!(status.success(), "{}", processor.log_tail());
+    let dead = pipeline.read_topic("dead-letter");
+    let cut = dead.iter().find(|r| r.headers.contains_key("stockpulse.truncated")).unwrap_or_else(|| {
+        panic!(
+            "the 200 KB line is dead-lettered, cut to fit the topic: {} dead letters, largest {:?}; {}",
+            dead.len(),
+            dead.iter().map(|r| r.value.as_ref().map_or(0, Vec::len)).max(),
+            processor.log_tail()
+        )
+    });
+    assert_eq!(cut.headers["stockpulse.original_size"], large.len().to_string());
+    let size = |r: &support::Record| {
+        let headers: usize = r.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        r.key.as_ref().map_or(0, String::len) + r.value.as_ref().map_or(0, Vec::len) + headers
+    };
+    assert!(size(cut) < LIMIT, "{} bytes", size(cut));
+    for line in &garbage {
+        assert!(dead.iter().any(|r| r.value.as_deref() == Some(line.as_slice())), "{}", String::from_utf8_lossy(line));
+    }
+    assert_same_inventory(&from_kafka(&pipeline), &from_replay(&pipeline));
+
+    // The limit lowered while an instance runs: the refused record fails its transaction, the
+    // instance exits naming the topic, and the restart reads the new limit and goes on.
+    let mut processor = pipeline.start("small-dlq-0");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    const LOWER: usize = 5_000;
+    pipeline.set_record_limit("dead-letter", LOWER);
+    let line = random(12_000);
+    pipeline.produce_raw("sales", "EUC-M01", &line);
+    let status = processor.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&processor.log).unwrap_or_default();
+    assert!(log.contains("topic small-dlq.dead-letter refused a record as larger than its max.message.bytes"), "{log}");
+    let mut processor = pipeline.start("small-dlq-0");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    let (status, _) = terminate(&mut processor);
+    assert!(status.success(), "{}", processor.log_tail());
+    let dead = pipeline.read_topic("dead-letter");
+    let cut: Vec<&support::Record> =
+        dead.iter().filter(|r| r.headers.get("stockpulse.original_size") == Some(&line.len().to_string())).collect();
+    assert_eq!(cut.len(), 1, "the 12 KB line is dead-lettered once, cut to fit the lowered limit");
+    assert!(size(cut[0]) < LOWER, "{} bytes", size(cut[0]));
+    assert!(line.starts_with(cut[0].value.as_deref().unwrap_or_default()));
+    // The refused transaction's work was redone once: the figures are still replay's.
+    assert_same_inventory(&from_kafka(&pipeline), &from_replay(&pipeline));
+}
+
 fn assert_same_inventory(kafka: &Figures, replay: &Figures) {
     assert!(replay.inventory.len() > 100);
     assert_eq!(kafka.inventory, replay.inventory);

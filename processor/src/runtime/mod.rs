@@ -14,6 +14,7 @@
 mod client;
 mod committer;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 mod query;
 pub mod read_api;
@@ -209,23 +210,6 @@ fn run_with(
     health.references_loaded.store(true, Ordering::Relaxed);
     tracing::info!(stores = references.stores.len(), products = references.products.len(), "reference data loaded");
 
-    let exactly_once = config.processing.exactly_once;
-    let mut producer_config = producer_config(&client);
-    if exactly_once {
-        producer_config
-            .set("transactional.id", format!("{group}-{}", options.instance_id))
-            .set("transaction.timeout.ms", "60000");
-    }
-    let producer: BaseProducer<DeliveryContext> = producer_config
-        .create_with_context(DeliveryContext::default())
-        .map_err(|e| RunError::kafka("creating the producer", e))?;
-    if exactly_once {
-        producer
-            .init_transactions(Duration::from_secs(60))
-            .map_err(|e| RunError::kafka("initialising transactions", e))?;
-        producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
-    }
-
     // The topics, checked before the worker exists: it subscribes to them.
     let metadata_reader: BaseConsumer =
         client.clone().create().map_err(|e| RunError::kafka("creating the metadata reader", e))?;
@@ -251,6 +235,32 @@ fn run_with(
     }
     drop(metadata_reader);
     let subscription: Vec<String> = topics.inputs().into_iter().map(String::from).collect();
+    let limits = limits::read(&client, &topics.written(), Duration::from_secs(30))?;
+    for (topic, limit) in limits.small() {
+        tracing::info!(
+            topic,
+            max_message_bytes = limit,
+            "topic takes smaller records than the client sends: records and batches are cut to fit"
+        );
+    }
+
+    let exactly_once = config.processing.exactly_once;
+    let mut producer_config = producer_config(&client);
+    producer_config.set("batch.size", limits.batch_size().to_string());
+    if exactly_once {
+        producer_config
+            .set("transactional.id", format!("{group}-{}", options.instance_id))
+            .set("transaction.timeout.ms", "60000");
+    }
+    let producer: BaseProducer<DeliveryContext> = producer_config
+        .create_with_context(DeliveryContext::default())
+        .map_err(|e| RunError::kafka("creating the producer", e))?;
+    if exactly_once {
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(|e| RunError::kafka("initialising transactions", e))?;
+        producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+    }
     let sales_topic = topics.sales.clone();
 
     let tasks = u32::try_from(partitions).map_err(|_| RunError::Config(format!("{partitions} partitions")))?;
@@ -260,6 +270,7 @@ fn run_with(
         tasks,
         client.clone(),
         producer,
+        limits,
         metrics.clone(),
         health.clone(),
         options.merge,

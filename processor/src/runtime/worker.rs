@@ -26,22 +26,22 @@ use crate::reference::ReferenceUpdate;
 
 use super::committer::{self, Committer, Ended};
 use super::http::Health;
+use super::limits::RecordLimits;
 use super::metrics::Metrics;
 use super::task::{self, INVENTORY, OFFSETS_HEADER, REPARTITION, SALES, Task};
 use super::{RunError, now_millis};
 
-/// Largest value written to an output topic: Kafka's default limit is 1 MB a record. The
-/// original of a larger dead-letter or late record is cut, and its size said in a header.
-const MAX_VALUE_BYTES: usize = 900_000;
 /// How long one Kafka call of the commit path may take before it counts as failed.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a task waits for a partition known to hold more before it is logged.
 const WAIT_WARNING: Duration = Duration::from_secs(30);
 
-/// Counts failed deliveries (at-least-once mode checks them before committing offsets).
+/// Counts failed deliveries (at-least-once mode checks them before committing offsets), and
+/// keeps the topic of a record refused as too large.
 #[derive(Default)]
 pub struct DeliveryContext {
     pub failed: std::sync::atomic::AtomicU64,
+    too_large: Mutex<Option<String>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -49,10 +49,30 @@ impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
+        if let Err((e, message)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "output record not delivered");
+            tracing::error!(error = %e, topic = message.topic(), "output record not delivered");
+            if matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+            ) && let Ok(mut topic) = self.too_large.lock()
+            {
+                topic.get_or_insert_with(|| message.topic().to_string());
+            }
         }
+    }
+}
+
+impl DeliveryContext {
+    /// The error to end the run with when a topic refused a record as too large: its
+    /// `max.message.bytes` was lowered after this instance read it, and every retry would be
+    /// refused again, so the run ends and the restart reads the new limit.
+    fn refused_as_too_large(&self) -> Option<RunError> {
+        let topic = self.too_large.lock().ok()?.clone()?;
+        Some(RunError::Config(format!(
+            "topic {topic} refused a record as larger than its max.message.bytes, which changed since this \
+             instance read it at start; exiting so that the restart reads it (nothing was committed past the refused record)"
+        )))
     }
 }
 
@@ -98,6 +118,17 @@ impl Topics {
         self.alert_sinks.values().flatten().map(String::as_str)
     }
 
+    /// Every topic the processor writes: outputs, alert sinks, changelog and repartition.
+    pub fn written(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.outputs.values().map(String::as_str).collect();
+        topics.extend(self.alert_sink_topics());
+        topics.push(&self.changelog);
+        topics.extend(self.repartition.as_deref());
+        topics.sort_unstable();
+        topics.dedup();
+        topics
+    }
+
     /// The same, reading and writing the repartition topic as well.
     pub fn with_repartition(mut self, config: &PipelineConfig) -> Self {
         self.repartition = Some(config.topic(TopicRole::Repartition));
@@ -117,6 +148,8 @@ pub struct Worker {
     pub topics: Topics,
     client: ClientConfig,
     producer: Arc<BaseProducer<DeliveryContext>>,
+    /// How large a record each written topic takes.
+    limits: RecordLimits,
     /// Commits transactions beside the processing loop (exactly-once only).
     committer: Option<Committer>,
     tasks: BTreeMap<i32, Task>,
@@ -151,6 +184,7 @@ impl Worker {
         partitions: u32,
         client: ClientConfig,
         producer: BaseProducer<DeliveryContext>,
+        limits: RecordLimits,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         merge: task::MergeOptions,
@@ -177,6 +211,7 @@ impl Worker {
             config,
             client,
             producer,
+            limits,
             committer,
             tasks: BTreeMap::new(),
             suspended: BTreeMap::new(),
@@ -399,10 +434,13 @@ impl Worker {
                 continue;
             };
             let mut headers = output.headers();
-            if value.len() > MAX_VALUE_BYTES {
+            let header_bytes = |headers: &[(&str, String)]| headers.iter().map(|(n, t)| n.len() + t.len()).sum();
+            if value.len() > self.limits.value_room(topic, key.len(), header_bytes(&headers)) {
+                // The original of a dead-letter or late record the topic cannot take whole is
+                // cut to fit, and its size said in a header.
                 headers.push(("stockpulse.original_size", value.len().to_string()));
                 headers.push(("stockpulse.truncated", "true".to_string()));
-                value.truncate(MAX_VALUE_BYTES);
+                value.truncate(self.limits.value_room(topic, key.len(), header_bytes(&headers)));
             }
             let mut record = BaseRecord::to(topic).key(&key).payload(&value);
             if !headers.is_empty() {
@@ -538,7 +576,7 @@ impl Worker {
         committer::flush(&self.producer, KAFKA_TIMEOUT).map_err(|e| RunError::kafka("flushing outputs", e))?;
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
-            return Err(RunError::Delivery(failed));
+            return Err(self.producer.context().refused_as_too_large().unwrap_or(RunError::Delivery(failed)));
         }
         if offsets.count() > 0 {
             consumer
@@ -580,6 +618,9 @@ impl Worker {
                 self.health.set_kafka_error(Some(e.to_string()));
                 if is_fatal(&e) {
                     return Err(RunError::Fenced(e.to_string()));
+                }
+                if let Some(refused) = self.producer.context().refused_as_too_large() {
+                    return Err(refused);
                 }
                 tracing::warn!(error = %e, "transaction failed; aborting it and restoring every task");
                 self.producer
@@ -768,7 +809,13 @@ where
                 record = back;
                 producer.poll(Duration::from_millis(2));
             }
-            Err((e, _)) => return Err(RunError::kafka("producing a record", e)),
+            // A transaction whose record was refused takes no more records: say why.
+            Err((e, _)) => {
+                return Err(producer
+                    .context()
+                    .refused_as_too_large()
+                    .unwrap_or_else(|| RunError::kafka("producing a record", e)));
+            }
         }
     }
 }

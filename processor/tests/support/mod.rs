@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -121,6 +121,27 @@ impl Pipeline {
         std::fs::write(&stores_file, ndjson(&stores())).unwrap();
         std::fs::write(&catalog_file, ndjson(&catalog())).unwrap();
         Pipeline { name: name.into(), bootstrap: bootstrap.into(), partitions, dir, config, produced: Vec::new() }
+    }
+    /// Sets the `max.message.bytes` of the topic of `role` (the others keep the 8 MB above).
+    pub fn set_record_limit(&self, role: &str, bytes: usize) {
+        let admin: AdminClient<DefaultClientContext> = client(&self.bootstrap).create().expect("admin client");
+        let topic = format!("{}.{role}", self.name);
+        let bytes = bytes.to_string();
+        let change = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("max.message.bytes", &bytes);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = runtime
+            .block_on(
+                admin.alter_configs([&change], &AdminOptions::new().request_timeout(Some(Duration::from_secs(30)))),
+            )
+            .expect("alter configs");
+        for r in results {
+            r.unwrap_or_else(|(resource, e)| panic!("setting max.message.bytes of {resource:?}: {e}"));
+        }
+        let described = runtime
+            .block_on(admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &AdminOptions::new()))
+            .expect("describe configs");
+        let set = described.into_iter().flatten().flat_map(|r| r.entries).find(|e| e.name == "max.message.bytes");
+        assert_eq!(set.and_then(|e| e.value).as_deref(), Some(bytes.as_str()), "max.message.bytes of {topic}");
     }
 
     /// Produces `count` generated events (seeded) keyed by store; sales and returns to the
@@ -421,6 +442,23 @@ impl Processor {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself; its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the processor did not exit within {timeout:?}:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
