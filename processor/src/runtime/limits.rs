@@ -64,7 +64,10 @@ fn lz4_input_room(room: usize) -> usize {
     room.saturating_sub(16) / 256 * 255
 }
 
-/// Reads `max.message.bytes` of each topic (DescribeConfigs).
+/// Reads `max.message.bytes` of each topic (DescribeConfigs). A topic whose configuration
+/// cannot be read (no DescribeConfigs permission, a broker without the call) is taken to hold
+/// the client's 1,000,000 bytes, with a warning: the processor runs as it did before it read
+/// limits, rather than not at all.
 pub fn read(client: &ClientConfig, topics: &[&str], timeout: Duration) -> Result<RecordLimits, RunError> {
     let admin: AdminClient<DefaultClientContext> =
         client.create().map_err(|e| RunError::kafka("creating the admin client", e))?;
@@ -74,14 +77,22 @@ pub fn read(client: &ClientConfig, topics: &[&str], timeout: Duration) -> Result
         .map_err(|e| RunError::Config(format!("cannot start a runtime for DescribeConfigs: {e}")))?;
     let specifiers: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let options = AdminOptions::new().request_timeout(Some(timeout));
-    let results = runtime
-        .block_on(admin.describe_configs(specifiers.iter(), &options))
-        .map_err(|e| RunError::kafka("reading the output topics' max.message.bytes (DescribeConfigs)", e))?;
+    let results = match runtime.block_on(admin.describe_configs(specifiers.iter(), &options)) {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the written topics' max.message.bytes (DescribeConfigs); taking 1,000,000 bytes");
+            return Ok(RecordLimits::default());
+        }
+    };
     let mut by_topic = BTreeMap::new();
     for (topic, result) in topics.iter().zip(results) {
-        let resource = result.map_err(|code| {
-            RunError::Config(format!("cannot read the configuration of topic {topic} (DescribeConfigs): {code}"))
-        })?;
+        let resource = match result {
+            Ok(resource) => resource,
+            Err(code) => {
+                tracing::warn!(topic, error = %code, "cannot read the topic's max.message.bytes (DescribeConfigs; grant it to read the limit); taking 1,000,000 bytes");
+                continue;
+            }
+        };
         let value = resource.entries.into_iter().find(|e| e.name == "max.message.bytes").and_then(|e| e.value);
         let limit = value.as_deref().map(str::parse::<usize>).transpose().map_err(|e| {
             RunError::Config(format!("topic {topic} has max.message.bytes {value:?}, not a number of bytes: {e}"))
