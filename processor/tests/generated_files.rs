@@ -63,11 +63,13 @@ fn schema_refuses_what_the_parser_refuses() {
     });
     assert!(validator.is_valid(&base));
     assert!(parse_event(base.to_string().as_bytes()).is_ok());
-    let cases: [(&str, serde_json::Value); 10] = [
+    let cases: [(&str, serde_json::Value); 12] = [
         ("event_id", "nope".into()),
         ("event_type", "THEFT".into()),
         ("event_time", "yesterday".into()),
         ("store_id", "".into()),
+        ("store_id", "S".repeat(257).into()),
+        ("sku_id", "K".repeat(257).into()),
         ("quantity_delta", 0.into()),
         ("quantity_delta", 2.into()),
         ("unit_price", "-1".into()),

@@ -292,6 +292,13 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
         (event(3, r#""quantity_delta":-1,"unit_price":"50000000000000000000000000000""#), "unit_price_out_of_range"),
         (event(4, r#""quantity_delta":-9223372036854775808,"unit_price":"1.00""#), "quantity_out_of_range"),
         (event(5, r#""quantity_delta":-99999999999999999999,"unit_price":"1.00""#), "invalid_type"),
+        // A store_id of 600 KB: in an output key and value both, over the client's 1 MB.
+        (
+            String::from_utf8_lossy(&event(6, r#""quantity_delta":-1,"unit_price":"1.00""#))
+                .replace("EUC-M01", &"S".repeat(600_000))
+                .into_bytes(),
+            "id_too_long",
+        ),
     ];
     for (payload, _) in &poison {
         pipeline.produce_raw("sales", "EUC-M01", payload);
@@ -352,6 +359,12 @@ fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
     for line in &garbage {
         pipeline.produce_raw("sales", "EUC-M01", line);
     }
+    // An event_id of 300 KB that is not a UUID: the reason, a header, quotes it.
+    let id: String = random(300 * 1024).iter().map(|b| char::from(b'a' + b % 26)).collect();
+    let bad_id = format!(
+        r#"{{"event_id":"{id}","event_type":"SALE","event_time":"2026-11-27T10:00:00Z","store_id":"EUC-M01","sku_id":"SKU-000001","quantity_delta":-1,"unit_price":"1.00","currency":"EUR"}}"#
+    );
+    pipeline.produce_raw("sales", "EUC-M01", bad_id.as_bytes());
     pipeline.produce_events(29, 2_000);
     let mut processor = pipeline.start("small-dlq-0");
     pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
@@ -375,6 +388,12 @@ fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
     for line in &garbage {
         assert!(dead.iter().any(|r| r.value.as_deref() == Some(line.as_slice())), "{}", String::from_utf8_lossy(line));
     }
+    let quoted = dead
+        .iter()
+        .find(|r| r.headers.get("stockpulse.reason_code").is_some_and(|c| c == "invalid_event_id"))
+        .expect("the event with a 300 KB event_id is dead-lettered");
+    assert!(quoted.headers["stockpulse.reason"].len() <= 1024, "the reason is cut to 1 KB");
+    assert!(size(quoted) < LIMIT, "{} bytes", size(quoted));
     assert_same_inventory(&from_kafka(&pipeline), &from_replay(&pipeline));
 
     // The limit lowered while an instance runs: the refused record fails its transaction, the

@@ -54,6 +54,12 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The largest event, in bytes: a larger record is dead-lettered unread (`event_too_large`).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
+/// The longest `store_id` or `sku_id`, in bytes (`id_too_long`). Both go into output keys,
+/// changelog keys and every record about the position: an id of a megabyte, which the event
+/// limit allows, would make records no Kafka topic takes. A StoreRegion's store ids are 64
+/// characters at most.
+pub const MAX_ID_BYTES: usize = 256;
+
 /// The largest `quantity_delta`, either sign: one event moves at most a billion units. With
 /// [`MAX_UNIT_PRICE`] it keeps every line amount and every window sum far inside the range
 /// of the decimal type (7.9e28), so no input can overflow them.

@@ -105,6 +105,14 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
 
 /// The bounds of the schema that keep every sum in range (see [`super::MAX_QUANTITY`]).
 fn check_bounds(event: &Event<'_>) -> Result<(), InvalidEvent> {
+    for (field, id) in [("store_id", &event.store_id), ("sku_id", &event.sku_id)] {
+        if id.len() > super::MAX_ID_BYTES {
+            return Err(InvalidEvent::new(
+                "id_too_long",
+                format!("{field} of {} bytes is over the {}-byte limit", id.len(), super::MAX_ID_BYTES),
+            ));
+        }
+    }
     if event.quantity_delta.unsigned_abs() > super::MAX_QUANTITY.unsigned_abs() {
         return Err(InvalidEvent::new(
             "quantity_out_of_range",

@@ -31,6 +31,9 @@ use super::metrics::Metrics;
 use super::task::{self, INVENTORY, OFFSETS_HEADER, REPARTITION, SALES, Task};
 use super::{RunError, now_millis};
 
+/// Longest header value written: a dead-letter reason can quote the input (an `event_id` of
+/// a megabyte that is not a UUID), and a header is never cut to fit by the record limits.
+const MAX_HEADER_BYTES: usize = 1024;
 /// How long one Kafka call of the commit path may take before it counts as failed.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a task waits for a partition known to hold more before it is logged.
@@ -434,6 +437,9 @@ impl Worker {
                 continue;
             };
             let mut headers = output.headers();
+            for (_, text) in &mut headers {
+                cut_text(text, MAX_HEADER_BYTES);
+            }
             let header_bytes = |headers: &[(&str, String)]| headers.iter().map(|(n, t)| n.len() + t.len()).sum();
             if value.len() > self.limits.value_room(topic, key.len(), header_bytes(&headers)) {
                 // The original of a dead-letter or late record the topic cannot take whole is
@@ -793,6 +799,20 @@ fn is_fatal(error: &KafkaError) -> bool {
     }
 }
 
+/// Cuts `text` to at most `max` bytes and a marker, at a character boundary.
+fn cut_text(text: &mut String, max: usize) {
+    const MARKER: &str = "...";
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub(MARKER.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARKER);
+}
+
 /// Sends a record, serving delivery reports while the producer's queue is full.
 pub(super) fn send<K, P>(
     producer: &BaseProducer<DeliveryContext>,
@@ -865,5 +885,25 @@ impl ConsumerContext for RebalanceContext {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_header_is_cut_at_a_character_boundary_with_a_marker() {
+        let mut short = "invalid_event_id".to_string();
+        cut_text(&mut short, 16);
+        assert_eq!(short, "invalid_event_id");
+        // "é" is two bytes: a cut at byte 5 would split the third one.
+        let mut long = "ééééé".to_string();
+        cut_text(&mut long, 8);
+        assert_eq!(long, "éé...");
+        let mut ascii = "x".repeat(2000);
+        cut_text(&mut ascii, MAX_HEADER_BYTES);
+        assert_eq!(ascii.len(), MAX_HEADER_BYTES);
+        assert!(ascii.ends_with("xx..."));
     }
 }
