@@ -422,6 +422,28 @@ fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
     assert_same_inventory(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
 
+#[test]
+fn a_restart_with_more_input_goes_on_from_the_committed_state() {
+    // Stop after the first events, produce more, start again: the new instance restores every
+    // task and continues, and the figures are those of one replay of everything.
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "two-phase", 2);
+    pipeline.produce_events(29, 6_000);
+    let mut processor = pipeline.start("two-phase-0");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    let (status, _) = terminate(&mut processor);
+    assert!(status.success(), "{}", processor.log_tail());
+    pipeline.produce_events(31, 3_000);
+    let mut processor = pipeline.start("two-phase-0");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    let (status, _) = terminate(&mut processor);
+    assert!(status.success(), "{}", processor.log_tail());
+    let kafka_figures = from_kafka(&pipeline);
+    assert!(!kafka_figures.late.is_empty(), "the second events' time range is behind the first sentinels");
+    assert_same(&kafka_figures, &from_replay(&pipeline));
+}
+
 fn assert_same_inventory(kafka: &Figures, replay: &Figures) {
     assert!(replay.inventory.len() > 100);
     assert_eq!(kafka.inventory, replay.inventory);

@@ -31,6 +31,8 @@ pub struct Pipeline {
     pub config: PathBuf,
     /// Events as produced: (topic role "sales"/"inventory", partition, payload).
     pub produced: Vec<(String, i32, Vec<u8>)>,
+    /// Rounds of sentinels produced (each round's event ids are new).
+    sentinel_rounds: u32,
 }
 
 pub fn client(bootstrap: &str) -> ClientConfig {
@@ -120,7 +122,8 @@ impl Pipeline {
         let catalog_file = dir.path().join("catalog.ndjson");
         std::fs::write(&stores_file, ndjson(&stores())).unwrap();
         std::fs::write(&catalog_file, ndjson(&catalog())).unwrap();
-        Pipeline { name: name.into(), bootstrap: bootstrap.into(), partitions, dir, config, produced: Vec::new() }
+        let (name, bootstrap) = (name.into(), bootstrap.into());
+        Pipeline { name, bootstrap, partitions, dir, config, produced: Vec::new(), sentinel_rounds: 0 }
     }
     /// Sets the `max.message.bytes` of the topic of `role` (the others keep the 8 MB above).
     pub fn set_record_limit(&self, role: &str, bytes: usize) {
@@ -176,20 +179,26 @@ impl Pipeline {
         last_time
     }
 
-    /// A RESTOCK stamped `at` on every input partition: every task's watermark passes it.
+    /// A RESTOCK stamped `at` on every input partition: every task's watermark passes it. Its
+    /// store id is one the default partitioner puts on that partition, so that `replay`, which
+    /// places events by store, feeds it to the same task; its event ids are new each round.
     pub fn produce_sentinels(&mut self, at: i64) {
         let producer: BaseProducer = client(&self.bootstrap).set("linger.ms", "5").create().unwrap();
         let when = chrono::DateTime::from_timestamp_millis(at).unwrap();
+        let round = i64::from(self.sentinel_rounds);
+        self.sentinel_rounds += 1;
         for p in 0..self.partitions {
+            let store = sentinel_store(p, self.partitions);
             for role in ["sales", "inventory"] {
+                let n = round * 1000 + i64::from(p) * 2 + i64::from(role == "inventory");
                 let payload = serde_json::json!({
-                    "event_id": format!("00000000-0000-4000-8000-{:012}", p * 2 + i32::from(role == "inventory")),
+                    "event_id": format!("00000000-0000-4000-8000-{n:012}"),
                     "event_type": "RESTOCK", "event_time": when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    "store_id": format!("SENTINEL-{p}"), "sku_id": "SENTINEL", "quantity_delta": 1
+                    "store_id": store, "sku_id": "SENTINEL", "quantity_delta": 1
                 })
                 .to_string()
                 .into_bytes();
-                send(&producer, &format!("{}.{role}", self.name), Some(p), &format!("SENTINEL-{p}"), &payload);
+                send(&producer, &format!("{}.{role}", self.name), Some(p), &store, &payload);
                 self.produced.push((role.to_string(), p, payload));
             }
         }
@@ -485,6 +494,14 @@ impl Drop for Processor {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `SENTINEL-<p>-<n>` with the first `n` that Kafka's default partitioner puts on partition `p`.
+fn sentinel_store(p: i32, partitions: i32) -> String {
+    let on_p = |store: &String| {
+        stockpulse_processor::partitioner::partition_of(store.as_bytes(), partitions as u32) == p as u32
+    };
+    (0..10_000).map(|n| format!("SENTINEL-{p}-{n}")).find(on_p).expect("a sentinel store id on each partition")
 }
 
 /// A GET on the processor's HTTP port: (status, body).
