@@ -125,6 +125,7 @@ impl Pipeline {
         let (name, bootstrap) = (name.into(), bootstrap.into());
         Pipeline { name, bootstrap, partitions, dir, config, produced: Vec::new(), sentinel_rounds: 0 }
     }
+
     /// Sets the `max.message.bytes` of the topic of `role` (the others keep the 8 MB above).
     pub fn set_record_limit(&self, role: &str, bytes: usize) {
         let admin: AdminClient<DefaultClientContext> = client(&self.bootstrap).create().expect("admin client");
