@@ -182,14 +182,21 @@ fn sigterm_under_load_exits_cleanly_and_a_restart_finishes_the_work() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     // A transaction left open would hold read_committed readers back; a second instance
     // takes over where the first committed and the result is the same as replay's.
-    let mut second = pipeline.start("term-1");
-    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut second]);
-    terminate(&mut second);
+    run_to_the_end(&pipeline, "term-1");
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
 
 fn terminate(processor: &mut Processor) -> (std::process::ExitStatus, Duration) {
     processor.terminate(Duration::from_secs(20))
+}
+
+/// Starts an instance, waits until it has committed all the input there is, and stops it
+/// (SIGTERM, exit 0).
+fn run_to_the_end(pipeline: &Pipeline, instance: &str) {
+    let mut processor = pipeline.start(instance);
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    let (status, _) = terminate(&mut processor);
+    assert!(status.success(), "exit status {status}: {}", processor.log_tail());
 }
 
 #[test]
@@ -366,19 +373,12 @@ fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
     );
     pipeline.produce_raw("sales", "EUC-M01", bad_id.as_bytes());
     pipeline.produce_events(29, 2_000);
-    let mut processor = pipeline.start("small-dlq-0");
-    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
-    let (status, _) = terminate(&mut processor);
-    assert!(status.success(), "{}", processor.log_tail());
+    run_to_the_end(&pipeline, "small-dlq-0");
     let dead = pipeline.read_topic("dead-letter");
-    let cut = dead.iter().find(|r| r.headers.contains_key("stockpulse.truncated")).unwrap_or_else(|| {
-        panic!(
-            "the 200 KB line is dead-lettered, cut to fit the topic: {} dead letters, largest {:?}; {}",
-            dead.len(),
-            dead.iter().map(|r| r.value.as_ref().map_or(0, Vec::len)).max(),
-            processor.log_tail()
-        )
-    });
+    let cut = dead
+        .iter()
+        .find(|r| r.headers.contains_key("stockpulse.truncated"))
+        .expect("the 200 KB line is dead-lettered, cut to fit the topic");
     assert_eq!(cut.headers["stockpulse.original_size"], large.len().to_string());
     let size = |r: &support::Record| {
         let headers: usize = r.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -408,10 +408,7 @@ fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
     assert!(!status.success());
     let log = std::fs::read_to_string(&processor.log).unwrap_or_default();
     assert!(log.contains("topic small-dlq.dead-letter refused a record as larger than its max.message.bytes"), "{log}");
-    let mut processor = pipeline.start("small-dlq-0");
-    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
-    let (status, _) = terminate(&mut processor);
-    assert!(status.success(), "{}", processor.log_tail());
+    run_to_the_end(&pipeline, "small-dlq-0");
     let dead = pipeline.read_topic("dead-letter");
     let cut: Vec<&support::Record> =
         dead.iter().filter(|r| r.headers.get("stockpulse.original_size") == Some(&line.len().to_string())).collect();
@@ -430,15 +427,9 @@ fn a_restart_with_more_input_goes_on_from_the_committed_state() {
     let kafka = Kafka::shared();
     let mut pipeline = Pipeline::create(&kafka.bootstrap, "two-phase", 2);
     pipeline.produce_events(29, 6_000);
-    let mut processor = pipeline.start("two-phase-0");
-    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
-    let (status, _) = terminate(&mut processor);
-    assert!(status.success(), "{}", processor.log_tail());
+    run_to_the_end(&pipeline, "two-phase-0");
     pipeline.produce_events(31, 3_000);
-    let mut processor = pipeline.start("two-phase-0");
-    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
-    let (status, _) = terminate(&mut processor);
-    assert!(status.success(), "{}", processor.log_tail());
+    run_to_the_end(&pipeline, "two-phase-0");
     let kafka_figures = from_kafka(&pipeline);
     assert!(!kafka_figures.late.is_empty(), "the second events' time range is behind the first sentinels");
     assert_same(&kafka_figures, &from_replay(&pipeline));
@@ -456,10 +447,7 @@ fn at_least_once_mode_gives_the_same_last_values() {
     let kafka = Kafka::shared();
     let mut pipeline = Pipeline::create_with(&kafka.bootstrap, "alo", 2, false);
     pipeline.produce_events(23, 5_000);
-    let mut processor = pipeline.start("alo-0");
-    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
-    let (status, _) = terminate(&mut processor);
-    assert!(status.success());
+    run_to_the_end(&pipeline, "alo-0");
     // Without a crash nothing is repeated, so even the dead letters and late events match.
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
