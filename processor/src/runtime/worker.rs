@@ -625,7 +625,7 @@ impl Worker {
                 if is_fatal(&e) {
                     return Err(RunError::Fenced(e.to_string()));
                 }
-                if let Some(refused) = self.producer.context().refused_as_too_large() {
+                if let Some(refused) = refusal_reported(&self.producer) {
                     return Err(refused);
                 }
                 tracing::warn!(error = %e, "transaction failed; aborting it and restoring every task");
@@ -829,14 +829,31 @@ where
                 record = back;
                 producer.poll(Duration::from_millis(2));
             }
-            // A transaction whose record was refused takes no more records: say why.
+            // A transaction whose record was refused takes no more records: say why. The
+            // producer's state turns erroneous before the refused record's delivery report is
+            // served, so serve the reports first.
             Err((e, _)) => {
-                return Err(producer
-                    .context()
-                    .refused_as_too_large()
-                    .unwrap_or_else(|| RunError::kafka("producing a record", e)));
+                return Err(refusal_reported(producer).unwrap_or_else(|| RunError::kafka("producing a record", e)));
             }
         }
+    }
+}
+
+/// How long a failed `send` waits for the delivery report that explains it.
+const REPORT_WAIT: Duration = Duration::from_secs(2);
+
+/// Serves delivery reports until one says a topic refused a record as too large, or until
+/// none is in flight, or [`REPORT_WAIT`] has passed.
+fn refusal_reported(producer: &BaseProducer<DeliveryContext>) -> Option<RunError> {
+    let deadline = Instant::now() + REPORT_WAIT;
+    loop {
+        if let Some(refused) = producer.context().refused_as_too_large() {
+            return Some(refused);
+        }
+        if producer.in_flight_count() == 0 || Instant::now() >= deadline {
+            return None;
+        }
+        producer.poll(Duration::from_millis(10));
     }
 }
 
