@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stockpulse_testkit::kafka::Kafka;
@@ -164,6 +164,79 @@ fn a_stalled_broker_delays_figures_and_changes_none() {
     assert!(pauses.is_some_and(|n| n > 0), "partitions were paused and resumed: {pauses:?}");
     terminate(&mut processor);
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
+}
+
+#[test]
+fn a_broker_away_longer_than_the_delivery_timeout_fails_a_transaction_which_is_aborted_and_redone() {
+    // Commits every 100 ms: most often a commit meets the failed deliveries.
+    let log = broker_outage("outage", 150_000, &[]);
+    assert!(log.contains("transaction failed; aborting it and restoring every task"), "{log}");
+}
+
+#[test]
+fn a_send_into_a_failed_transaction_aborts_it_and_the_instance_goes_on() {
+    // No commit for 30 s: the failed deliveries are met by the next send, which the failed
+    // transaction refuses ("Erroneous state"), not by a commit.
+    let log = broker_outage("outage-send", 200_000, &["--commit-interval", "30s"]);
+    let abort = log.lines().find(|l| l.contains("aborting it and restoring every task")).unwrap_or_default();
+    assert!(abort.contains("Erroneous state"), "{abort}");
+}
+
+/// Outputs wait at most 2 s for the broker, which stops for 4 s while the backlog is worked
+/// through. The deliveries in flight fail, the transaction with them: the instance aborts it,
+/// rebuilds every task from the changelog, redoes the work from the committed offsets, and
+/// runs on (no exit, no restart). The figures are replay's. A stop that falls where nothing is
+/// in flight (a commit waits for the broker, the loop for a fetch) fails nothing: the broker
+/// is stopped again then. Returns the instance's log.
+fn broker_outage(name: &str, events: usize, args: &[&str]) -> String {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, name, 2);
+    pipeline.produce_events(37, events);
+    let instance = format!("{name}-0");
+    let mut processor = pipeline.start_with(&instance, &[&["--delivery-timeout", "2s"], args].concat());
+    let address = processor.address(Duration::from_secs(30));
+    let metric = |prefix: &str| -> u64 {
+        let (_, metrics) = http_get(&address, "/metrics");
+        metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix(prefix))
+            .filter_map(|rest| rest.rsplit(' ').next()?.trim().parse::<u64>().ok())
+            .sum()
+    };
+    let aborted = || metric("stockpulse_processor_transactions_total{result=\"aborted\"}");
+    while metric("stockpulse_processor_outputs_total") < 5_000 {
+        processor.assert_running();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let failed_deliveries = || {
+        let log = std::fs::read_to_string(&processor.log).unwrap_or_default();
+        log.contains("output record not delivered")
+    };
+    let mut stops = 0;
+    while !failed_deliveries() && stops < 8 {
+        let (done, total) = pipeline.committed_progress();
+        assert!(done < total, "the broker stops in the middle of the work: {done} of {total} committed");
+        kafka.stall(Duration::from_secs(4));
+        stops += 1;
+        // The delivery reports of the timed-out records come as the broker answers again.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !failed_deliveries() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The failed transaction is aborted once the broker is back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while aborted() == 0 && Instant::now() < deadline {
+        processor.assert_running();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(aborted() > 0, "no transaction aborted after {stops} stops of the broker\n{}", processor.log_tail());
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    let (status, _) = terminate(&mut processor);
+    assert!(status.success(), "exit status {status}: {}", processor.log_tail());
+    assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
+    std::fs::read_to_string(&processor.log).unwrap_or_default()
 }
 
 #[test]

@@ -332,6 +332,11 @@ fn bad_config_and_missing_input_are_named() {
     );
     let out = Command::new(BIN).args(["generate", "--events", "5", "--duplicate-share", "2"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"2\" is not a share between 0 and 1"));
+    // Checked before any connection: a delivery timeout past the transaction's.
+    let out = Command::new(BIN).args(["run", "--config", CONFIG, "--delivery-timeout", "90s"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--delivery-timeout 90s: from 1s to 60s (the transaction timeout)"), "{err}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::{Duration, PipelineConfig};
-use crate::runtime::{MergeOptions, RunOptions, run as run_on_kafka};
+use crate::runtime::{MergeOptions, RunOptions, TRANSACTION_TIMEOUT, run as run_on_kafka};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// jitter.
     #[arg(long, default_value = "500ms")]
     webhook_backoff: Duration,
+    /// How long an output record may wait for the broker's acknowledgement before its delivery
+    /// fails (1s to 60s, the transaction timeout). Under exactly-once the transaction is then
+    /// aborted and the work since the last commit redone, without a restart.
+    #[arg(long, default_value = "60s")]
+    delivery_timeout: Duration,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -59,6 +64,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(id) => id,
         None => format!("pid-{}", std::process::id()),
     };
+    let delivery_timeout = std::time::Duration::from_millis(args.delivery_timeout.as_millis());
+    if !(std::time::Duration::from_secs(1)..=TRANSACTION_TIMEOUT).contains(&delivery_timeout) {
+        anyhow::bail!("--delivery-timeout {delivery_timeout:?}: from 1s to 60s (the transaction timeout)");
+    }
     let options = RunOptions {
         instance_id,
         http_port: args.http_port,
@@ -75,6 +84,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             cap: std::time::Duration::from_secs(30),
             attempts: args.webhook_attempts,
         },
+        delivery_timeout,
     };
     run_on_kafka(config, options).context("stockpulse-processor run")
 }

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::config::{Dimension, PipelineConfig, TopicRole};
 use crate::reference::{ProductRecord, ReferenceUpdate, read_ndjson};
@@ -43,7 +42,7 @@ use crate::reference::{ProductRecord, ReferenceUpdate, read_ndjson};
 use http::Health;
 use metrics::Metrics;
 use references::References;
-use worker::{DeliveryContext, RebalanceContext, Worker};
+use worker::{RebalanceContext, Worker};
 
 /// Why `run` stopped; each names its cause. All but a clean shutdown exit non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +65,10 @@ pub enum RunError {
     Restore { partition: i32, message: String },
     #[error("HTTP server: {0}")]
     Http(String),
+    /// The producer takes no more records: its transaction failed (a record's delivery failed,
+    /// and the transaction must be aborted), or an idempotent producer failed for good.
+    #[error("producing a record: the producer takes no more records ({0}); its transaction failed")]
+    TransactionFailed(KafkaError),
     #[error(
         "the commit thread stopped without an answer: the open transaction is in doubt; exiting so that a restart resumes from what was committed"
     )]
@@ -99,7 +102,13 @@ pub struct RunOptions {
     pub advertised_address: Option<String>,
     /// How alert webhook deliveries are retried.
     pub webhook_backoff: webhook::Backoff,
+    /// How long an output record may wait for the broker's acknowledgement before its
+    /// delivery fails (librdkafka's `message.timeout.ms`); at most [`TRANSACTION_TIMEOUT`].
+    pub delivery_timeout: Duration,
 }
+
+/// How long a transaction may stay open before the broker aborts it (`transaction.timeout.ms`).
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -246,21 +255,15 @@ fn run_with(
 
     let exactly_once = config.processing.exactly_once;
     let mut producer_config = producer_config(&client);
-    producer_config.set("batch.size", limits.batch_size().to_string());
+    producer_config
+        .set("batch.size", limits.batch_size().to_string())
+        .set("message.timeout.ms", options.delivery_timeout.as_millis().to_string());
     if exactly_once {
         producer_config
             .set("transactional.id", format!("{group}-{}", options.instance_id))
-            .set("transaction.timeout.ms", "60000");
+            .set("transaction.timeout.ms", TRANSACTION_TIMEOUT.as_millis().to_string());
     }
-    let producer: BaseProducer<DeliveryContext> = producer_config
-        .create_with_context(DeliveryContext::default())
-        .map_err(|e| RunError::kafka("creating the producer", e))?;
-    if exactly_once {
-        producer
-            .init_transactions(Duration::from_secs(60))
-            .map_err(|e| RunError::kafka("initialising transactions", e))?;
-        producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
-    }
+    let producer = worker::new_producer(&producer_config, exactly_once)?;
     let sales_topic = topics.sales.clone();
 
     let tasks = u32::try_from(partitions).map_err(|_| RunError::Config(format!("{partitions} partitions")))?;
@@ -270,6 +273,7 @@ fn run_with(
         tasks,
         client.clone(),
         producer,
+        producer_config,
         limits,
         metrics.clone(),
         health.clone(),

@@ -151,6 +151,8 @@ pub struct Worker {
     pub topics: Topics,
     client: ClientConfig,
     producer: Arc<BaseProducer<DeliveryContext>>,
+    /// What the producer was created from, to create its replacement.
+    producer_config: ClientConfig,
     /// How large a record each written topic takes.
     limits: RecordLimits,
     /// Commits transactions beside the processing loop (exactly-once only).
@@ -187,6 +189,7 @@ impl Worker {
         partitions: u32,
         client: ClientConfig,
         producer: BaseProducer<DeliveryContext>,
+        producer_config: ClientConfig,
         limits: RecordLimits,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
@@ -214,6 +217,7 @@ impl Worker {
             config,
             client,
             producer,
+            producer_config,
             limits,
             committer,
             tasks: BTreeMap::new(),
@@ -269,6 +273,15 @@ impl Worker {
     /// Takes one fetched input record of a task this instance holds, and processes what is
     /// due in timestamp order.
     pub fn process<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), RunError> {
+        let result = self.process_record(consumer, message);
+        self.recovered(consumer, result)
+    }
+
+    fn process_record<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         message: &BorrowedMessage<'_>,
@@ -369,6 +382,11 @@ impl Worker {
     /// Advances processing time in every task (idle partitions, windows due, records that
     /// waited long enough for the other partition).
     pub fn tick<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now: i64) -> Result<(), RunError> {
+        let result = self.advance(consumer, now);
+        self.recovered(consumer, result)
+    }
+
+    fn advance<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now: i64) -> Result<(), RunError> {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for partition in partitions {
             self.drain(consumer, partition)?;
@@ -489,13 +507,33 @@ impl Worker {
         consumer: &BaseConsumer<C>,
         interval: Duration,
     ) -> Result<(), RunError> {
+        let mut result = Ok(());
         if let Some(ended) = self.committer.as_mut().and_then(Committer::take_ended) {
-            self.after_commit(consumer, ended)?;
+            result = self.after_commit(consumer, ended);
         }
-        if !self.committing() && self.last_commit.elapsed() >= interval {
-            self.begin_commit(consumer)?;
+        if result.is_ok() && !self.committing() && self.last_commit.elapsed() >= interval {
+            result = self.begin_commit(consumer);
         }
-        Ok(())
+        self.recovered(consumer, result)
+    }
+
+    /// A transaction that failed while its records were sent (a delivery timed out while the
+    /// broker was away, say: the producer takes no more records) is aborted and every task
+    /// rebuilt, as after a failed commit; the run goes on. Anything else passes. A shutdown's
+    /// or a rebalance's commit ([`Worker::commit`]) is not retried this way: the run ends
+    /// there, and the restart redoes the work.
+    fn recovered<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        result: Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        match result {
+            Err(RunError::TransactionFailed(e)) if self.committer.is_some() => {
+                self.transaction_failed(&e);
+                self.abort_and_restore(consumer, &e)
+            }
+            other => other,
+        }
     }
 
     /// Commits everything processed so far and waits for it (rebalance, shutdown).
@@ -620,31 +658,63 @@ impl Worker {
                 self.send_outputs()
             }
             Err(e) => {
-                self.metrics.transactions.get_or_create(&vec![("result", "aborted".to_string())]).inc();
-                self.health.set_kafka_error(Some(e.to_string()));
+                self.transaction_failed(&e);
                 if is_fatal(&e) {
                     return Err(RunError::Fenced(e.to_string()));
                 }
                 if let Some(refused) = refusal_reported(&self.producer) {
                     return Err(refused);
                 }
-                tracing::warn!(error = %e, "transaction failed; aborting it and restoring every task");
-                self.producer
-                    .abort_transaction(KAFKA_TIMEOUT)
-                    .map_err(|e| RunError::kafka("aborting a transaction", e))?;
-                self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
-                // The engines are ahead of what was committed (by the aborted transaction and
-                // the records processed since, whose outputs were held): rebuild them from the
-                // changelog and rewind the inputs to the committed offsets.
-                self.outputs.clear();
-                self.timestamps.clear();
-                let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-                for mut task in std::mem::take(&mut self.tasks).into_values() {
-                    self.release(consumer, &mut task);
-                }
-                self.create_tasks(consumer, &partitions, true)
+                self.abort_and_restore(consumer, &e)
             }
         }
+    }
+
+    /// Counts a failed transaction and shows it on `/readyz` until the next commit.
+    fn transaction_failed(&self, error: &KafkaError) {
+        self.metrics.transactions.get_or_create(&vec![("result", "aborted".to_string())]).inc();
+        self.health.set_kafka_error(Some(error.to_string()));
+    }
+
+    /// Aborts the open transaction, begins the next, and rebuilds every task from its
+    /// changelog, rewound to the committed offsets: the engines are ahead of what was
+    /// committed (by the aborted transaction and the records processed since, whose outputs
+    /// were held).
+    fn abort_and_restore<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        error: &KafkaError,
+    ) -> Result<(), RunError> {
+        tracing::warn!(error = %error, "transaction failed; aborting it and restoring every task");
+        match self.producer.abort_transaction(KAFKA_TIMEOUT) {
+            Ok(()) => self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?,
+            // After deliveries timed out the coordinator can refuse the abort (INVALID_TXN_STATE,
+            // seen on Apache Kafka 4.4), which leaves the producer failed for good. A new
+            // producer of the same transactional id fences it and aborts its transaction.
+            Err(e) => {
+                tracing::warn!(error = %e, "aborting the transaction failed; replacing the producer");
+                self.replace_producer()?;
+            }
+        }
+        self.outputs.clear();
+        self.timestamps.clear();
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for mut task in std::mem::take(&mut self.tasks).into_values() {
+            self.release(consumer, &mut task);
+        }
+        self.create_tasks(consumer, &partitions, true)
+    }
+
+    /// Replaces a failed transactional producer, and the commit thread that holds it (no commit
+    /// is in flight when this is called).
+    fn replace_producer(&mut self) -> Result<(), RunError> {
+        self.committer = None;
+        let producer = Arc::new(new_producer(&self.producer_config, true)?);
+        let committer = Committer::spawn(producer.clone(), KAFKA_TIMEOUT, self.metrics.commit_phases())
+            .map_err(|e| RunError::Config(format!("cannot start the commit thread: {e}")))?;
+        self.committer = Some(committer);
+        self.producer = producer;
+        Ok(())
     }
 
     /// Creates (restoring, or resuming a suspended one) the task of each partition number.
@@ -813,6 +883,21 @@ fn cut_text(text: &mut String, max: usize) {
     text.push_str(MARKER);
 }
 
+/// The output producer; a transactional one has its transactions initialised (which fences an
+/// earlier producer of its id and aborts that one's open transaction) and one begun.
+pub fn new_producer(config: &ClientConfig, transactional: bool) -> Result<BaseProducer<DeliveryContext>, RunError> {
+    let producer: BaseProducer<DeliveryContext> = config
+        .create_with_context(DeliveryContext::default())
+        .map_err(|e| RunError::kafka("creating the producer", e))?;
+    if transactional {
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(|e| RunError::kafka("initialising transactions", e))?;
+        producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+    }
+    Ok(producer)
+}
+
 /// Sends a record, serving delivery reports while the producer's queue is full.
 pub(super) fn send<K, P>(
     producer: &BaseProducer<DeliveryContext>,
@@ -829,11 +914,17 @@ where
                 record = back;
                 producer.poll(Duration::from_millis(2));
             }
-            // A transaction whose record was refused takes no more records: say why. The
-            // producer's state turns erroneous before the refused record's delivery report is
-            // served, so serve the reports first.
+            // A failed transaction takes no more records. When a topic refused a record as
+            // too large, say so: the producer's state turns erroneous before that record's
+            // delivery report is served, so serve the reports first.
             Err((e, _)) => {
-                return Err(refusal_reported(producer).unwrap_or_else(|| RunError::kafka("producing a record", e)));
+                if let Some(refused) = refusal_reported(producer) {
+                    return Err(refused);
+                }
+                return Err(match e {
+                    KafkaError::MessageProduction(RDKafkaErrorCode::State) => RunError::TransactionFailed(e),
+                    e => RunError::kafka("producing a record", e),
+                });
             }
         }
     }
