@@ -263,7 +263,6 @@ fn run_with(
             .set("transactional.id", format!("{group}-{}", options.instance_id))
             .set("transaction.timeout.ms", TRANSACTION_TIMEOUT.as_millis().to_string());
     }
-    let producer = worker::new_producer(&producer_config, exactly_once)?;
     let sales_topic = topics.sales.clone();
 
     let tasks = u32::try_from(partitions).map_err(|_| RunError::Config(format!("{partitions} partitions")))?;
@@ -272,7 +271,6 @@ fn run_with(
         topics,
         tasks,
         client.clone(),
-        producer,
         producer_config,
         limits,
         metrics.clone(),

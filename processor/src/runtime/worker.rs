@@ -188,21 +188,13 @@ impl Worker {
         topics: Topics,
         partitions: u32,
         client: ClientConfig,
-        producer: BaseProducer<DeliveryContext>,
         producer_config: ClientConfig,
         limits: RecordLimits,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         merge: task::MergeOptions,
     ) -> Result<Self, RunError> {
-        let producer = Arc::new(producer);
-        let committer = match config.processing.exactly_once {
-            true => Some(
-                Committer::spawn(producer.clone(), KAFKA_TIMEOUT, metrics.commit_phases())
-                    .map_err(|e| RunError::Config(format!("cannot start the commit thread: {e}")))?,
-            ),
-            false => None,
-        };
+        let (producer, committer) = start_producer(&producer_config, config.processing.exactly_once, &metrics)?;
         Ok(Worker {
             input_topics: [
                 Arc::from(topics.sales.as_str()),
@@ -709,11 +701,7 @@ impl Worker {
     /// is in flight when this is called).
     fn replace_producer(&mut self) -> Result<(), RunError> {
         self.committer = None;
-        let producer = Arc::new(new_producer(&self.producer_config, true)?);
-        let committer = Committer::spawn(producer.clone(), KAFKA_TIMEOUT, self.metrics.commit_phases())
-            .map_err(|e| RunError::Config(format!("cannot start the commit thread: {e}")))?;
-        self.committer = Some(committer);
-        self.producer = producer;
+        (self.producer, self.committer) = start_producer(&self.producer_config, true, &self.metrics)?;
         Ok(())
     }
 
@@ -883,19 +871,26 @@ fn cut_text(text: &mut String, max: usize) {
     text.push_str(MARKER);
 }
 
-/// The output producer; a transactional one has its transactions initialised (which fences an
-/// earlier producer of its id and aborts that one's open transaction) and one begun.
-pub fn new_producer(config: &ClientConfig, transactional: bool) -> Result<BaseProducer<DeliveryContext>, RunError> {
+/// The output producer and, for a transactional one, its commit thread. A transactional one
+/// has its transactions initialised (which fences an earlier producer of its id and aborts
+/// that one's open transaction) and one begun.
+fn start_producer(
+    config: &ClientConfig,
+    transactional: bool,
+    metrics: &Metrics,
+) -> Result<(Arc<BaseProducer<DeliveryContext>>, Option<Committer>), RunError> {
     let producer: BaseProducer<DeliveryContext> = config
         .create_with_context(DeliveryContext::default())
         .map_err(|e| RunError::kafka("creating the producer", e))?;
-    if transactional {
-        producer
-            .init_transactions(Duration::from_secs(60))
-            .map_err(|e| RunError::kafka("initialising transactions", e))?;
-        producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+    if !transactional {
+        return Ok((Arc::new(producer), None));
     }
-    Ok(producer)
+    producer.init_transactions(Duration::from_secs(60)).map_err(|e| RunError::kafka("initialising transactions", e))?;
+    producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
+    let producer = Arc::new(producer);
+    let committer = Committer::spawn(producer.clone(), KAFKA_TIMEOUT, metrics.commit_phases())
+        .map_err(|e| RunError::Config(format!("cannot start the commit thread: {e}")))?;
+    Ok((producer, Some(committer)))
 }
 
 /// Sends a record, serving delivery reports while the producer's queue is full.
