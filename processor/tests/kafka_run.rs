@@ -156,12 +156,8 @@ fn a_stalled_broker_delays_figures_and_changes_none() {
     let (done, total) = pipeline.committed_progress();
     assert!(done < total, "the stalls fell in the middle of the work: {done} of {total} committed");
     pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
-    let (_, metrics) = http_get(&address, "/metrics");
-    let pauses = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("stockpulse_processor_partition_pauses_total "))
-        .and_then(|n| n.trim().parse::<u64>().ok());
-    assert!(pauses.is_some_and(|n| n > 0), "partitions were paused and resumed: {pauses:?}");
+    let pauses = metric(&address, "stockpulse_processor_partition_pauses_total");
+    assert!(pauses > 0, "partitions were paused and resumed: {pauses}");
     terminate(&mut processor);
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
@@ -196,16 +192,8 @@ fn broker_outage(name: &str, events: usize, args: &[&str]) -> String {
     let instance = format!("{name}-0");
     let mut processor = pipeline.start_with(&instance, &[&["--delivery-timeout", "2s"], args].concat());
     let address = processor.address(Duration::from_secs(30));
-    let metric = |prefix: &str| -> u64 {
-        let (_, metrics) = http_get(&address, "/metrics");
-        metrics
-            .lines()
-            .filter_map(|line| line.strip_prefix(prefix))
-            .filter_map(|rest| rest.rsplit(' ').next()?.trim().parse::<u64>().ok())
-            .sum()
-    };
-    let aborted = || metric("stockpulse_processor_transactions_total{result=\"aborted\"}");
-    while metric("stockpulse_processor_outputs_total") < 5_000 {
+    let aborted = || metric(&address, "stockpulse_processor_transactions_total{result=\"aborted\"}");
+    while metric(&address, "stockpulse_processor_outputs_total") < 5_000 {
         processor.assert_running();
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -237,6 +225,16 @@ fn broker_outage(name: &str, events: usize, args: &[&str]) -> String {
     assert!(status.success(), "exit status {status}: {}", processor.log_tail());
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
     std::fs::read_to_string(&processor.log).unwrap_or_default()
+}
+
+/// The sum of an instance's metric series whose line starts with `prefix` (0 when none does).
+fn metric(address: &str, prefix: &str) -> u64 {
+    let (_, metrics) = http_get(address, "/metrics");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix))
+        .filter_map(|rest| rest.rsplit(' ').next()?.trim().parse::<u64>().ok())
+        .sum()
 }
 
 #[test]
