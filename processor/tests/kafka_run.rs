@@ -4,109 +4,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stockpulse_testkit::kafka::Kafka;
-use support::{Pipeline, Processor, http_get, last_values, replay_lines};
-
-/// The figures of a run, each keyed as the output topics key them.
-#[derive(Debug, PartialEq)]
-struct Figures {
-    aggregates: BTreeMap<String, Value>,
-    inventory: BTreeMap<String, Value>,
-    alerts: BTreeMap<String, Value>,
-    /// (reason code, original bytes), sorted.
-    dead_letters: Vec<(String, String)>,
-    late: Vec<String>,
-}
-
-fn aggregate_key(v: &Value) -> String {
-    let mut key = format!("{}|{}", v["window"].as_str().unwrap(), v["window_start"].as_str().unwrap());
-    for dim in ["store_id", "sku_id", "region", "category", "channel"] {
-        if let Some(d) = v.get(dim).and_then(Value::as_str) {
-            key.push('|');
-            key.push_str(d);
-        }
-    }
-    key.push('|');
-    key.push_str(v["currency"].as_str().unwrap());
-    key
-}
-
-fn from_replay(pipeline: &Pipeline) -> Figures {
-    let out = pipeline.replay();
-    let keyed = |name: &str, key: &dyn Fn(&Value) -> String| -> BTreeMap<String, Value> {
-        replay_lines(&out, name).into_iter().map(|v| (key(&v), v)).collect()
-    };
-    let mut dead_letters: Vec<(String, String)> = replay_lines(&out, "dead-letter.ndjson")
-        .iter()
-        .map(|v| (v["reason_code"].as_str().unwrap().to_string(), v["original"].as_str().unwrap().to_string()))
-        .collect();
-    dead_letters.sort();
-    let mut late: Vec<String> =
-        replay_lines(&out, "late.ndjson").iter().map(|v| v["event_id"].as_str().unwrap().to_string()).collect();
-    late.sort();
-    Figures {
-        aggregates: keyed("aggregates.ndjson", &aggregate_key),
-        inventory: keyed("inventory.ndjson", &|v| {
-            format!("{}|{}", v["store_id"].as_str().unwrap(), v["sku_id"].as_str().unwrap())
-        }),
-        alerts: keyed("alerts.ndjson", &|v| v["alert_id"].as_str().unwrap().to_string()),
-        dead_letters,
-        late,
-    }
-}
-
-fn from_kafka(pipeline: &Pipeline) -> Figures {
-    let mut dead_letters: Vec<(String, String)> = pipeline
-        .read_topic("dead-letter")
-        .iter()
-        .map(|r| {
-            (
-                r.headers.get("stockpulse.reason_code").cloned().unwrap_or_default(),
-                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
-            )
-        })
-        .collect();
-    dead_letters.sort();
-    // Late records are keyed by event id; a replayed transaction may not repeat one.
-    let mut late: Vec<String> = pipeline.read_topic("late").iter().filter_map(|r| r.key.clone()).collect();
-    late.sort();
-    Figures {
-        aggregates: last_values(&pipeline.read_topic("aggregates")),
-        inventory: last_values(&pipeline.read_topic("inventory-state")),
-        alerts: last_values(&pipeline.read_topic("alerts")),
-        dead_letters,
-        late,
-    }
-}
-
-fn assert_same(kafka: &Figures, replay: &Figures) {
-    assert!(replay.aggregates.len() > 1_000, "a meaningful run: {} aggregates", replay.aggregates.len());
-    assert!(!replay.dead_letters.is_empty() && !replay.late.is_empty() && !replay.alerts.is_empty());
-    let merged = replay.aggregates.keys().filter(|k| k.starts_with("region-channel-5m|")).count();
-    assert!(merged > 20, "windows merged across tasks are compared too: {merged}");
-    for (name, a, b) in [
-        ("aggregates", &kafka.aggregates, &replay.aggregates),
-        ("inventory", &kafka.inventory, &replay.inventory),
-        ("alerts", &kafka.alerts, &replay.alerts),
-    ] {
-        let missing: Vec<&String> = b.keys().filter(|k| !a.contains_key(*k)).take(5).collect();
-        let extra: Vec<&String> = a.keys().filter(|k| !b.contains_key(*k)).take(5).collect();
-        let differing: Vec<(&String, &Value, &Value)> =
-            a.iter().filter_map(|(k, v)| b.get(k).filter(|w| *w != v).map(|w| (k, v, w))).take(3).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty() && differing.is_empty(),
-            "{name}: {} on Kafka, {} in replay; missing {missing:?}, extra {extra:?}, differing (kafka, replay) {differing:?}",
-            a.len(),
-            b.len()
-        );
-    }
-    assert_eq!(kafka.dead_letters, replay.dead_letters, "dead letters");
-    assert_eq!(kafka.late, replay.late, "late events");
-}
+use support::figures::{Figures, assert_same, from_kafka, from_replay};
+use support::{Pipeline, Processor, http_get};
 
 #[test]
 fn exactly_once_outputs_equal_replay_of_the_same_events() {
@@ -504,6 +407,48 @@ fn a_restart_with_more_input_goes_on_from_the_committed_state() {
     let kafka_figures = from_kafka(&pipeline);
     assert!(!kafka_figures.late.is_empty(), "the second events' time range is behind the first sentinels");
     assert_same(&kafka_figures, &from_replay(&pipeline));
+}
+
+/// An instance that died in the middle of a commit, under a name that never comes back (a
+/// rescheduled pod), leaves its transaction open on changelog partitions until the broker
+/// aborts it; `read_committed` readers see nothing of those partitions past its start. Another
+/// instance takes over and commits more work behind it; a third restores the tasks while the
+/// transaction is still open. It must wait for the committed state: restoring what is visible
+/// would give the first instance's state with the second's offsets, and lose the second's work.
+#[test]
+fn a_restore_behind_a_dead_instances_open_transaction_waits_for_the_committed_state() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "zombie", 2);
+    pipeline.produce_events(51, 3_000);
+    run_to_the_end(&pipeline, "zombie-a");
+    // The dead instance: its transaction on both changelog partitions stays open for 40 s.
+    let zombie: BaseProducer = support::client(&kafka.bootstrap)
+        .set("transactional.id", "zombie-dead-pod")
+        .set("transaction.timeout.ms", "40000")
+        .create()
+        .unwrap();
+    zombie.init_transactions(Duration::from_secs(30)).unwrap();
+    zombie.begin_transaction().unwrap();
+    for partition in 0..2 {
+        let record = BaseRecord::to("zombie.changelog").partition(partition).key("[\"meta\"]").payload("{}");
+        zombie.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    zombie.flush(Duration::from_secs(30)).unwrap();
+    let opened = Instant::now();
+    pipeline.produce_events(53, 2_000);
+    run_to_the_end(&pipeline, "zombie-b");
+    pipeline.produce_events(57, 2_000);
+    let mut third = pipeline.start("zombie-c");
+    third.address(Duration::from_secs(30));
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut third]);
+    let log = std::fs::read_to_string(&third.log).unwrap_or_default();
+    let (status, _) = terminate(&mut third);
+    assert!(status.success());
+    assert_same_inventory(&from_kafka(&pipeline), &from_replay(&pipeline));
+    assert!(opened.elapsed() > Duration::from_secs(40), "the broker has aborted the transaction by now");
+    assert!(log.contains("waiting until the broker ends it"), "the third instance restored behind it:\n{log}");
 }
 
 fn assert_same_inventory(kafka: &Figures, replay: &Figures) {

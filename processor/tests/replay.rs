@@ -336,7 +336,7 @@ fn bad_config_and_missing_input_are_named() {
     let out = Command::new(BIN).args(["run", "--config", CONFIG, "--delivery-timeout", "90s"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--delivery-timeout 90s: from 1s to 60s (the transaction timeout)"), "{err}");
+    assert!(err.contains("--delivery-timeout 90s: from 1s to 10s (the transaction timeout)"), "{err}");
 }
 
 #[test]

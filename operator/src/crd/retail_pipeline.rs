@@ -114,8 +114,9 @@ pub struct TopicsSpec {
     pub catalog: TopicSpec,
     #[serde(default)]
     pub changelog: TopicSpec,
-    /// Partial figures of windows grouped without `store`, merged across the processor's
-    /// tasks; needs the sales topic's partitions.
+    /// Between the processor's tasks: their watermarks (one event-time clock for the pipeline)
+    /// and the partial figures of windows grouped without `store`, merged by the task that owns
+    /// the group; needs the sales topic's partitions.
     #[serde(default)]
     pub repartition: TopicSpec,
 }

@@ -52,9 +52,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "500ms")]
     webhook_backoff: Duration,
     /// How long an output record may wait for the broker's acknowledgement before its delivery
-    /// fails (1s to 60s, the transaction timeout). Under exactly-once the transaction is then
+    /// fails (1s to 10s, the transaction timeout). Under exactly-once the transaction is then
     /// aborted and the work since the last commit redone, without a restart.
-    #[arg(long, default_value = "60s")]
+    #[arg(long, default_value = "10s")]
     delivery_timeout: Duration,
 }
 
@@ -66,7 +66,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let delivery_timeout = std::time::Duration::from_millis(args.delivery_timeout.as_millis());
     if !(std::time::Duration::from_secs(1)..=TRANSACTION_TIMEOUT).contains(&delivery_timeout) {
-        anyhow::bail!("--delivery-timeout {delivery_timeout:?}: from 1s to 60s (the transaction timeout)");
+        anyhow::bail!("--delivery-timeout {delivery_timeout:?}: from 1s to 10s (the transaction timeout)");
     }
     let options = RunOptions {
         instance_id,

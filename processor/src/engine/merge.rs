@@ -9,8 +9,11 @@
 //!
 //! - it keeps the latest partial of each upstream task (a higher revision replaces a lower;
 //!   a repeat is ignored, so at-least-once delivery counts nothing twice);
-//! - its watermark is the minimum of the upstream tasks' watermarks (idle tasks left out, as
-//!   for partitions in one engine), so a window fires once every task has fired its part;
+//! - its watermark is the minimum of every upstream task's watermark, idle tasks included, so
+//!   a window fires only once every task has sent its partial or said, by a watermark past
+//!   the window's end, that it has none. An idle task does not hold it back for long: it takes
+//!   the pipeline's clock ([`Merge::pipeline_clock`]), fires its own windows and reports the
+//!   watermark it took;
 //! - when it fires, the record is the sum of the partials, and every partial that arrives
 //!   later (a task's late-event correction) re-emits the sum;
 //! - the revision of a merged record is the sum of the partials' revisions: it grows with
@@ -207,21 +210,34 @@ impl Merge {
         Ok(())
     }
 
-    /// The minimum of the upstream watermarks, idle tasks left out (all idle: the most
-    /// advanced); `i64::MIN` until every task has reported.
+    /// The minimum of every upstream task's watermark, idle ones included (each has fired its
+    /// partials up to its watermark before reporting it); `i64::MIN` until every task has
+    /// reported.
     fn combined(&self) -> i64 {
+        let mut least = i64::MAX;
+        for clock in &self.clocks {
+            let Some(clock) = clock else { return i64::MIN };
+            least = least.min(clock.watermark);
+        }
+        least
+    }
+
+    /// The pipeline's clock as task `own` (whose live clock is `own_clock`) sees it: the
+    /// minimum of the watermarks of the tasks that are not idle, or when every task is idle
+    /// the most advanced one; `i64::MIN` until every task has reported. An idle task takes it,
+    /// so a partition that went quiet holds back no window anywhere, and closes its own.
+    pub fn pipeline_clock(&self, own: u32, own_clock: UpstreamClock) -> i64 {
         let mut active = i64::MAX;
         let mut most = i64::MIN;
-        let mut any_active = false;
-        for clock in &self.clocks {
+        for (task, clock) in self.clocks.iter().enumerate() {
+            let clock = if task == own as usize { Some(own_clock) } else { *clock };
             let Some(clock) = clock else { return i64::MIN };
             most = most.max(clock.watermark);
             if !clock.idle {
-                any_active = true;
                 active = active.min(clock.watermark);
             }
         }
-        if any_active { active } else { most }
+        if active < i64::MAX { active } else { most }
     }
 
     fn advance(&mut self, out: &mut Vec<AggregateRecord>) {
@@ -419,17 +435,34 @@ mod tests {
     }
 
     #[test]
-    fn idle_tasks_do_not_hold_windows_back_and_late_partials_are_left_out() {
+    fn a_merged_window_waits_for_every_task_idle_ones_included_and_late_partials_are_left_out() {
         let mut merge = Merge::new(3, 5 * MIN);
         let out = apply(
             &mut merge,
-            vec![partial(0, 0, "EU", 1, 1), mark(0, 20, false), mark(1, 20, false), mark(2, i64::MIN / MIN, true)],
+            vec![partial(0, 0, "EU", 1, 1), mark(0, 20, false), mark(1, 20, false), mark(2, 3, true)],
         );
+        assert!(out.is_empty(), "task 2 is idle at minute 3: its part of 0-5 may still come");
+        // Task 2 took the pipeline's clock and reports it: it has nothing for the window.
+        let out = apply(&mut merge, vec![mark(2, 20, true)]);
         assert_eq!(out, vec![("EU".to_string(), 1, 1)]);
         assert_eq!(merge.groups(), 0, "past its lateness: dropped");
         let out = apply(&mut merge, vec![partial(2, 0, "EU", 9, 1)]);
         assert!(out.is_empty());
         assert_eq!(merge.late_partials, 1);
+    }
+
+    #[test]
+    fn the_pipeline_clock_is_the_least_active_task_or_the_most_advanced_when_all_are_idle() {
+        let mut merge = Merge::new(3, 5 * MIN);
+        let own = |minute: i64, idle| UpstreamClock { watermark: minute * MIN, idle };
+        assert_eq!(merge.pipeline_clock(2, own(1, true)), i64::MIN, "tasks 0 and 1 not heard from");
+        apply(&mut merge, vec![mark(0, 20, false), mark(1, 12, false)]);
+        assert_eq!(merge.pipeline_clock(2, own(1, true)), 12 * MIN);
+        apply(&mut merge, vec![mark(1, 12, true)]);
+        assert_eq!(merge.pipeline_clock(2, own(1, true)), 20 * MIN, "idle tasks hold nothing back");
+        apply(&mut merge, vec![mark(0, 20, true)]);
+        assert_eq!(merge.pipeline_clock(2, own(25, true)), 25 * MIN, "all idle: the most advanced");
+        assert_eq!(merge.pipeline_clock(2, own(3, false)), 3 * MIN, "its own clock is the live one");
     }
 
     #[test]

@@ -257,10 +257,12 @@ impl Engine {
     /// Makes this engine task `task` of `tasks` (input partitions): windows grouped without
     /// `store` then emit partials ([`Output::Partial`]) for the repartition topic, and this
     /// engine merges the partials that the repartition partition of the same number brings
-    /// ([`Engine::merge_input`]). Nothing changes with one task, or when every window groups
-    /// by store. Call it before restoring or processing anything.
+    /// ([`Engine::merge_input`]). The same partition brings every task's watermark: while
+    /// this task's inputs are idle it takes the pipeline's clock from them, so its windows
+    /// close with the rest. Nothing changes with one task. Call it before restoring or
+    /// processing anything.
     pub fn scale_out(&mut self, task: u32, tasks: u32) {
-        if tasks <= 1 || !self.windows.iter().any(|w| w.spans_tasks) {
+        if tasks <= 1 {
             return;
         }
         for spec in &mut self.windows {
@@ -279,9 +281,33 @@ impl Engine {
         self.merge.is_some()
     }
 
-    /// This task's watermark and whether its inputs are idle, as other tasks' merges need it.
+    /// This task's watermark and whether its inputs are idle, as the other tasks need it: their
+    /// merges, and their clocks while they are idle. Every partial of a window ending at or
+    /// before the watermark has been emitted before it.
     pub fn watermark_report(&self) -> (i64, bool) {
         (self.watermarks.current(), self.watermarks.all_idle())
+    }
+
+    /// The task's inputs hold records it has not processed yet (fetched, or on the broker past
+    /// its position): they count as active at `now`, so the task never turns idle, nor takes
+    /// the pipeline's clock, before its backlog is done.
+    pub fn backlog(&mut self, now: i64) {
+        self.now = self.now.max(now);
+        self.watermarks.backlog(self.now);
+    }
+
+    /// While every input of this task is idle, its watermark follows the pipeline's clock (the
+    /// other tasks' watermarks, heard on the repartition partition): windows fire, partials
+    /// included, as they do in the tasks that still have events.
+    fn follow_pipeline(&mut self, out: &mut Vec<Output>) {
+        let (Some(merge), Some(task)) = (self.merge.as_ref(), self.task) else { return };
+        if !self.watermarks.all_idle() {
+            return;
+        }
+        let own = merge::UpstreamClock { watermark: self.watermarks.current(), idle: true };
+        if self.watermarks.follow(merge.pipeline_clock(task, own)) {
+            self.on_watermark(out);
+        }
     }
 
     /// Takes one record of the repartition topic (another task's partial or watermark):
@@ -298,7 +324,10 @@ impl Engine {
             .and_then(|record| merge.apply(record, &mut self.merged).map_err(|e| e.to_string()));
         self.stats.late_partials = merge.late_partials;
         match applied {
-            Ok(()) => self.emit_merged(out),
+            Ok(()) => {
+                self.emit_merged(out);
+                self.follow_pipeline(out);
+            }
             Err(message) => {
                 let reason = format!("repartition_record_invalid: {message}");
                 self.dead_letter(input, "repartition_record_invalid", reason, out);
@@ -366,12 +395,14 @@ impl Engine {
         }
     }
 
-    /// Advances processing time: idle partitions stop holding the watermark back.
+    /// Advances processing time: idle partitions stop holding the watermark back, and a task
+    /// whose inputs are all idle takes the pipeline's clock.
     pub fn tick(&mut self, now: i64, out: &mut Vec<Output>) {
         self.now = self.now.max(now);
         if self.watermarks.tick(self.now) {
             self.on_watermark(out);
         }
+        self.follow_pipeline(out);
     }
 
     /// End of input: the watermark goes to infinity, every window fires, inventory flushes.
@@ -652,5 +683,7 @@ fn inventory_record(stores: &Interner, skus: &Interner, key: u64, position: &Pos
     }
 }
 
+#[cfg(test)]
+mod clock_tests;
 #[cfg(test)]
 mod tests;

@@ -2,10 +2,12 @@
 //! partitions, idle partitions left out, and never moving backwards.
 //!
 //! A partition's watermark is its highest event time minus `max_out_of_orderness`. A
-//! partition that has received nothing for `idle_timeout` of processing time (given by
-//! ticks, never read from a clock here) stops holding the overall watermark back, so a
-//! closed store does not freeze every window. When every partition is idle, the overall
-//! watermark follows the most advanced one.
+//! partition that is caught up and has received nothing for `idle_timeout` of processing
+//! time (given by ticks, never read from a clock here) stops holding the overall watermark
+//! back, so a closed store does not freeze every window. A partition whose records are not
+//! all processed yet is never idle ([`Watermarks::backlog`]), and a restored one starts
+//! active. When every partition is idle, the overall watermark follows the most advanced one,
+//! and the pipeline's clock where the engine is one task of several ([`Watermarks::follow`]).
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct PartitionClock {
@@ -78,6 +80,26 @@ impl Watermarks {
         false
     }
 
+    /// The inputs hold records not processed yet (fetched or still on the broker): every
+    /// partition counts as active at `now`, so none turns idle while it has work.
+    pub fn backlog(&mut self, now: i64) {
+        for clock in self.partitions.iter_mut().flatten() {
+            clock.last_active = clock.last_active.max(now);
+            clock.idle = false;
+        }
+    }
+
+    /// Takes the pipeline's clock (the other tasks' watermarks) while every partition here is
+    /// idle: a quiet task closes its windows with the rest. Returns true when the overall
+    /// watermark advanced.
+    pub fn follow(&mut self, pipeline: i64) -> bool {
+        if !self.all_idle() || pipeline <= self.current {
+            return false;
+        }
+        self.current = pipeline;
+        true
+    }
+
     /// Advances processing time; partitions silent for `idle_timeout` turn idle. Returns true
     /// when the overall watermark advanced.
     pub fn tick(&mut self, now: i64) -> bool {
@@ -96,9 +118,14 @@ impl Watermarks {
         WatermarkState { partitions: self.partitions.clone(), current: self.current }
     }
 
-    /// Restores what [`Watermarks::state`] gave.
-    pub fn restore(&mut self, state: WatermarkState) {
+    /// Restores what [`Watermarks::state`] gave. Every partition starts active at `now`: its
+    /// silence before the restore says nothing of the records waiting for the new owner.
+    pub fn restore(&mut self, state: WatermarkState, now: i64) {
         self.partitions = state.partitions;
+        for clock in self.partitions.iter_mut().flatten() {
+            clock.last_active = now;
+            clock.idle = false;
+        }
         self.current = state.current;
     }
 
@@ -161,6 +188,36 @@ mod tests {
         assert_eq!(w.current(), 6_000);
         w.observe(0, 200, 1_100);
         assert_eq!(w.current(), 6_000, "a partition waking up does not pull it back");
+    }
+
+    #[test]
+    fn a_partition_with_a_backlog_never_turns_idle() {
+        let mut w = Watermarks::new(0, 1_000);
+        w.observe(0, 100, 0);
+        w.observe(1, 5_000, 0);
+        w.backlog(900);
+        assert!(!w.tick(1_500), "active at 900: not silent for the idle timeout yet");
+        assert_eq!(w.current(), 100);
+        assert!(w.tick(1_900));
+        assert_eq!(w.current(), 5_000);
+    }
+
+    #[test]
+    fn a_restored_partition_starts_active_whatever_it_was() {
+        let mut w = Watermarks::new(0, 1_000);
+        w.observe(0, 100, 0);
+        w.observe(1, 5_000, 0);
+        w.tick(2_000);
+        assert!(w.all_idle());
+        let mut restored = Watermarks::new(0, 1_000);
+        restored.restore(w.state(), 10_000);
+        assert!(!restored.all_idle());
+        assert!(!restored.tick(10_999));
+        assert!(!restored.follow(9_000), "an active task keeps its own clock");
+        assert!(!restored.tick(11_000), "idle again, at the watermark it had");
+        assert!(restored.follow(9_000));
+        assert_eq!(restored.current(), 9_000);
+        assert!(!restored.follow(8_000), "never backwards");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
-use crate::config::{Dimension, PipelineConfig, TopicRole};
+use crate::config::{PipelineConfig, TopicRole};
 use crate::reference::{ProductRecord, ReferenceUpdate, read_ndjson};
 
 use http::Health;
@@ -107,18 +107,24 @@ pub struct RunOptions {
     pub delivery_timeout: Duration,
 }
 
-/// How long a transaction may stay open before the broker aborts it (`transaction.timeout.ms`).
-pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a transaction may stay open before the broker aborts it (`transaction.timeout.ms`;
+/// Kafka Streams' exactly-once default). The transaction of an instance that died unseen (a
+/// SIGKILL, a lost node) holds `read_committed` readers of every partition it wrote, the
+/// changelog and the repartition topic included, until the broker aborts it: a restore and
+/// the merged windows wait at most this long for it. A restart under the same instance id
+/// fences it at once.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Whether the pipeline needs the repartition stage on `partitions` input partitions: a
-/// window grouped without `store` gets events from every task.
-pub fn needs_repartition(config: &PipelineConfig, partitions: usize) -> bool {
+/// Whether the pipeline needs the repartition stage on `partitions` input partitions: with
+/// more than one task, the tasks hear each other's watermarks through it (one event-time clock
+/// for the pipeline: a quiet task closes its windows with the rest), and a window grouped
+/// without `store`, which gets events from every task, is merged through it.
+pub fn needs_repartition(partitions: usize) -> bool {
     partitions > 1
-        && config.processing.windows.iter().any(|w| !config.processing.group_by_of(w).contains(&Dimension::Store))
 }
 
 /// Task `p` reads sales p and inventory p (the same stores) and keeps its state in changelog
@@ -224,7 +230,7 @@ fn run_with(
         client.clone().create().map_err(|e| RunError::kafka("creating the metadata reader", e))?;
     let mut topics = worker::Topics::of(config);
     let partitions = input_partitions(&metadata_reader, &topics.sales)?;
-    if needs_repartition(config, partitions) {
+    if needs_repartition(partitions) {
         topics = topics.with_repartition(config);
     }
     let repartition = match &topics.repartition {
@@ -527,15 +533,9 @@ mod tests {
     }
 
     #[test]
-    fn windows_without_store_need_the_repartition_stage_on_several_partitions() {
-        let config = PipelineConfig::example();
-        assert!(!needs_repartition(&config, 1));
-        assert!(needs_repartition(&config, 4));
-        let by_store = PipelineConfig::from_text(
-            "name: p\nprocessing:\n  windows:\n    - {name: w, type: tumbling, size: 5m, groupBy: [store, channel]}\n",
-            "test",
-        )
-        .unwrap();
-        assert!(!needs_repartition(&by_store, 4));
+    fn several_partitions_need_the_repartition_stage() {
+        assert!(!needs_repartition(1));
+        assert!(needs_repartition(2));
+        assert!(needs_repartition(4));
     }
 }

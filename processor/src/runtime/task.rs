@@ -186,9 +186,23 @@ pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
     }))
 }
 
+/// How long a restore waits for the changelog to reach the committed offsets: a transaction
+/// left open by an instance that died unseen hides every later commit from `read_committed`
+/// readers until the broker aborts it (the transaction timeout: 10 s for this version's
+/// instances, 60 s for earlier ones).
+const OPEN_TRANSACTION_WAIT: Duration = Duration::from_secs(75);
+
 /// The last value of every key of changelog partition `p`, left out what is beyond the
 /// committed input offsets (a broker that shows aborted records, such as tansu, would
 /// otherwise hand back state the committed offsets do not cover).
+///
+/// Every commit of a task writes at least its `["meta"]` entry, with a header naming the
+/// committed offsets, so the changelog reaches the committed offsets once it is read whole.
+/// A `read_committed` reader stops short of that while a dead instance's transaction is open
+/// on the partition (the end it reports is the last stable offset, before that transaction):
+/// the commits after it, another instance's, are then not visible yet. The restore waits for
+/// them (for [`OPEN_TRANSACTION_WAIT`] at most); restoring the older state with the newer
+/// offsets would lose the work in between.
 pub fn read_changelog(
     client: &ClientConfig,
     topic: &str,
@@ -216,9 +230,13 @@ pub fn read_changelog(
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .map_err(|e| RunError::kafka("assigning the changelog partition", e))?;
     consumer.assign(&tpl).map_err(|e| RunError::kafka("assigning the changelog partition", e))?;
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut records = 0u64;
     let limit = committed.map(|c| c.unwrap_or(-1));
+    // The highest input offsets the changelog records read so far reflect.
+    let mut reached = [-1i64; 3];
+    let mut waiting = false;
     loop {
         if Instant::now() > deadline {
             return Err(RunError::Restore {
@@ -228,7 +246,31 @@ pub fn read_changelog(
         }
         match consumer.poll(Duration::from_millis(500)) {
             None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                if reached.iter().zip(limit).all(|(reached, limit)| *reached >= limit) {
+                    break;
+                }
+                if started.elapsed() >= OPEN_TRANSACTION_WAIT {
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        committed = ?limit,
+                        reached = ?reached,
+                        "the changelog ends before the committed offsets after waiting {OPEN_TRANSACTION_WAIT:?}; restoring the state it holds"
+                    );
+                    break;
+                }
+                if !waiting {
+                    waiting = true;
+                    tracing::info!(
+                        topic,
+                        partition,
+                        committed = ?limit,
+                        reached = ?reached,
+                        "the changelog's committed end is behind an open transaction (an instance that died?); waiting until the broker ends it"
+                    );
+                }
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, topic, partition, "reading the changelog; retrying");
                 continue;
@@ -239,6 +281,9 @@ pub fn read_changelog(
                     .headers()
                     .and_then(|h| h.iter().find(|h| h.key == OFFSETS_HEADER).and_then(|h| h.value))
                     .and_then(parse_offsets_header);
+                for (reached, offset) in reached.iter_mut().zip(offsets.unwrap_or([-1; 3])) {
+                    *reached = (*reached).max(offset);
+                }
                 if offsets.is_some_and(|o| o.iter().zip(limit).any(|(offset, limit)| *offset > limit)) {
                     continue;
                 }

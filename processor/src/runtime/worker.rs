@@ -329,14 +329,8 @@ impl Worker {
     fn drain<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partition: i32) -> Result<(), RunError> {
         let Some(task) = self.tasks.get_mut(&partition) else { return Ok(()) };
         let inputs = [self.topics.sales.as_str(), self.topics.inventory.as_str()];
-        // A partition holds more while the consumer's position (which passes transaction
-        // markers, unlike the offset after the last record) is behind the end the last fetch
-        // response gave, and until a fetch response gave one.
         let fetched = task.fetched;
-        let has_more = |stream: usize| {
-            let position = app_position(consumer, inputs[stream], partition).or(fetched[stream]).unwrap_or(0);
-            cached_high_watermark(consumer, inputs[stream], partition).is_none_or(|high| position < high)
-        };
+        let has_more = |stream: usize| holds_more(consumer, inputs[stream], partition, fetched[stream]);
         let mut processed = false;
         while let Some(stream) = task.next_stream(self.merge.max_idle, has_more) {
             let Some(record) = task.buffers[stream].pop_front() else { break };
@@ -399,7 +393,16 @@ impl Worker {
                 _ => {}
             }
         }
+        let inputs = [self.topics.sales.as_str(), self.topics.inventory.as_str()];
         for task in self.tasks.values_mut() {
+            let backlog = [SALES, INVENTORY].into_iter().any(|stream| {
+                !task.buffers[stream].is_empty()
+                    || holds_more(consumer, inputs[stream], task.partition, task.fetched[stream])
+            });
+            if backlog {
+                // Not idle while records wait: a task catching up never takes another's clock.
+                task.engine.backlog(now);
+            }
             let before = self.outputs.len();
             task.engine.tick(now, &mut self.outputs);
             task.dirty |= self.outputs.len() > before;
@@ -806,6 +809,19 @@ fn app_position<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, par
         Offset::Offset(offset) => Some(offset),
         _ => None,
     }
+}
+
+/// Whether an input partition holds records past what the task has fetched: the consumer's
+/// position (which passes transaction markers, unlike the offset after the last record) is
+/// behind the end the last fetch response gave, or no fetch response gave one yet.
+fn holds_more<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    fetched: Option<i64>,
+) -> bool {
+    let position = app_position(consumer, topic, partition).or(fetched).unwrap_or(0);
+    cached_high_watermark(consumer, topic, partition).is_none_or(|high| position < high)
 }
 
 /// Pauses or resumes fetching one partition.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod figures;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -184,26 +186,50 @@ impl Pipeline {
     /// store id is one the default partitioner puts on that partition, so that `replay`, which
     /// places events by store, feeds it to the same task; its event ids are new each round.
     pub fn produce_sentinels(&mut self, at: i64) {
-        let producer: BaseProducer = client(&self.bootstrap).set("linger.ms", "5").create().unwrap();
-        let when = chrono::DateTime::from_timestamp_millis(at).unwrap();
         let round = i64::from(self.sentinel_rounds);
         self.sentinel_rounds += 1;
+        let mut restocks = Vec::new();
         for p in 0..self.partitions {
-            let store = sentinel_store(p, self.partitions);
             for role in ["sales", "inventory"] {
-                let n = round * 1000 + i64::from(p) * 2 + i64::from(role == "inventory");
-                let payload = serde_json::json!({
-                    "event_id": format!("00000000-0000-4000-8000-{n:012}"),
-                    "event_type": "RESTOCK", "event_time": when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    "store_id": store, "sku_id": "SENTINEL", "quantity_delta": 1
-                })
-                .to_string()
-                .into_bytes();
-                send(&producer, &format!("{}.{role}", self.name), Some(p), &store, &payload);
-                self.produced.push((role.to_string(), p, payload));
+                restocks.push((role, p, round * 1000 + i64::from(p) * 2 + i64::from(role == "inventory"), at));
             }
         }
-        producer.flush(Duration::from_secs(60)).expect("flush sentinels");
+        self.produce_restocks(&restocks);
+    }
+
+    /// A store that trades on: one RESTOCK stamped `at` on the sales topic's partition `p`
+    /// (a store of that partition), event id number `n` (from 1,000,000 up: apart from the
+    /// sentinels').
+    pub fn produce_restock(&mut self, p: i32, n: i64, at: i64) {
+        self.produce_restocks(&[("sales", p, 1_000_000 + n, at)]);
+    }
+
+    /// RESTOCKs of SKU `SENTINEL` as (topic role, partition, event id number, event time), each
+    /// of a store the default partitioner puts on its partition, in order.
+    fn produce_restocks(&mut self, restocks: &[(&str, i32, i64, i64)]) {
+        let producer: BaseProducer = client(&self.bootstrap).set("linger.ms", "5").create().unwrap();
+        for &(role, p, n, at) in restocks {
+            let when = chrono::DateTime::from_timestamp_millis(at).unwrap();
+            let store = sentinel_store(p, self.partitions);
+            let payload = serde_json::json!({
+                "event_id": format!("00000000-0000-4000-8000-{n:012}"),
+                "event_type": "RESTOCK", "event_time": when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "store_id": store, "sku_id": "SENTINEL", "quantity_delta": 1
+            })
+            .to_string()
+            .into_bytes();
+            send(&producer, &format!("{}.{role}", self.name), Some(p), &store, &payload);
+            self.produced.push((role.to_string(), p, payload));
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush restocks");
+    }
+
+    /// Changes one setting of the config the instances start with: `from` (a line's text, as
+    /// [`Pipeline::create`] writes it) becomes `to`.
+    pub fn configure(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "the config has no {from:?}:\n{text}");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).unwrap();
     }
 
     /// Produces raw bytes to an input topic, keyed by `key` (any bytes, any size up to 8 MB).
