@@ -451,6 +451,54 @@ fn a_restore_behind_a_dead_instances_open_transaction_waits_for_the_committed_st
     assert!(log.contains("waiting until the broker ends it"), "the third instance restored behind it:\n{log}");
 }
 
+/// A till offline for three hours while its store trades on: its buffered sales, each with the
+/// till's sequence number, come in after the store's later traffic, and every one is sent two
+/// or three times (retries). Inventory applies each sale once: the SKU only that till sold ends
+/// at minus the sum of its distinct sales, on Kafka and in replay. (With event ids alone, a sale
+/// more than `dedupe.horizon`, 1 hour, older than its store's newest event could not be checked,
+/// and was refused.) The windows past their lateness get the sales on the late output.
+#[test]
+fn a_till_offline_for_three_hours_uploads_its_buffer_with_retries_and_every_sale_counts_once() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "offline", 2);
+    let last = pipeline.produce_traffic(61, 4_000);
+    let mut sold = 0;
+    let mut buffer = Vec::new();
+    for sequence in 1..=120i64 {
+        let units = 1 + sequence % 3;
+        sold += units;
+        let at = chrono::DateTime::from_timestamp_millis(last - 3 * 3_600_000 + sequence * 60_000).unwrap();
+        buffer.push(
+            serde_json::json!({
+                "event_id": format!("00000000-0000-4000-9000-{sequence:012}"), "event_type": "SALE",
+                "event_time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "store_id": "EUC-M01", "sku_id": "OFFLINE-1", "quantity_delta": -units,
+                "unit_price": "10.00", "currency": "EUR", "terminal_id": "EUC-M01-T9", "sequence": sequence,
+                "schema_version": 1
+            })
+            .to_string(),
+        );
+    }
+    for round in 0..3 {
+        for (n, sale) in buffer.iter().enumerate() {
+            if round < 2 || n % 3 == 0 {
+                pipeline.produce_recorded("sales", "EUC-M01", sale.as_bytes());
+            }
+        }
+    }
+    pipeline.produce_sentinels(last + 2 * 3_600_000);
+    run_to_the_end(&pipeline, "offline-0");
+    let (kafka_figures, replay) = (from_kafka(&pipeline), from_replay(&pipeline));
+    for (name, figures) in [("kafka", &kafka_figures), ("replay", &replay)] {
+        let position = &figures.inventory["EUC-M01|OFFLINE-1"];
+        assert_eq!(position["on_hand"], -sold, "{name}: {position}");
+        let late = buffer.iter().filter(|sale| figures.late.iter().any(|id| sale.contains(id.as_str()))).count();
+        assert_eq!(late, 120, "{name}: every sale is late for its windows");
+    }
+    assert_same(&kafka_figures, &replay);
+}
+
 fn assert_same_inventory(kafka: &Figures, replay: &Figures) {
     assert!(replay.inventory.len() > 100);
     assert_eq!(kafka.inventory, replay.inventory);

@@ -294,6 +294,8 @@ mod tests {
             currency: None,
             channel: None,
             unknown_channel: false,
+            terminal_id: None,
+            sequence: None,
         }
     }
 

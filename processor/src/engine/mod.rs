@@ -132,6 +132,9 @@ impl std::fmt::Display for EngineStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StateSize {
     pub dedupe_ids: usize,
+    /// Terminals whose events are deduplicated by sequence number, and their ranges.
+    pub terminals: usize,
+    pub sequence_ranges: usize,
     pub positions: usize,
     pub pane_groups: usize,
     pub fired_groups: usize,
@@ -350,8 +353,11 @@ impl Engine {
     pub fn state_size(&self) -> StateSize {
         let (pane_groups, fired_groups) =
             self.windows.iter().map(|w| w.operator.state_size()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let (terminals, sequence_ranges) = self.dedupe.terminal_ranges();
         StateSize {
             dedupe_ids: self.dedupe.remembered(),
+            terminals,
+            sequence_ranges,
             positions: self.inventory.count(),
             pane_groups,
             fired_groups,
@@ -476,7 +482,8 @@ impl Engine {
         }
         let watermark = self.watermarks.current();
         let store = self.stores.intern(&event.store_id);
-        match self.dedupe.check(event.event_id, store, event.event_time) {
+        let terminal = event.terminal_id.as_deref().zip(event.sequence);
+        match self.dedupe.check(event.event_id, store, event.event_time, terminal) {
             Verdict::New => self.stats.dedupe_evicted_early = self.dedupe.evicted_early,
             Verdict::Duplicate => {
                 self.stats.duplicates += 1;

@@ -18,6 +18,7 @@
 //! | `["rev", window, window_index, group]` | the last revision a corrected group emitted |
 //! | `["dd", store, slice, seq]` | a chunk of the event ids a store's dedupe slice remembers (hex) |
 //! | `["ddc", store]` | a store's dedupe clock: the newest event time checked from it |
+//! | `["seq", store, terminal]` | the ranges of sequence numbers a terminal has sent: `{"floor", "newest", "ranges"}` |
 //! | `["low", policy, store, sku]` | a low-stock rule's state for a position that fired: armed, last fired |
 //! | `["stuck", policy, store, sku]` | a stuck-inventory rule's clock for a position |
 //! | `["spike", policy, group]` | a sales-spike rule's recent windows of a group (`store\|sku\|...\|currency`) |
@@ -66,6 +67,8 @@ pub struct RestoreReport {
     pub pane_groups: usize,
     pub revisions: usize,
     pub dedupe_ids: usize,
+    /// Terminals whose sequence numbers deduplicate their events.
+    pub terminals: usize,
     /// Alert rules' states (cooldowns, hysteresis, clocks, baselines, distributions).
     pub alert_states: usize,
     /// Other tasks' partials of windows merged here.
@@ -143,6 +146,10 @@ impl Engine {
                 DedupeEntry::Clock { store, newest } => {
                     StateChange { key: json(&("ddc", &**stores.name(store))), value: Some(json(&newest)) }
                 }
+                DedupeEntry::Terminal { store, terminal, sequences } => StateChange {
+                    key: json(&("seq", &**stores.name(store), &*terminal)),
+                    value: sequences.as_ref().map(json),
+                },
             });
         });
         let (stores, skus) = (&self.stores, &self.skus);
@@ -286,6 +293,18 @@ impl Engine {
                     let newest: i64 = serde_json::from_str(value).map_err(|e| fail(&e.to_string()))?;
                     let store = self.stores.intern(store);
                     self.dedupe.restore(DedupeEntry::Clock { store, newest });
+                }
+                "seq" => {
+                    let (store, terminal) =
+                        two_names(&parts).ok_or_else(|| fail("expected [\"seq\", store, terminal]"))?;
+                    let sequences = serde_json::from_str(value).map_err(|e| fail(&e.to_string()))?;
+                    let store = self.stores.intern(store);
+                    self.dedupe.restore(DedupeEntry::Terminal {
+                        store,
+                        terminal: terminal.into(),
+                        sequences: Some(sequences),
+                    });
+                    report.terminals += 1;
                 }
                 "cool" | "low" | "stuck" | "spike" | "outl" => {
                     let entry = self.alert_entry(kind, &parts, value).map_err(|m| fail(&m))?;
@@ -535,6 +554,7 @@ mod tests {
             .map(|(_, v)| v.len().saturating_sub(2) / 32)
             .sum();
         assert_eq!(ids, size.dedupe_ids, "forgotten slices are tombstoned");
+        assert_eq!(count("seq"), size.terminals, "one entry per terminal");
         assert_eq!(count("meta"), 1);
     }
 

@@ -53,7 +53,7 @@ pub(super) fn parse(b: &[u8]) -> Option<Event<'_>> {
                     expected = bit.trailing_zeros() as usize + 1;
                     fields.read(bit, b, i)?
                 }
-                // Members the processor does not read (terminal_id, order_id, metadata, ...).
+                // Members the processor does not read (order_id, metadata, ...).
                 None => match *b.get(i)? {
                     b'"' => ascii_string_at(b, i).map(|(_, end)| end + 1)?,
                     _ => skip_value(b, i, 1)?,
@@ -87,6 +87,8 @@ struct Fields {
     currency: Option<Currency>,
     channel: Option<Channel>,
     unknown_channel: bool,
+    terminal_id: Option<(usize, usize)>,
+    sequence: Option<i64>,
 }
 
 const EVENT_ID: u16 = 1;
@@ -98,7 +100,9 @@ const QUANTITY_DELTA: u16 = 1 << 5;
 const UNIT_PRICE: u16 = 1 << 6;
 const CURRENCY: u16 = 1 << 7;
 const CHANNEL: u16 = 1 << 8;
-const SCHEMA: u16 = 1 << 9;
+const TERMINAL_ID: u16 = 1 << 9;
+const SEQUENCE: u16 = 1 << 10;
+const SCHEMA: u16 = 1 << 11;
 const REQUIRED: u16 = EVENT_ID | EVENT_TYPE | EVENT_TIME | STORE_ID | SKU_ID | QUANTITY_DELTA;
 
 /// The member a key names, as its bit; `None` for members the processor does not read.
@@ -114,6 +118,8 @@ fn field_bit(key: &[u8]) -> Option<u16> {
         b"unit_price" => UNIT_PRICE,
         b"currency" => CURRENCY,
         b"channel" => CHANNEL,
+        b"terminal_id" => TERMINAL_ID,
+        b"sequence" => SEQUENCE,
         b"schema_version" => SCHEMA,
         _ => return None,
     })
@@ -168,7 +174,7 @@ const fn le_word(bytes: &[u8; 16], from: usize) -> u64 {
 }
 
 /// The members the processor reads, in the order producers write them; entry n has bit n.
-const NAMES: [Name; 10] = [
+const NAMES: [Name; 12] = [
     Name::quoted(b"event_id"),
     Name::quoted(b"event_type"),
     Name::quoted(b"event_time"),
@@ -178,6 +184,8 @@ const NAMES: [Name; 10] = [
     Name::quoted(b"unit_price"),
     Name::quoted(b"currency"),
     Name::quoted(b"channel"),
+    Name::quoted(b"terminal_id"),
+    Name::quoted(b"sequence"),
     Name::quoted(b"schema_version"),
 ];
 
@@ -189,10 +197,12 @@ impl Fields {
             return None;
         }
         self.seen |= bit;
-        if bit == QUANTITY_DELTA || bit == SCHEMA {
+        if bit == QUANTITY_DELTA || bit == SEQUENCE || bit == SCHEMA {
             let (value, end) = small_integer_at(b, i)?;
             if bit == QUANTITY_DELTA {
                 self.quantity_delta = Some(value);
+            } else if bit == SEQUENCE {
+                self.sequence = Some(value);
             } else if value != i64::from(SCHEMA_VERSION) {
                 return None;
             }
@@ -208,6 +218,7 @@ impl Fields {
             SKU_ID => self.sku_id = (start, end),
             UNIT_PRICE => self.unit_price = Some((start, end)),
             CURRENCY => self.currency = Some(currency(text)?),
+            TERMINAL_ID => self.terminal_id = Some((start, end)),
             _ => {
                 self.channel = Channel::from_name(ascii(text));
                 self.unknown_channel = self.channel.is_none();
@@ -246,6 +257,8 @@ impl Fields {
             currency: self.currency,
             channel: self.channel,
             unknown_channel: self.unknown_channel,
+            terminal_id: self.terminal_id.map(|(start, end)| Cow::Borrowed(ascii(&b[start..end]))),
+            sequence: self.sequence,
         })
     }
 }

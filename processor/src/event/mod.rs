@@ -209,6 +209,11 @@ pub struct Event<'a> {
     /// feed's own such as `pos`): it is kept, with the store's channel, and counted, rather
     /// than dead-lettered with its sale.
     pub unknown_channel: bool,
+    /// The till or device that recorded the event, and its number in that device's sequence:
+    /// together they identify the event for deduplication however late it comes (an offline
+    /// terminal's upload hours later), in memory that does not grow with the events' count.
+    pub terminal_id: Option<Cow<'a, str>>,
+    pub sequence: Option<i64>,
 }
 
 /// A version-1 event as producers write it; what `generate` emits and tests build.

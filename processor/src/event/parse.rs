@@ -56,7 +56,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// The wire form; unknown fields (terminal_id, order_id, sequence, metadata, ...) are skipped.
+/// The wire form; unknown fields (order_id, metadata, ...) are skipped.
 #[derive(Deserialize, Debug, Default, PartialEq)]
 pub(super) struct WireEvent<'a> {
     #[serde(borrow)]
@@ -77,6 +77,9 @@ pub(super) struct WireEvent<'a> {
     #[serde(borrow)]
     pub(super) channel: Option<Text<'a>>,
     pub(super) schema_version: Option<u32>,
+    #[serde(borrow)]
+    pub(super) terminal_id: Option<Text<'a>>,
+    pub(super) sequence: Option<i64>,
 }
 
 fn required<'a>(field: &'static str, value: Option<Text<'a>>) -> Result<Cow<'a, str>, InvalidEvent> {
@@ -105,7 +108,10 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, InvalidEvent> {
 
 /// The bounds of the schema that keep every sum in range (see [`super::MAX_QUANTITY`]).
 fn check_bounds(event: &Event<'_>) -> Result<(), InvalidEvent> {
-    for (field, id) in [("store_id", &event.store_id), ("sku_id", &event.sku_id)] {
+    let terminal = event.terminal_id.as_ref().map_or("", |t| t.as_ref());
+    for (field, id) in
+        [("store_id", event.store_id.as_ref()), ("sku_id", event.sku_id.as_ref()), ("terminal_id", terminal)]
+    {
         if id.len() > super::MAX_ID_BYTES {
             return Err(InvalidEvent::new(
                 "id_too_long",
@@ -222,6 +228,8 @@ pub(super) fn validate(wire: WireEvent<'_>) -> Result<Event<'_>, InvalidEvent> {
         currency,
         channel,
         unknown_channel,
+        terminal_id: wire.terminal_id.map(|Text(text)| text),
+        sequence: wire.sequence,
     })
 }
 
@@ -261,7 +269,17 @@ fn diagnose(bytes: &[u8], error: &serde_json::Error) -> InvalidEvent {
     let Some(object) = value.as_object() else {
         return InvalidEvent::new("not_an_object", "the event is JSON but not an object");
     };
-    let strings = ["event_id", "event_type", "event_time", "store_id", "sku_id", "unit_price", "currency", "channel"];
+    let strings = [
+        "event_id",
+        "event_type",
+        "event_time",
+        "store_id",
+        "sku_id",
+        "unit_price",
+        "currency",
+        "channel",
+        "terminal_id",
+    ];
     for field in strings {
         if let Some(v) = object.get(field)
             && !v.is_string()
@@ -271,11 +289,13 @@ fn diagnose(bytes: &[u8], error: &serde_json::Error) -> InvalidEvent {
             return InvalidEvent::new("invalid_type", format!("{field} must be a string, got {}{hint}", kind_of(v)));
         }
     }
-    if let Some(v) = object.get("quantity_delta")
-        && !v.is_null()
-        && !v.is_i64()
-    {
-        return InvalidEvent::new("invalid_type", format!("quantity_delta must be an integer, got {}", kind_of(v)));
+    for field in ["quantity_delta", "sequence"] {
+        if let Some(v) = object.get(field)
+            && !v.is_null()
+            && !v.is_i64()
+        {
+            return InvalidEvent::new("invalid_type", format!("{field} must be an integer, got {}", kind_of(v)));
+        }
     }
     if let Some(v) = object.get("schema_version")
         && !v.is_null()
@@ -329,6 +349,31 @@ mod tests {
         assert_eq!(e.unit_price, Some(Decimal::new(4995, 2)));
         assert_eq!(e.currency.map(|c| c.to_string()), Some("EUR".into()));
         assert_eq!(e.channel, Some(Channel::Physical));
+    }
+
+    #[test]
+    fn terminal_and_sequence_are_read_on_every_path_and_checked() {
+        let plain = with("sequence", "4096");
+        let e = parse_event(plain.as_bytes()).unwrap();
+        assert_eq!((e.terminal_id.as_deref(), e.sequence), (Some("T1"), Some(4096)));
+        // The checked path (an escape makes the fast path decline) reads the same.
+        let escaped = with("sequence", "-7").replace("\"T1\"", "\"T\\u0031\"");
+        let e = parse_event(escaped.as_bytes()).unwrap();
+        assert_eq!((e.terminal_id.as_deref(), e.sequence), (Some("T1"), Some(-7)));
+        let null = with("terminal_id", "null");
+        let e = parse_event(null.as_bytes()).unwrap();
+        assert_eq!((e.terminal_id, e.sequence), (None, None));
+        assert_eq!(
+            reason(&with("sequence", "\"12\"")),
+            "invalid_type: sequence must be an integer, got the string \"12\""
+        );
+        assert_eq!(reason(&with("sequence", "1.5")), "invalid_type: sequence must be an integer, got the number 1.5");
+        assert_eq!(reason(&with("terminal_id", "7")), "invalid_type: terminal_id must be a string, got the number 7");
+        let long = format!("\"{}\"", "t".repeat(300));
+        assert_eq!(
+            reason(&with("terminal_id", &long)),
+            "id_too_long: terminal_id of 300 bytes is over the 256-byte limit"
+        );
     }
 
     #[test]

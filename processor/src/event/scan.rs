@@ -25,6 +25,8 @@ enum Field {
     Currency,
     Channel,
     SchemaVersion,
+    TerminalId,
+    Sequence,
 }
 
 #[inline(always)]
@@ -40,6 +42,8 @@ fn field(key: &[u8]) -> Option<Field> {
         b"currency" => Field::Currency,
         b"channel" => Field::Channel,
         b"schema_version" => Field::SchemaVersion,
+        b"terminal_id" => Field::TerminalId,
+        b"sequence" => Field::Sequence,
         _ => return None,
     })
 }
@@ -171,7 +175,7 @@ pub(super) fn scan(bytes: &[u8]) -> Option<WireEvent<'_>> {
                     seen |= bit;
                     let is_null = b[i..].starts_with(b"null");
                     match f {
-                        Field::QuantityDelta | Field::SchemaVersion => {
+                        Field::QuantityDelta | Field::SchemaVersion | Field::Sequence => {
                             let value = if is_null {
                                 i += 4;
                                 None
@@ -182,6 +186,8 @@ pub(super) fn scan(bytes: &[u8]) -> Option<WireEvent<'_>> {
                             };
                             if f == Field::QuantityDelta {
                                 wire.quantity_delta = value;
+                            } else if f == Field::Sequence {
+                                wire.sequence = value;
                             } else {
                                 wire.schema_version = value.map(u32::try_from).transpose().ok()?;
                             }
@@ -204,6 +210,7 @@ pub(super) fn scan(bytes: &[u8]) -> Option<WireEvent<'_>> {
                                 Field::SkuId => &mut wire.sku_id,
                                 Field::UnitPrice => &mut wire.unit_price,
                                 Field::Currency => &mut wire.currency,
+                                Field::TerminalId => &mut wire.terminal_id,
                                 _ => &mut wire.channel,
                             };
                             *slot = value;
@@ -268,7 +275,7 @@ mod tests {
         // serde_json checks UTF-8 in keys and in strings it reads, not in values it skips; the
         // fast path checks the whole input and declines, leaving such input to serde_json.
         let cases: [(&str, &[u8], &str, bool); 4] = [
-            ("in an unknown value", br#"{"terminal_id":"T"#, r#"","store_id":"S"}"#, true),
+            ("in an unknown value", br#"{"order_id":"O"#, r#"","store_id":"S"}"#, true),
             ("in an unknown key", br#"{"t"#, r#"":1,"store_id":"S"}"#, false),
             ("in a nested key", br#"{"metadata":{"k"#, r#"":1},"store_id":"S"}"#, true),
             ("in a known value", br#"{"store_id":"S"#, r#""}"#, false),

@@ -32,9 +32,9 @@ pub fn event_json_schema() -> Value {
             "unit_price": { "type": ["string", "null"], "pattern": "^[0-9]{1,10}(\\.[0-9]+)?$", "description": "A non-negative decimal string below ten billion (at most ten integer digits); money is never a binary float." },
             "currency": { "type": ["string", "null"], "pattern": "^[A-Z]{3}$", "description": "ISO 4217." },
             "channel": { "type": ["string", "null"], "examples": channels, "description": "physical, online, warehouse or marketplace, in any case. Absent, or a value this version does not know, is the store's channel (the event is kept and counted, not refused)." },
-            "terminal_id": { "type": ["string", "null"] },
+            "terminal_id": { "type": ["string", "null"], "maxLength": 256, "description": "The till or device that recorded the event; at most 256 bytes, as store_id." },
             "order_id": { "type": ["string", "null"] },
-            "sequence": { "type": ["integer", "null"] },
+            "sequence": { "type": ["integer", "null"], "minimum": -9223372036854775808_i64, "maximum": 9223372036854775807_i64, "description": "The event's number in its terminal's own sequence; a retry repeats it. With terminal_id it identifies the event for deduplication however late it comes." },
             "metadata": { "type": ["object", "null"] },
             "schema_version": { "const": 1 }
         },

@@ -243,6 +243,12 @@ impl Pipeline {
         producer.flush(Duration::from_secs(30)).expect("flush");
     }
 
+    /// Produces an event to an input topic keyed by `key`, and keeps it for the replay.
+    pub fn produce_recorded(&mut self, role: &str, key: &str, payload: &[u8]) {
+        self.produce_raw(role, key, payload);
+        self.produced.push((role.to_string(), -1, payload.to_vec()));
+    }
+
     /// The produced events as one NDJSON file, in production order (the replay's input).
     pub fn events_file(&self) -> PathBuf {
         let path = self.dir.path().join("events.ndjson");
