@@ -118,3 +118,34 @@ fn kills_mid_backlog_under_the_same_and_new_names_leave_the_figures_exact() {
     one_store_trades_on(&mut pipeline, last, &mut [&mut last_instance]);
     last_instance.terminate(Duration::from_secs(20));
 }
+
+/// A quiet night: the input stops on every partition. Each task turns idle once it is caught
+/// up and silent for the idle timeout, takes the most advanced task's watermark, and every
+/// window that the last events' watermark passed is out, merged ones included, equal to
+/// replay's; none beyond it.
+#[test]
+fn a_quiet_night_closes_every_window_the_last_events_passed() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let (pipeline, last) = quiet_pipeline(kafka, "quiet-night", 3, 53, 20_000);
+    let mut processor = pipeline.start("quiet-night-a");
+    processor.address(Duration::from_secs(30));
+    pipeline.wait_caught_up(Duration::from_secs(240), &mut [&mut processor]);
+    let caught_up = Instant::now();
+    // The most advanced partition's watermark: the latest event time less maxOutOfOrderness.
+    let watermark = rfc3339(last - 30_000);
+    let replay = from_replay(&pipeline).aggregates;
+    let expected = ended_by(&replay, &watermark);
+    assert!(expected.len() < replay.len(), "some windows lie beyond the last events' watermark");
+    loop {
+        processor.assert_running();
+        let got = last_values(&pipeline.read_topic("aggregates"));
+        let beyond: Vec<&String> = got.keys().filter(|k| !expected.contains_key(*k)).take(3).collect();
+        assert!(beyond.is_empty(), "windows past the watermark fired: {beyond:?}");
+        let Some(difference) = differences("aggregates", &got, &expected) else { break };
+        assert!(caught_up.elapsed() < Duration::from_secs(60), "{difference}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("every window out {:?} after the input was caught up", caught_up.elapsed());
+    processor.terminate(Duration::from_secs(20));
+}
