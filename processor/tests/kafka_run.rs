@@ -74,9 +74,10 @@ fn a_broker_away_longer_than_the_delivery_timeout_fails_a_transaction_which_is_a
 
 #[test]
 fn a_send_into_a_failed_transaction_aborts_it_and_the_instance_goes_on() {
-    // No commit for 30 s: the failed deliveries are met by the next send, which the failed
-    // transaction refuses ("Erroneous state"), not by a commit.
-    let log = broker_outage("outage-send", 200_000, &["--commit-interval", "30s"]);
+    // No commit for 5 s (the longest interval the 10-s transaction timeout allows): the failed
+    // deliveries are mostly met by the next send, which the failed transaction refuses
+    // ("Erroneous state"), not by a commit.
+    let log = broker_outage("outage-send", 200_000, &["--commit-interval", "5s"]);
     let abort = log.lines().find(|l| l.contains("aborting it and restoring every task")).unwrap_or_default();
     assert!(abort.contains("Erroneous state"), "{abort}");
 }
@@ -497,6 +498,96 @@ fn a_till_offline_for_three_hours_uploads_its_buffer_with_retries_and_every_sale
         assert_eq!(late, 120, "{name}: every sale is late for its windows");
     }
     assert_same(&kafka_figures, &replay);
+}
+
+/// An output topic deleted while the instance writes to it: every transaction would fail on
+/// it, and aborting, restoring and redoing the work would fail the same way forever. The
+/// instance exits non-zero naming the topic (the pod restarts, and its start refuses a missing
+/// topic by name until the operator has created it again); nothing past the last commit is
+/// committed.
+#[test]
+fn an_output_topic_deleted_mid_run_ends_the_run_naming_it() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "deleted", 2);
+    pipeline.produce_events(59, 100_000);
+    let mut processor = pipeline.start("deleted-0");
+    let address = processor.address(Duration::from_secs(30));
+    while metric(&address, "stockpulse_processor_outputs_total") < 5_000 {
+        processor.assert_running();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pipeline.delete_topic("inventory-state");
+    let started = Instant::now();
+    let status = processor.wait_exit(Duration::from_secs(150));
+    let log = std::fs::read_to_string(&processor.log).unwrap_or_default();
+    let aborts = log.matches("aborting it and restoring every task").count();
+    eprintln!("exited {status} after {:?}, {aborts} transactions aborted before", started.elapsed());
+    assert!(!status.success(), "{}", processor.log_tail());
+    assert_eq!(aborts, 0, "no abort-and-redo loop on a topic that is gone");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("topic deleted.inventory-state does not exist any more"), "{last}");
+    // The restart refuses to start without it, naming it.
+    let mut again = pipeline.start("deleted-1");
+    let status = again.wait_exit(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&again.log).unwrap_or_default();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(!status.success() && last.contains("deleted.inventory-state"), "{status}: {last}");
+}
+
+/// A rollout from a version that did not read the repartition topic: an old member subscribes
+/// to sales and inventory only, so the range assignor gives it some of their partitions and
+/// this instance every repartition partition. The task whose sales and inventory partitions
+/// went to the old member is split: this instance must neither process nor commit it (two
+/// instances would own one task). It waits until the old member is gone; then the figures
+/// equal replay's.
+#[test]
+fn a_task_split_between_members_that_disagree_on_the_topics_waits_until_it_comes_whole() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "split", 2);
+    pipeline.produce_events(67, 5_000);
+    let old: BaseConsumer = support::client(&kafka.bootstrap)
+        .set("group.id", "split")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "10000")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    old.subscribe(&["split.sales", "split.inventory"]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let old_member = {
+        let stop = stop.clone();
+        // Polls (so that it takes part in rebalances) and reads nothing it commits.
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = old.poll(Duration::from_millis(100));
+            }
+            old.unsubscribe();
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let mut processor = pipeline.start("split-new");
+    let address = processor.address(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&processor.log).unwrap_or_default().contains("is split between instances") {
+        processor.assert_running();
+        assert!(Instant::now() < deadline, "no split task:\n{}", processor.log_tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(metric(&address, "stockpulse_processor_tasks "), 1, "only the whole task runs");
+    let (done, total) = pipeline.committed_progress();
+    assert!(done < total, "the split task's input is not committed: {done} of {total}");
+    stop.store(true, Ordering::SeqCst);
+    old_member.join().unwrap();
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    assert_eq!(metric(&address, "stockpulse_processor_tasks "), 2);
+    terminate(&mut processor);
+    assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
 
 fn assert_same_inventory(kafka: &Figures, replay: &Figures) {

@@ -337,6 +337,9 @@ fn bad_config_and_missing_input_are_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--delivery-timeout 90s: from 1s to 10s (the transaction timeout)"), "{err}");
+    let out = Command::new(BIN).args(["run", "--config", CONFIG, "--commit-interval", "30s"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--commit-interval 30s: at most 5s under exactly-once"), "{err}");
 }
 
 #[test]

@@ -27,7 +27,9 @@ pub struct RunArgs {
     /// the HTTP port, else 127.0.0.1).
     #[arg(long, env = "STOCKPULSE_ADVERTISED_ADDRESS")]
     advertised_address: Option<String>,
-    /// How often work is committed (a Kafka transaction under exactly-once).
+    /// How often work is committed (a Kafka transaction under exactly-once: then at most 5s,
+    /// since a transaction stays open a commit interval and the broker aborts one open longer
+    /// than the 10 s transaction timeout).
     #[arg(long, default_value = "100ms")]
     commit_interval: Duration,
     /// How long a task waits for one of its two input partitions that is read to its end (a
@@ -68,10 +70,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !(std::time::Duration::from_secs(1)..=TRANSACTION_TIMEOUT).contains(&delivery_timeout) {
         anyhow::bail!("--delivery-timeout {delivery_timeout:?}: from 1s to 10s (the transaction timeout)");
     }
+    let commit_interval = std::time::Duration::from_millis(args.commit_interval.as_millis());
+    if config.processing.exactly_once && commit_interval > TRANSACTION_TIMEOUT / 2 {
+        anyhow::bail!(
+            "--commit-interval {commit_interval:?}: at most 5s under exactly-once (a transaction stays open a commit \
+             interval, and the broker aborts one open past the 10s transaction timeout)"
+        );
+    }
     let options = RunOptions {
         instance_id,
         http_port: args.http_port,
-        commit_interval: std::time::Duration::from_millis(args.commit_interval.as_millis()),
+        commit_interval,
         merge: MergeOptions {
             max_idle: std::time::Duration::from_millis(args.max_task_idle.as_millis()),
             max_buffered: args.max_buffered_records as usize,

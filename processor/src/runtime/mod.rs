@@ -244,8 +244,9 @@ fn run_with(
         input_partitions(&metadata_reader, &topics.changelog)?,
         repartition,
     )?;
-    for topic in topics.alert_sink_topics() {
-        // A policy's own Kafka sink: the operator creates it like the pipeline's topics.
+    for topic in topics.written() {
+        // Outputs, a policy's own Kafka sinks, changelog, repartition: the operator creates
+        // them with the pipeline; a missing one (deleted) is named before anything is read.
         input_partitions(&metadata_reader, topic)?;
     }
     drop(metadata_reader);

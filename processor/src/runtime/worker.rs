@@ -40,11 +40,50 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 const WAIT_WARNING: Duration = Duration::from_secs(30);
 
 /// Counts failed deliveries (at-least-once mode checks them before committing offsets), and
-/// keeps the topic of a record refused as too large.
+/// keeps the first refusal that no retry can get past: the topic and why.
 #[derive(Default)]
 pub struct DeliveryContext {
     pub failed: std::sync::atomic::AtomicU64,
-    too_large: Mutex<Option<String>>,
+    refused: Mutex<Option<(String, Refusal)>>,
+}
+
+/// Why a topic refuses every record, however often the work is redone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Larger than its `max.message.bytes`, lowered since the instance read it.
+    TooLarge,
+    /// The topic is gone (deleted while the instance writes to it).
+    UnknownTopic,
+    /// The instance may no longer write to it (its ACL was removed).
+    Unauthorized,
+}
+
+impl Refusal {
+    fn of(code: RDKafkaErrorCode) -> Option<Refusal> {
+        match code {
+            RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize => Some(Refusal::TooLarge),
+            RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition => Some(Refusal::UnknownTopic),
+            RDKafkaErrorCode::TopicAuthorizationFailed => Some(Refusal::Unauthorized),
+            _ => None,
+        }
+    }
+
+    fn error(self, topic: &str) -> RunError {
+        match self {
+            Refusal::TooLarge => RunError::Config(format!(
+                "topic {topic} refused a record as larger than its max.message.bytes, which changed since this \
+                 instance read it at start; exiting so that the restart reads it (nothing was committed past the refused record)"
+            )),
+            Refusal::UnknownTopic => RunError::Config(format!(
+                "topic {topic} does not exist any more (deleted while this instance wrote to it); exiting, since every \
+                 retry would fail the same way (nothing was committed past the last commit; the operator creates the topic again)"
+            )),
+            Refusal::Unauthorized => RunError::Config(format!(
+                "writing to topic {topic} is not authorized (its ACL was removed?); exiting, since every retry would \
+                 fail the same way (nothing was committed past the last commit)"
+            )),
+        }
+    }
 }
 
 impl ClientContext for DeliveryContext {}
@@ -55,27 +94,22 @@ impl ProducerContext for DeliveryContext {
         if let Err((e, message)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, topic = message.topic(), "output record not delivered");
-            if matches!(
-                e.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
-            ) && let Ok(mut topic) = self.too_large.lock()
+            if let Some(refusal) = e.rdkafka_error_code().and_then(Refusal::of)
+                && let Ok(mut refused) = self.refused.lock()
             {
-                topic.get_or_insert_with(|| message.topic().to_string());
+                refused.get_or_insert_with(|| (message.topic().to_string(), refusal));
             }
         }
     }
 }
 
 impl DeliveryContext {
-    /// The error to end the run with when a topic refused a record as too large: its
-    /// `max.message.bytes` was lowered after this instance read it, and every retry would be
-    /// refused again, so the run ends and the restart reads the new limit.
-    fn refused_as_too_large(&self) -> Option<RunError> {
-        let topic = self.too_large.lock().ok()?.clone()?;
-        Some(RunError::Config(format!(
-            "topic {topic} refused a record as larger than its max.message.bytes, which changed since this \
-             instance read it at start; exiting so that the restart reads it (nothing was committed past the refused record)"
-        )))
+    /// The error to end the run with when a topic refused a record for good (too large since
+    /// its limit was lowered, deleted, or no longer writable): every retry would be refused
+    /// again, so the run ends naming the topic, and the restart reads the topics anew.
+    fn refusal(&self) -> Option<RunError> {
+        let (topic, refusal) = self.refused.lock().ok()?.clone()?;
+        Some(refusal.error(&topic))
     }
 }
 
@@ -175,6 +209,8 @@ pub struct Worker {
     /// The buffer output values are serialized into, reused.
     value: Vec<u8>,
     output_counters: BTreeMap<TopicRole, prometheus_client::metrics::counter::Counter>,
+    /// Transactions aborted since the last commit: the next restore waits longer each time.
+    aborts_in_a_row: u32,
     /// A failure inside a rebalance callback, for the loop to act on.
     pub fatal: Option<RunError>,
     pub metrics: Arc<Metrics>,
@@ -219,6 +255,7 @@ impl Worker {
             changes: Vec::new(),
             timestamps: Vec::new(),
             last_commit: Instant::now(),
+            aborts_in_a_row: 0,
             fatal: None,
             metrics,
             health,
@@ -615,7 +652,7 @@ impl Worker {
         committer::flush(&self.producer, KAFKA_TIMEOUT).map_err(|e| RunError::kafka("flushing outputs", e))?;
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
-            return Err(self.producer.context().refused_as_too_large().unwrap_or(RunError::Delivery(failed)));
+            return Err(self.producer.context().refusal().unwrap_or(RunError::Delivery(failed)));
         }
         if offsets.count() > 0 {
             consumer
@@ -632,6 +669,7 @@ impl Worker {
 
     /// Counts a commit that succeeded, and the end-to-end latency of the records it covers.
     fn committed(&mut self, started: Instant, mut timestamps: Vec<i64>) {
+        self.aborts_in_a_row = 0;
         self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
         self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         let now = now_millis();
@@ -680,7 +718,20 @@ impl Worker {
         consumer: &BaseConsumer<C>,
         error: &KafkaError,
     ) -> Result<(), RunError> {
-        tracing::warn!(error = %error, "transaction failed; aborting it and restoring every task");
+        if let Some(refused) = self.producer.context().refusal() {
+            return Err(refused);
+        }
+        if let Some(gone) = self.missing_written_topic(consumer) {
+            // Deleted: its records time out (librdkafka takes a deleted topic for one still
+            // being created for a while), and so would every redo.
+            return Err(Refusal::UnknownTopic.error(&gone));
+        }
+        // A failure that comes back at once (the broker refusing every transaction) is not
+        // redone in a tight loop: 0.1 s, 0.2 s, ... up to 10 s between tries, until a commit.
+        self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
+        let backoff = abort_backoff(self.aborts_in_a_row);
+        tracing::warn!(error = %error, aborts_in_a_row = self.aborts_in_a_row, backoff_ms = backoff.as_millis() as u64, "transaction failed; aborting it and restoring every task");
+        std::thread::sleep(backoff);
         match self.producer.abort_transaction(KAFKA_TIMEOUT) {
             Ok(()) => self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?,
             // After deliveries timed out the coordinator can refuse the abort (INVALID_TXN_STATE,
@@ -698,6 +749,24 @@ impl Worker {
             self.release(consumer, &mut task);
         }
         self.create_tasks(consumer, &partitions, true)
+    }
+
+    /// A topic this instance writes that the cluster says it does not have; `None` when all
+    /// are there, or when the cluster cannot be asked or answers with another error (a broker
+    /// back from a stall may not know a leader yet: the restore goes on and retries).
+    fn missing_written_topic<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Option<String> {
+        let metadata = consumer.fetch_metadata(None, KAFKA_TIMEOUT).ok()?;
+        if metadata.brokers().is_empty() {
+            return None;
+        }
+        let missing = |name: &str| match metadata.topics().iter().find(|t| t.name() == name) {
+            None => true,
+            Some(topic) => {
+                topic.error().map(rdkafka::error::RDKafkaErrorCode::from)
+                    == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+            }
+        };
+        self.topics.written().into_iter().find(|topic| missing(topic)).map(str::to_string)
     }
 
     /// Replaces a failed transactional producer, and the commit thread that holds it (no commit
@@ -765,11 +834,23 @@ impl Worker {
         Ok(Task::new(partition, engine, committed))
     }
 
-    /// Rebalance: partitions assigned (callback of the consumer's poll).
+    /// Rebalance: partitions assigned (callback of the consumer's poll). A task is created only
+    /// when every one of its input partitions came to this instance: members that subscribe to
+    /// different topics (a rollout from a version without the repartition stage) split a task
+    /// between them, and two instances must never both process and commit one task. A split
+    /// task waits, its records left unread and uncommitted, until a rebalance brings it whole.
     pub fn on_assign<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, assigned: &TopicPartitionList) {
-        let mut partitions: Vec<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
+        let elements: Vec<(String, i32)> =
+            assigned.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let (partitions, split) = whole_tasks(&elements, &self.topics.inputs());
+        for (partition, topics) in &split {
+            tracing::warn!(
+                partition,
+                assigned = ?topics,
+                wanted = ?self.topics.inputs(),
+                "the group's members disagree on the input topics (a rollout from another version?): task {partition} is split between instances and waits until it comes whole"
+            );
+        }
         if let Err(e) = self.create_tasks(consumer, &partitions, false) {
             self.fatal.get_or_insert(e);
         }
@@ -791,6 +872,24 @@ impl Worker {
         }
         self.metrics.tasks.set(self.tasks.len() as i64);
     }
+}
+
+/// The task numbers whose every input topic's partition is in `assigned`, and the others
+/// with the topics of theirs that are (sorted by task).
+fn whole_tasks(assigned: &[(String, i32)], inputs: &[&str]) -> (Vec<i32>, Vec<(i32, Vec<String>)>) {
+    let mut by_task: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for (topic, partition) in assigned {
+        if inputs.contains(&topic.as_str()) {
+            by_task.entry(*partition).or_default().push(topic.clone());
+        }
+    }
+    let (mut whole, mut split) = (Vec::new(), Vec::new());
+    for (task, mut topics) in by_task {
+        topics.sort();
+        topics.dedup();
+        if topics.len() == inputs.len() { whole.push(task) } else { split.push((task, topics)) }
+    }
+    (whole, split)
 }
 
 /// The consumer's position in a partition: the offset after the last record (or transaction
@@ -873,6 +972,15 @@ fn is_fatal(error: &KafkaError) -> bool {
     }
 }
 
+/// How long to wait before redoing the work after the `n`th abort in a row: none after the
+/// first, then 0.2 s doubling up to 10 s.
+fn abort_backoff(n: u32) -> Duration {
+    if n <= 1 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(100u64.saturating_mul(1 << (n - 1).min(10))).min(Duration::from_secs(10))
+}
+
 /// Cuts `text` to at most `max` bytes and a marker, at a character boundary.
 fn cut_text(text: &mut String, max: usize) {
     const MARKER: &str = "...";
@@ -925,16 +1033,19 @@ where
                 record = back;
                 producer.poll(Duration::from_millis(2));
             }
-            // A failed transaction takes no more records. When a topic refused a record as
-            // too large, say so: the producer's state turns erroneous before that record's
-            // delivery report is served, so serve the reports first.
-            Err((e, _)) => {
+            // A failed transaction takes no more records. When a topic refused a record for
+            // good, say so: the producer's state turns erroneous before that record's delivery
+            // report is served, so serve the reports first.
+            Err((e, record)) => {
                 if let Some(refused) = refusal_reported(producer) {
                     return Err(refused);
                 }
+                if let Some(refusal) = e.rdkafka_error_code().and_then(Refusal::of) {
+                    return Err(refusal.error(record.topic));
+                }
                 return Err(match e {
                     KafkaError::MessageProduction(RDKafkaErrorCode::State) => RunError::TransactionFailed(e),
-                    e => RunError::kafka("producing a record", e),
+                    e => RunError::kafka(&format!("producing a record to {}", record.topic), e),
                 });
             }
         }
@@ -944,12 +1055,12 @@ where
 /// How long a failed `send` waits for the delivery report that explains it.
 const REPORT_WAIT: Duration = Duration::from_secs(2);
 
-/// Serves delivery reports until one says a topic refused a record as too large, or until
-/// none is in flight, or [`REPORT_WAIT`] has passed.
+/// Serves delivery reports until one says a topic refused a record for good, or until none
+/// is in flight, or [`REPORT_WAIT`] has passed.
 fn refusal_reported(producer: &BaseProducer<DeliveryContext>) -> Option<RunError> {
     let deadline = Instant::now() + REPORT_WAIT;
     loop {
-        if let Some(refused) = producer.context().refused_as_too_large() {
+        if let Some(refused) = producer.context().refusal() {
             return Some(refused);
         }
         if producer.in_flight_count() == 0 || Instant::now() >= deadline {
@@ -1010,6 +1121,35 @@ impl ConsumerContext for RebalanceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_is_whole_only_with_every_input_partition() {
+        let assigned: Vec<(String, i32)> =
+            [("p.sales", 0), ("p.inventory", 0), ("p.repartition", 0), ("p.repartition", 1)]
+                .into_iter()
+                .map(|(t, p)| (t.to_string(), p))
+                .collect();
+        let (whole, split) = whole_tasks(&assigned, &["p.sales", "p.inventory", "p.repartition"]);
+        assert_eq!(whole, vec![0]);
+        assert_eq!(split, vec![(1, vec!["p.repartition".to_string()])]);
+        let (whole, split) = whole_tasks(&assigned[..2], &["p.sales", "p.inventory"]);
+        assert_eq!((whole, split.len()), (vec![0], 0), "one partition: no repartition topic");
+    }
+
+    #[test]
+    fn aborts_in_a_row_back_off_up_to_ten_seconds() {
+        let waits: Vec<u64> = (1..=10).map(|n| abort_backoff(n).as_millis() as u64).collect();
+        assert_eq!(waits, [0, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000, 10_000]);
+        assert_eq!(abort_backoff(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_topic_that_refuses_for_good_is_named() {
+        assert_eq!(Refusal::of(RDKafkaErrorCode::UnknownTopicOrPartition), Some(Refusal::UnknownTopic));
+        assert_eq!(Refusal::of(RDKafkaErrorCode::MessageTimedOut), None, "a timeout is worth a retry");
+        let message = Refusal::Unauthorized.error("p.alerts").to_string();
+        assert!(message.starts_with("config: writing to topic p.alerts is not authorized"), "{message}");
+    }
 
     #[test]
     fn a_long_header_is_cut_at_a_character_boundary_with_a_marker() {

@@ -128,6 +128,21 @@ impl Pipeline {
         Pipeline { name, bootstrap, partitions, dir, config, produced: Vec::new(), sentinel_rounds: 0 }
     }
 
+    /// Deletes the topic of `role` (an operator's mistake, or a retention script gone wrong).
+    pub fn delete_topic(&self, role: &str) {
+        let admin: AdminClient<DefaultClientContext> = client(&self.bootstrap).create().expect("admin client");
+        let topic = format!("{}.{role}", self.name);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = runtime
+            .block_on(
+                admin.delete_topics(&[&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))),
+            )
+            .expect("delete topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("deleting topic {t}: {e}"));
+        }
+    }
+
     /// Sets the `max.message.bytes` of the topic of `role` (the others keep the 8 MB above).
     pub fn set_record_limit(&self, role: &str, bytes: usize) {
         let admin: AdminClient<DefaultClientContext> = client(&self.bootstrap).create().expect("admin client");
