@@ -117,7 +117,8 @@ struct DedupeChanges {
     chunks: BTreeMap<(Store, i64), u32>,
     gone_chunks: Vec<(Store, i64, u32)>,
     clocks: BTreeSet<Store>,
-    terminals: BTreeSet<(Store, Box<str>)>,
+    /// Terminals whose sequence numbers changed, by store.
+    terminals: BTreeMap<Store, BTreeSet<Box<str>>>,
 }
 
 /// One changelog entry of the dedupe state.
@@ -224,9 +225,11 @@ impl Dedupe {
                 visit(DedupeEntry::Clock { store, newest: ids.newest });
             }
         }
-        for (store, terminal) in std::mem::take(&mut changes.terminals) {
-            let sequences = self.terminals.get(&store).and_then(|t| t.get(&terminal)).cloned();
-            visit(DedupeEntry::Terminal { store, terminal, sequences });
+        for (store, terminals) in std::mem::take(&mut changes.terminals) {
+            for terminal in terminals {
+                let sequences = self.terminals.get(&store).and_then(|t| t.get(&terminal)).cloned();
+                visit(DedupeEntry::Terminal { store, terminal, sequences });
+            }
         }
     }
 
@@ -315,7 +318,11 @@ impl Dedupe {
         sequences.newest = sequences.newest.max(event_time);
         self.evicted_early += sequences.bound();
         if let Some(changes) = self.changes.as_mut() {
-            changes.terminals.insert((store, Box::from(terminal)));
+            // Looked up before it is copied: no allocation per event of a known terminal.
+            let changed = changes.terminals.entry(store).or_default();
+            if !changed.contains(terminal) {
+                changed.insert(Box::from(terminal));
+            }
         }
         self.advance_clock(store, event_time);
         Verdict::New
@@ -346,7 +353,7 @@ impl Dedupe {
         terminals.retain(|terminal, sequences| {
             let keep = sequences.newest >= limit;
             if !keep && let Some(changes) = changes.as_mut() {
-                changes.terminals.insert((store, terminal.clone()));
+                changes.terminals.entry(store).or_default().insert(terminal.clone());
             }
             keep
         });
