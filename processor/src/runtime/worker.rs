@@ -62,7 +62,10 @@ impl Refusal {
     fn of(code: RDKafkaErrorCode) -> Option<Refusal> {
         match code {
             RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize => Some(Refusal::TooLarge),
-            RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition => Some(Refusal::UnknownTopic),
+            // librdkafka's own finding after the metadata said so for a while. The broker's
+            // UNKNOWN_TOPIC_OR_PARTITION can come in passing (a leader moving): a failed
+            // transaction asks the cluster's metadata before anything ends the run.
+            RDKafkaErrorCode::UnknownTopic => Some(Refusal::UnknownTopic),
             RDKafkaErrorCode::TopicAuthorizationFailed => Some(Refusal::Unauthorized),
             _ => None,
         }
@@ -1145,7 +1148,8 @@ mod tests {
 
     #[test]
     fn a_topic_that_refuses_for_good_is_named() {
-        assert_eq!(Refusal::of(RDKafkaErrorCode::UnknownTopicOrPartition), Some(Refusal::UnknownTopic));
+        assert_eq!(Refusal::of(RDKafkaErrorCode::UnknownTopic), Some(Refusal::UnknownTopic));
+        assert_eq!(Refusal::of(RDKafkaErrorCode::UnknownTopicOrPartition), None, "the metadata check decides");
         assert_eq!(Refusal::of(RDKafkaErrorCode::MessageTimedOut), None, "a timeout is worth a retry");
         let message = Refusal::Unauthorized.error("p.alerts").to_string();
         assert!(message.starts_with("config: writing to topic p.alerts is not authorized"), "{message}");
