@@ -275,6 +275,18 @@ pub enum Output {
 }
 
 impl Output {
+    /// About the memory the record holds while it waits to be sent: a fixed part for its
+    /// fields, and the input a dead-letter or late record quotes.
+    pub fn held_bytes(&self) -> usize {
+        const FIELDS: usize = 256;
+        FIELDS
+            + match self {
+                Output::DeadLetter(d) => d.original.len().saturating_add(d.reason.len()),
+                Output::Late(l) => l.original.len().saturating_add(l.reason.len()),
+                _ => 0,
+            }
+    }
+
     /// The topic (by role) the record goes to.
     pub fn role(&self) -> TopicRole {
         match self {

@@ -175,3 +175,57 @@ fn the_read_api_answers_from_live_state_as_replay_computes_it() {
     let local = http_request(&addresses[0], "/v1/top-skus?window=sales-5m&scope=local");
     assert_eq!(contract.check(template, &local)["partitions"].as_array().map(Vec::len), Some(2));
 }
+
+/// The read API answers positions as the last commit left them. A change processed and not
+/// committed yet may still be rolled back by an abort (the broker away past the delivery
+/// timeout, a fenced producer), and a reader must never be shown a value that then goes away.
+/// With a commit every 5 s a restock is processed within milliseconds and committed seconds
+/// later: the position read stays the committed one until the group's committed offset covers
+/// the restock (read after each answer, so an answer given from committed state is covered).
+#[test]
+fn the_read_api_answers_positions_as_the_last_commit_left_them() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "committed-reads", 1);
+    let last = pipeline.produce_traffic(101, 2_000);
+    pipeline.produce_sentinels(last + 2 * 3_600_000);
+    let mut processor = pipeline.start_with("committed-reads-0", &["--commit-interval", "5s"]);
+    let address = processor.address(Duration::from_secs(30));
+    pipeline.wait_caught_up(Duration::from_secs(120), &mut [&mut processor]);
+    let path = format!("/v1/inventory/{}/SENTINEL", support::sentinel_store(0, 1));
+    let on_hand = || {
+        let response = http_request(&address, &path);
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+        serde_json::from_str::<Value>(&response.body).unwrap()["on_hand"].as_i64().expect("on_hand")
+    };
+    let before = on_hand();
+    let sales = "committed-reads.sales";
+    let restock_offset = pipeline.input_ends()[&(sales.to_string(), 0)];
+    pipeline.produce_restock(0, 7, last + 2 * 3_600_000 + 1_000);
+    let group: BaseConsumer = support::client(&kafka.bootstrap).set("group.id", "committed-reads").create().unwrap();
+    let committed = || {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(sales, 0);
+        let offsets = group.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+        offsets.find_partition(sales, 0).and_then(|e| e.offset().to_raw()).unwrap_or(-1)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut reads = 0;
+    loop {
+        processor.assert_running();
+        let value = on_hand();
+        let covered = committed() > restock_offset;
+        reads += 1;
+        if value == before + 1 {
+            assert!(covered, "the restock was answered before it was committed (read {reads})");
+            break;
+        }
+        assert_eq!(value, before, "read {reads}");
+        assert!(std::time::Instant::now() < deadline, "the restock was not answered within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reads > 5, "reads while the restock was processed and not committed: {reads}");
+    let (status, _) = processor.terminate(Duration::from_secs(20));
+    assert!(status.success());
+}

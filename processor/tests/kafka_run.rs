@@ -157,21 +157,12 @@ fn sigterm_under_load_exits_cleanly_and_a_restart_finishes_the_work() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     // A transaction left open would hold read_committed readers back; a second instance
     // takes over where the first committed and the result is the same as replay's.
-    run_to_the_end(&pipeline, "term-1");
+    pipeline.run_to_the_end("term-1");
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
 }
 
 fn terminate(processor: &mut Processor) -> (std::process::ExitStatus, Duration) {
     processor.terminate(Duration::from_secs(20))
-}
-
-/// Starts an instance, waits until it has committed all the input there is, and stops it
-/// (SIGTERM, exit 0).
-fn run_to_the_end(pipeline: &Pipeline, instance: &str) {
-    let mut processor = pipeline.start(instance);
-    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
-    let (status, _) = terminate(&mut processor);
-    assert!(status.success(), "exit status {status}: {}", processor.log_tail());
 }
 
 #[test]
@@ -348,7 +339,7 @@ fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
     );
     pipeline.produce_raw("sales", "EUC-M01", bad_id.as_bytes());
     pipeline.produce_events(29, 2_000);
-    run_to_the_end(&pipeline, "small-dlq-0");
+    pipeline.run_to_the_end("small-dlq-0");
     let dead = pipeline.read_topic("dead-letter");
     let cut = dead
         .iter()
@@ -383,7 +374,7 @@ fn dead_letters_fit_a_topic_whose_record_limit_is_small() {
     assert!(!status.success());
     let log = std::fs::read_to_string(&processor.log).unwrap_or_default();
     assert!(log.contains("topic small-dlq.dead-letter refused a record as larger than its max.message.bytes"), "{log}");
-    run_to_the_end(&pipeline, "small-dlq-0");
+    pipeline.run_to_the_end("small-dlq-0");
     let dead = pipeline.read_topic("dead-letter");
     let cut: Vec<&support::Record> =
         dead.iter().filter(|r| r.headers.get("stockpulse.original_size") == Some(&line.len().to_string())).collect();
@@ -402,9 +393,9 @@ fn a_restart_with_more_input_goes_on_from_the_committed_state() {
     let kafka = Kafka::shared();
     let mut pipeline = Pipeline::create(&kafka.bootstrap, "two-phase", 2);
     pipeline.produce_events(29, 6_000);
-    run_to_the_end(&pipeline, "two-phase-0");
+    pipeline.run_to_the_end("two-phase-0");
     pipeline.produce_events(31, 3_000);
-    run_to_the_end(&pipeline, "two-phase-0");
+    pipeline.run_to_the_end("two-phase-0");
     let kafka_figures = from_kafka(&pipeline);
     assert!(!kafka_figures.late.is_empty(), "the second events' time range is behind the first sentinels");
     assert_same(&kafka_figures, &from_replay(&pipeline));
@@ -423,7 +414,7 @@ fn a_restore_behind_a_dead_instances_open_transaction_waits_for_the_committed_st
     let kafka = Kafka::shared();
     let mut pipeline = Pipeline::create(&kafka.bootstrap, "zombie", 2);
     pipeline.produce_events(51, 3_000);
-    run_to_the_end(&pipeline, "zombie-a");
+    pipeline.run_to_the_end("zombie-a");
     // The dead instance: its transaction on both changelog partitions stays open for 40 s.
     let zombie: BaseProducer = support::client(&kafka.bootstrap)
         .set("transactional.id", "zombie-dead-pod")
@@ -439,7 +430,7 @@ fn a_restore_behind_a_dead_instances_open_transaction_waits_for_the_committed_st
     zombie.flush(Duration::from_secs(30)).unwrap();
     let opened = Instant::now();
     pipeline.produce_events(53, 2_000);
-    run_to_the_end(&pipeline, "zombie-b");
+    pipeline.run_to_the_end("zombie-b");
     pipeline.produce_events(57, 2_000);
     let mut third = pipeline.start("zombie-c");
     third.address(Duration::from_secs(30));
@@ -489,7 +480,7 @@ fn a_till_offline_for_three_hours_uploads_its_buffer_with_retries_and_every_sale
         }
     }
     pipeline.produce_sentinels(last + 2 * 3_600_000);
-    run_to_the_end(&pipeline, "offline-0");
+    pipeline.run_to_the_end("offline-0");
     let (kafka_figures, replay) = (from_kafka(&pipeline), from_replay(&pipeline));
     for (name, figures) in [("kafka", &kafka_figures), ("replay", &replay)] {
         let position = &figures.inventory["EUC-M01|OFFLINE-1"];
@@ -602,7 +593,62 @@ fn at_least_once_mode_gives_the_same_last_values() {
     let kafka = Kafka::shared();
     let mut pipeline = Pipeline::create_with(&kafka.bootstrap, "alo", 2, false);
     pipeline.produce_events(23, 5_000);
-    run_to_the_end(&pipeline, "alo-0");
+    pipeline.run_to_the_end("alo-0");
     // Without a crash nothing is repeated, so even the dead letters and late events match.
     assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
+}
+
+/// While a commit is in flight the loop goes on processing, and holds the outputs for the next
+/// transaction. A transaction coordinator that stays slow while input flows must not grow the
+/// instance's memory without end: past `--max-held-output-bytes` every input pauses until the
+/// commit ends. A backlog with a small budget: the budget is reached, no commit ends with more
+/// than the budget and one record's outputs held, and the figures are replay's.
+#[test]
+fn outputs_held_while_a_commit_is_in_flight_stay_within_the_budget() {
+    const BUDGET: u64 = 65_536;
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "held", 2);
+    pipeline.produce_events(89, 20_000);
+    let mut processor = pipeline.start_with("held-0", &["--max-held-output-bytes", &BUDGET.to_string()]);
+    let address = processor.address(Duration::from_secs(30));
+    pipeline.wait_caught_up(Duration::from_secs(240), &mut [&mut processor]);
+    let holds = metric(&address, "stockpulse_processor_input_holds_total");
+    let (_, metrics) = http_get(&address, "/metrics");
+    let held: Vec<&str> = metrics.lines().filter(|l| l.starts_with("stockpulse_processor_held_output_bytes")).collect();
+    eprintln!("{holds} input holds; held outputs at commit ends:\n{}", held.join("\n"));
+    assert!(holds > 0, "the backlog reached the budget");
+    let commits = metric(&address, "stockpulse_processor_held_output_bytes_count");
+    let within = metric(&address, "stockpulse_processor_held_output_bytes_bucket{le=\"262144.0\"}");
+    assert_eq!(
+        within, commits,
+        "every commit ended with at most 256 KiB held (a budget of {BUDGET} and one record's outputs)"
+    );
+    let (status, _) = processor.terminate(Duration::from_secs(20));
+    assert!(status.success());
+    assert_same(&from_kafka(&pipeline), &from_replay(&pipeline));
+}
+
+/// Partitions added to the input topics of a running pipeline (the operator does it when the
+/// spec's `partitions` grows) move stores to other tasks, and their state (inventory, open
+/// windows, dedupe) does not follow: before, the instance went on, and computed wrong figures
+/// for every store that moved. It now stops within its 30-s check, naming both counts and the
+/// way out; a restart refuses the same way (its restore finds state built for the old count).
+#[test]
+fn partitions_added_to_a_running_pipeline_stop_it_with_the_reason() {
+    let _serial = support::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kafka = Kafka::shared();
+    let mut pipeline = Pipeline::create(&kafka.bootstrap, "grown", 2);
+    pipeline.produce_events(97, 3_000);
+    let mut processor = pipeline.start("grown-0");
+    pipeline.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+    pipeline.add_partitions(&["sales", "inventory", "repartition", "changelog"], 3);
+    let reason = "the input topics have 3 partitions, and the state in the changelog was built for 2";
+    let status = processor.wait_exit(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&processor.log).unwrap_or_default();
+    assert!(!status.success() && log.contains(reason), "{status}:\n{}", processor.log_tail());
+    let mut restarted = pipeline.start("grown-0");
+    let status = restarted.wait_exit(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&restarted.log).unwrap_or_default();
+    assert!(!status.success() && log.contains(reason), "{status}:\n{}", restarted.log_tail());
 }

@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// that partition pauses (resumed at half).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_buffered_records: u32,
+    /// Bytes of outputs (estimated) computed while a commit is in flight, held for the next
+    /// transaction, before every input pauses until the commit ends: a slow transaction
+    /// coordinator then holds up processing instead of growing memory.
+    #[arg(long, default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..=1 << 40))]
+    max_held_output_bytes: u64,
     /// How long reading the stores and catalog topics to their end may take at start.
     #[arg(long, default_value = "2m")]
     reference_timeout: Duration,
@@ -84,6 +89,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         merge: MergeOptions {
             max_idle: std::time::Duration::from_millis(args.max_task_idle.as_millis()),
             max_buffered: args.max_buffered_records as usize,
+            max_held_bytes: usize::try_from(args.max_held_output_bytes).unwrap_or(usize::MAX),
         },
         reference_timeout: std::time::Duration::from_millis(args.reference_timeout.as_millis()),
         address_file: args.address_file,

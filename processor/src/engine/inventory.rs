@@ -151,6 +151,21 @@ pub struct InventoryTable {
     keys: Vec<PositionKey>,
     positions: Vec<Position>,
     dirty: Vec<u32>,
+    /// The positions as the last commit left them, where they changed since
+    /// ([`InventoryTable::keep_committed`]).
+    committed: Option<CommittedView>,
+}
+
+/// What a position was before the changes not committed yet: a reader of committed state (the
+/// read API) never sees a value that an aborted transaction rolls back. Filled at a position's
+/// first change after a flush (one copy per position and commit interval).
+#[derive(Debug, Default)]
+struct CommittedView {
+    /// Positions changed since the last flush: their value at it (`None`: new since).
+    since_flush: FxHashMap<u32, Option<Position>>,
+    /// Positions changed in the transaction in flight (flushed when it began): their value
+    /// then, which is what the last commit left.
+    in_flight: FxHashMap<u32, Option<Position>>,
 }
 
 /// One store's slots by SKU id.
@@ -215,7 +230,15 @@ impl InventoryTable {
     }
 
     pub fn apply(&mut self, key: PositionKey, event: &Event<'_>) -> Change {
+        let known = self.positions.len();
         let slot = self.find_or_insert(key);
+        if let Some(view) = self.committed.as_mut()
+            && let Some(position) = self.positions.get(slot as usize)
+            && !position.dirty
+        {
+            let before = (self.positions.len() == known).then(|| position.clone());
+            view.since_flush.insert(slot, before);
+        }
         let position = &mut self.positions[slot as usize];
         let available_before = position.available();
         let on_hand_before = position.on_hand;
@@ -254,12 +277,49 @@ impl InventoryTable {
         };
     }
 
+    /// A position as it stands (tests; the read API asks [`Self::get_committed`]).
+    #[cfg(test)]
     pub fn get(&self, key: PositionKey) -> Option<&Position> {
         self.find(key).map(|slot| &self.positions[slot as usize])
     }
 
+    /// Keeps, from now on, what each position was at the last commit ([`Self::get_committed`]).
+    pub fn keep_committed(&mut self) {
+        self.committed.get_or_insert_with(CommittedView::default);
+    }
+
+    /// The transaction in flight (begun at the last flush) is committed.
+    pub fn commit_ended(&mut self) {
+        if let Some(view) = self.committed.as_mut() {
+            view.in_flight.clear();
+        }
+    }
+
+    /// A position as the last commit left it (as it stands, when committed state is not kept).
+    pub fn get_committed(&self, key: PositionKey) -> Option<&Position> {
+        self.committed_slot(self.find(key)?)
+    }
+
+    fn committed_slot(&self, slot: u32) -> Option<&Position> {
+        let live = self.positions.get(slot as usize);
+        let Some(view) = &self.committed else { return live };
+        match view.in_flight.get(&slot).or_else(|| view.since_flush.get(&slot)) {
+            Some(before) => before.as_ref(),
+            None => live,
+        }
+    }
+
+    /// Every position as the last commit left it, in the order they first appeared.
+    pub fn iter_committed(&self) -> impl Iterator<Item = (PositionKey, &Position)> {
+        (0..self.positions.len() as u32).filter_map(|slot| Some((self.keys[slot as usize], self.committed_slot(slot)?)))
+    }
+
     /// Hands out the positions changed since the last call, in the order they first changed.
+    /// (A transaction begins: what they were before is what it will commit over.)
     pub fn drain_dirty(&mut self, mut visit: impl FnMut(PositionKey, &Position)) {
+        if let Some(view) = self.committed.as_mut() {
+            view.in_flight = std::mem::take(&mut view.since_flush);
+        }
         for slot in self.dirty.drain(..) {
             let position = &mut self.positions[slot as usize];
             position.dirty = false;
@@ -376,6 +436,28 @@ mod tests {
         assert_eq!(t.rows[3].slots.len(), 101, "SKU 100 is within eight times the row's use");
         assert_eq!(t.iter().map(|(k, _)| k).collect::<Vec<_>>(), keys, "in the order they appeared");
         assert_eq!(t.get(position_key(3, 7)), None);
+    }
+
+    #[test]
+    fn committed_positions_lag_behind_until_the_transaction_that_changed_them_commits() {
+        let mut t = InventoryTable::default();
+        t.keep_committed();
+        let key = position_key(1, 2);
+        let on_hand = |t: &InventoryTable| t.get_committed(key).map(|p| p.on_hand);
+        t.apply(key, &event(EventType::Restock, 5, 0));
+        assert_eq!(on_hand(&t), None, "new since the last commit");
+        t.drain_dirty(|_, _| {}); // a transaction begins with it
+        t.apply(key, &event(EventType::Restock, 3, 1)); // processed while it commits
+        assert_eq!(on_hand(&t), None, "the transaction in flight may still abort");
+        assert_eq!(t.iter_committed().count(), 0);
+        t.commit_ended();
+        assert_eq!(on_hand(&t), Some(5), "the second change is not committed yet");
+        t.drain_dirty(|_, _| {});
+        assert_eq!(on_hand(&t), Some(5));
+        t.commit_ended();
+        assert_eq!(on_hand(&t), Some(8));
+        assert_eq!(t.iter_committed().map(|(_, p)| p.on_hand).collect::<Vec<_>>(), vec![8]);
+        assert_eq!(t.get(key).map(|p| p.on_hand), Some(8));
     }
 
     #[test]

@@ -45,10 +45,22 @@ pub enum QueryError {
 }
 
 impl Engine {
+    /// From now on the positions answered are those the last commit left: the caller says
+    /// when a transaction commits ([`Engine::commit_ended`]); one begins at each
+    /// [`Engine::flush`]. Without it, positions are answered as they stand.
+    pub fn keep_committed(&mut self) {
+        self.inventory.keep_committed();
+    }
+
+    /// The transaction begun at the last [`Engine::flush`] is committed.
+    pub fn commit_ended(&mut self) {
+        self.inventory.commit_ended();
+    }
+
     /// The position of `sku` in `store`, if the store has had an event for it.
     pub fn position(&self, store: &str, sku: &str) -> Option<InventoryRecord> {
         let key = position_key(self.stores.get(store)?, self.skus.get(sku)?);
-        let position = self.inventory.get(key)?;
+        let position = self.inventory.get_committed(key)?;
         Some(inventory_record(&self.stores, &self.skus, key, position))
     }
 
@@ -57,7 +69,7 @@ impl Engine {
         let Some(store_id) = self.stores.get(store) else { return Vec::new() };
         let mut positions: Vec<InventoryRecord> = self
             .inventory
-            .iter()
+            .iter_committed()
             .filter(|(key, position)| {
                 super::inventory::split_key(*key).0 == store_id && position.available() <= threshold
             })

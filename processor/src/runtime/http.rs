@@ -20,6 +20,9 @@ use super::{RunError, now_millis};
 #[derive(Debug, Default)]
 pub struct Health {
     pub references_loaded: AtomicBool,
+    /// Whether the consumer group has assigned this instance its partitions (none, when the
+    /// group has more members than partitions) since it joined.
+    pub assigned: AtomicBool,
     /// Tasks being restored from the changelog.
     pub restoring: AtomicUsize,
     /// The last Kafka error that is not resolved yet (cleared by the next successful commit).
@@ -47,6 +50,9 @@ impl Health {
         if !self.references_loaded.load(Ordering::Relaxed) {
             return Some("reference data (stores, catalog) not loaded yet".into());
         }
+        if !self.assigned.load(Ordering::Relaxed) {
+            return Some("waiting for the consumer group to assign partitions".into());
+        }
         let restoring = self.restoring.load(Ordering::Relaxed);
         if restoring > 0 {
             return Some(format!("{restoring} task(s) restoring state from the changelog"));
@@ -57,9 +63,10 @@ impl Health {
         None
     }
 
-    fn alive(&self) -> bool {
+    /// How long ago the processing loop last went round.
+    fn since_beat(&self) -> Duration {
         let beat = self.heartbeat.load(Ordering::Relaxed);
-        now_millis().saturating_sub(beat) < STUCK_AFTER.as_millis() as i64
+        Duration::from_millis(u64::try_from(now_millis().saturating_sub(beat)).unwrap_or(0))
     }
 }
 
@@ -88,8 +95,9 @@ pub fn serve(port: u16, health: Arc<Health>, metrics: Arc<Metrics>, api: Router)
             get({
                 let health = health.clone();
                 move || async move {
-                    if health.alive() {
-                        (StatusCode::OK, "ok\n".to_string())
+                    let since = health.since_beat();
+                    if since < STUCK_AFTER {
+                        (StatusCode::OK, format!("ok: the processing loop turned {} ms ago\n", since.as_millis()))
                     } else {
                         (StatusCode::SERVICE_UNAVAILABLE, format!("processing loop stuck for over {STUCK_AFTER:?}\n"))
                     }

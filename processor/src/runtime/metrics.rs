@@ -27,6 +27,8 @@ pub struct Metrics {
     pub latency: Histogram,
     pub restore_records: Counter,
     pub restore_seconds: Histogram,
+    pub held_output_bytes: Histogram,
+    pub input_holds: Counter,
     pub commit_seconds: Histogram,
     pub commit_phase_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub tasks: Gauge,
@@ -87,6 +89,18 @@ impl Metrics {
         registry.register("restore_records", "Changelog records read while restoring tasks", restore_records.clone());
         let restore_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         registry.register("restore_seconds", "Time to restore a task's state", restore_seconds.clone());
+        let held_output_bytes = Histogram::new(exponential_buckets(16_384.0, 4.0, 9));
+        registry.register(
+            "held_output_bytes",
+            "Outputs (estimated bytes) computed while a commit was in flight and held for the next transaction, at the commit's end",
+            held_output_bytes.clone(),
+        );
+        let input_holds = Counter::default();
+        registry.register(
+            "input_holds",
+            "Times every input was paused until the commit in flight ended, its held outputs past --max-held-output-bytes",
+            input_holds.clone(),
+        );
         let commit_seconds = commit_histogram();
         registry.register(
             "commit_seconds",
@@ -149,6 +163,8 @@ impl Metrics {
             latency,
             restore_records,
             restore_seconds,
+            held_output_bytes,
+            input_holds,
             commit_seconds,
             commit_phase_seconds,
             tasks,

@@ -19,6 +19,7 @@ pub mod metrics;
 mod query;
 pub mod read_api;
 mod references;
+mod restore;
 mod task;
 pub mod traffic;
 pub mod webhook;
@@ -328,7 +329,8 @@ fn run_with(
     let subscription: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer.subscribe(&subscription).map_err(|e| RunError::kafka("subscribing to the input topics", e))?;
 
-    let result = process_loop(&consumer, &worker, &mut references, stop, options, health, metrics);
+    let inputs = Inputs { topic: sales_topic, partitions: tasks };
+    let result = process_loop(&consumer, &worker, &mut references, stop, options, health, metrics, &inputs);
     // Leave cleanly: the last work is committed (or, after a failure, left to be redone).
     if result.is_ok() {
         let commit = with_worker(&worker, |w| w.commit(&consumer));
@@ -395,8 +397,17 @@ fn input_partitions<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
 ) -> Result<usize, RunError> {
+    topic_partitions(consumer, topic, Duration::from_secs(30))
+}
+
+/// The partitions of `topic`, asked of the cluster within `timeout`.
+fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<usize, RunError> {
     let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .fetch_metadata(Some(topic), timeout)
         .map_err(|e| RunError::kafka(&format!("reading metadata of topic {topic}"), e))?;
     match metadata.topics().first() {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
@@ -412,6 +423,34 @@ fn with_worker<T>(worker: &Mutex<Worker>, f: impl FnOnce(&mut Worker) -> Result<
     f(&mut guard)
 }
 
+/// How long the loop reads changelogs back each turn while tasks restore.
+const RESTORE_STEP: Duration = Duration::from_millis(100);
+/// How often the loop checks that the input topics keep the partitions the tasks were made for.
+const PARTITIONS_CHECK: Duration = Duration::from_secs(30);
+
+/// The sales topic and its partitions when the instance started (the pipeline's tasks).
+struct Inputs {
+    topic: String,
+    partitions: u32,
+}
+
+impl Inputs {
+    /// Ends the run when the topic has gained partitions: stores moved to tasks that do not
+    /// hold their state. (A metadata request that fails says nothing; the next check asks again.)
+    fn check<C: rdkafka::consumer::ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        // Briefly: the loop waits for the answer (a broker away answers nothing, and the next
+        // check asks again).
+        match topic_partitions(consumer, &self.topic, Duration::from_secs(2)) {
+            Ok(now) if now != self.partitions as usize => {
+                let now = u32::try_from(now).unwrap_or(u32::MAX);
+                Err(RunError::Config(task::partitions_changed(self.partitions, now)))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn process_loop(
     consumer: &BaseConsumer<RebalanceContext>,
     worker: &Mutex<Worker>,
@@ -420,12 +459,18 @@ fn process_loop(
     options: &RunOptions,
     health: &Health,
     metrics: &Metrics,
+    inputs: &Inputs,
 ) -> Result<(), RunError> {
     let mut updates = Vec::new();
     let mut backoff = Duration::from_millis(100);
     let mut last_tick = Instant::now();
+    let mut last_partitions_check = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         health.beat();
+        if last_partitions_check.elapsed() >= PARTITIONS_CHECK {
+            last_partitions_check = Instant::now();
+            inputs.check(consumer)?;
+        }
         references.poll(metrics, &mut updates)?;
         if !updates.is_empty() {
             let table: Vec<ReferenceUpdate> = references.snapshot().collect();
@@ -436,9 +481,10 @@ fn process_loop(
             updates.clear();
         }
         // Poll outside the worker's lock: rebalance callbacks take it. Briefly while a commit
-        // is in flight, so that its end is taken soon when no record comes.
-        let committing = with_worker(worker, |w| Ok(w.committing()))?;
-        let polled = consumer.poll(Duration::from_millis(if committing { 5 } else { 50 }));
+        // is in flight or tasks restore, so that the loop comes back to them soon when no
+        // record comes.
+        let busy = with_worker(worker, |w| Ok(w.committing() || w.restoring()))?;
+        let polled = consumer.poll(Duration::from_millis(if busy { 5 } else { 50 }));
         match polled {
             None => {}
             Some(Ok(message)) => {
@@ -471,6 +517,7 @@ fn process_loop(
         let now = crate::runtime::now_millis();
         with_worker(worker, |w| {
             w.poll_producer();
+            w.restore_step(consumer, RESTORE_STEP)?;
             if last_tick.elapsed() >= Duration::from_millis(100) {
                 w.tick(consumer, now)?;
                 last_tick = Instant::now();

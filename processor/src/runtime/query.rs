@@ -37,7 +37,9 @@ pub struct Queries {
     sales: String,
     pub partitions: u32,
     pub address: String,
-    members: Mutex<Option<(Instant, Vec<Member>)>>,
+    /// The last description read: when, after how many of this instance's rebalances, and
+    /// its members.
+    members: Mutex<Option<(Instant, u64, Vec<Member>)>>,
 }
 
 impl Queries {
@@ -75,12 +77,15 @@ impl Queries {
     }
 
     /// The group's members with an address, as the coordinator last described them (read
-    /// again when older than a few seconds, or when `fresh`).
+    /// again when older than a few seconds, when this instance has been through a rebalance
+    /// since, or when `fresh`).
     pub fn members(&self, fresh: bool) -> Result<Vec<Member>, String> {
+        let rebalances = self.worker.lock().map(|w| w.rebalances).unwrap_or(u64::MAX);
         if !fresh
             && let Ok(cached) = self.members.lock()
-            && let Some((at, members)) = cached.as_ref()
+            && let Some((at, seen, members)) = cached.as_ref()
             && at.elapsed() < OWNERS_TTL
+            && *seen == rebalances
         {
             return Ok(members.clone());
         }
@@ -98,12 +103,13 @@ impl Queries {
             }
         }
         if let Ok(mut cached) = self.members.lock() {
-            *cached = Some((Instant::now(), members.clone()));
+            *cached = Some((Instant::now(), rebalances, members.clone()));
         }
         Ok(members)
     }
 
-    /// The address of the instance that owns task `partition`, if any does.
+    /// The address of the instance that owns task `partition`, if any does: possibly this
+    /// instance's own, while the task comes to it.
     pub fn owner_of(&self, partition: i32) -> Result<Option<String>, String> {
         let find =
             |members: &[Member]| members.iter().find(|m| m.partitions.contains(&partition)).map(|m| m.address.clone());

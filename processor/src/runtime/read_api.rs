@@ -71,6 +71,13 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     json_response(status, &json!({"error": code, "message": message.into()}))
 }
 
+/// A 503 that asks the client to come back in a second.
+fn retry_later(code: &str, message: String) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 fn parameters(query: Option<String>) -> BTreeMap<String, String> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
 }
@@ -101,6 +108,7 @@ async fn owned<T: Serialize + Send + 'static>(
         Err(response) => return response,
     };
     let partition = partition_of(store.as_bytes(), queries.partitions) as i32;
+    let address = queries.address.clone();
     let here = {
         let queries = queries.clone();
         blocking(move || queries.with_task(partition, read)).await
@@ -113,14 +121,14 @@ async fn owned<T: Serialize + Send + 'static>(
             Err(response) => response,
             Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "kafka", e),
             Ok(Ok(None)) => {
-                let mut response = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_owner",
-                    format!("task {partition} has no owner at the moment (a rebalance); retry"),
-                );
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                response
+                retry_later("no_owner", format!("task {partition} has no owner at the moment (a rebalance); retry"))
             }
+            // The group gave the task to this instance, which does not serve it yet: it is
+            // reading the task's changelog back, or the assignment has not reached it.
+            Ok(Ok(Some(owner))) if owner == address => retry_later(
+                "restoring",
+                format!("task {partition} is coming to this instance (its state is being restored); retry"),
+            ),
             Ok(Ok(Some(owner))) => {
                 let location = format!("http://{owner}{uri}");
                 let mut response = json_response(

@@ -19,14 +19,11 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::engine::{Engine, EngineStats, RestoreReport};
 
 use super::RunError;
-use super::client::ConsumerLog;
 
 /// The input streams of a task: sales p and inventory p, merged by timestamp, and with a
 /// repartition stage, repartition p (other tasks' partials, taken as they come).
@@ -38,6 +35,23 @@ pub const REPARTITION: usize = 2;
 /// `<next sales offset>,<next inventory offset>,<next repartition offset>` (-1 where nothing
 /// was read yet; the third is absent in changelogs written before the repartition stage).
 pub const OFFSETS_HEADER: &str = "stockpulse.offsets";
+
+/// The header of every changelog record naming the input partitions (tasks) the pipeline had
+/// when it was written: a store's state lives in the task of `partition_of(store, N)`, so state
+/// written for one count does not fit another (absent in changelogs of earlier versions).
+pub const PARTITIONS_HEADER: &str = "stockpulse.partitions";
+
+/// Why state written for `built_for` input partitions cannot be used with `now` of them.
+pub fn partitions_changed(built_for: u32, now: u32) -> String {
+    format!(
+        "the input topics have {now} partitions, and the state in the changelog was built for {built_for}: a \
+         store's state lives in the task of its partition, and with a new count stores move to other tasks without \
+         their state (inventory, windows, dedupe), so this instance stops instead of computing wrong figures. Either \
+         rebuild the state for {now} partitions: a new consumer group and new changelog and repartition topics \
+         (the processors then read the input again from its earliest offsets), as docs/operator.md says under \
+         \"Runbook: partitions added to a running pipeline\""
+    )
+}
 
 /// How a task merges its two partitions (`run`'s `--max-task-idle` and
 /// `--max-buffered-records` give the values and their defaults).
@@ -52,6 +66,9 @@ pub struct MergeOptions {
     /// (about 13,000 events), which should not pause a partition in normal running: pausing
     /// drops librdkafka's prefetched records of the partition, fetched again on resume.
     pub max_buffered: usize,
+    /// Bytes of outputs (estimated) the loop may compute and hold while a commit is in flight
+    /// before it pauses every input until the commit ends.
+    pub max_held_bytes: usize,
 }
 
 /// A record fetched and not processed yet.
@@ -82,6 +99,9 @@ pub struct Task {
     pub dirty: bool,
     /// The watermark last sent to the repartition partitions (repartition stage only).
     pub reported: Option<(i64, bool)>,
+    /// Where the changelog records its state reflects end: the restore's end, then the end
+    /// of this instance's records at each commit (`None`: not known).
+    pub changelog_end: Option<i64>,
 }
 
 impl Task {
@@ -98,6 +118,7 @@ impl Task {
             counted,
             dirty: false,
             reported: None,
+            changelog_end: None,
         }
     }
 
@@ -150,7 +171,7 @@ impl Task {
     }
 }
 
-fn parse_offsets_header(text: &[u8]) -> Option<[i64; 3]> {
+pub(super) fn parse_offsets_header(text: &[u8]) -> Option<[i64; 3]> {
     let text = std::str::from_utf8(text).ok()?;
     let mut parts = text.split(',');
     let sales = parts.next()?.parse().ok()?;
@@ -184,131 +205,6 @@ pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
             _ => None,
         })
     }))
-}
-
-/// How long a restore waits for the changelog to reach the committed offsets: a transaction
-/// left open by an instance that died unseen hides every later commit from `read_committed`
-/// readers until the broker aborts it (the transaction timeout: 10 s for this version's
-/// instances, 60 s for earlier ones).
-const OPEN_TRANSACTION_WAIT: Duration = Duration::from_secs(75);
-
-/// The last value of every key of changelog partition `p`, left out what is beyond the
-/// committed input offsets (a broker that shows aborted records, such as tansu, would
-/// otherwise hand back state the committed offsets do not cover).
-///
-/// Every commit of a task writes at least its `["meta"]` entry, with a header naming the
-/// committed offsets, so the changelog reaches the committed offsets once it is read whole.
-/// A `read_committed` reader stops short of that while a dead instance's transaction is open
-/// on the partition (the end it reports is the last stable offset, before that transaction):
-/// the commits after it, another instance's, are then not visible yet. The restore waits for
-/// them (for [`OPEN_TRANSACTION_WAIT`] at most); restoring the older state with the newer
-/// offsets would lose the work in between.
-pub fn read_changelog(
-    client: &ClientConfig,
-    topic: &str,
-    partition: i32,
-    committed: [Option<i64>; 3],
-    timeout: Duration,
-) -> Result<(HashMap<String, String>, u64), RunError> {
-    let mut state = HashMap::new();
-    let consumer: BaseConsumer<ConsumerLog> = client
-        .clone()
-        .set("group.id", "stockpulse-restore")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create_with_context(ConsumerLog)
-        .map_err(|e| RunError::kafka("creating the changelog reader", e))?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, timeout)
-        .map_err(|e| RunError::kafka(&format!("reading the end of changelog {topic}/{partition}"), e))?;
-    if high <= low {
-        return Ok((state, 0));
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(|e| RunError::kafka("assigning the changelog partition", e))?;
-    consumer.assign(&tpl).map_err(|e| RunError::kafka("assigning the changelog partition", e))?;
-    let started = Instant::now();
-    let deadline = started + timeout;
-    let mut records = 0u64;
-    let limit = committed.map(|c| c.unwrap_or(-1));
-    // The highest input offsets the changelog records read so far reflect.
-    let mut reached = [-1i64; 3];
-    let mut waiting = false;
-    loop {
-        if Instant::now() > deadline {
-            return Err(RunError::Restore {
-                partition,
-                message: format!("changelog {topic}/{partition} not read to its end within {timeout:?}"),
-            });
-        }
-        match consumer.poll(Duration::from_millis(500)) {
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                if reached.iter().zip(limit).all(|(reached, limit)| *reached >= limit) {
-                    break;
-                }
-                if started.elapsed() >= OPEN_TRANSACTION_WAIT {
-                    tracing::warn!(
-                        topic,
-                        partition,
-                        committed = ?limit,
-                        reached = ?reached,
-                        "the changelog ends before the committed offsets after waiting {OPEN_TRANSACTION_WAIT:?}; restoring the state it holds"
-                    );
-                    break;
-                }
-                if !waiting {
-                    waiting = true;
-                    tracing::info!(
-                        topic,
-                        partition,
-                        committed = ?limit,
-                        reached = ?reached,
-                        "the changelog's committed end is behind an open transaction (an instance that died?); waiting until the broker ends it"
-                    );
-                }
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, topic, partition, "reading the changelog; retrying");
-                continue;
-            }
-            Some(Ok(message)) => {
-                records += 1;
-                let offsets = message
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == OFFSETS_HEADER).and_then(|h| h.value))
-                    .and_then(parse_offsets_header);
-                for (reached, offset) in reached.iter_mut().zip(offsets.unwrap_or([-1; 3])) {
-                    *reached = (*reached).max(offset);
-                }
-                if offsets.is_some_and(|o| o.iter().zip(limit).any(|(offset, limit)| *offset > limit)) {
-                    continue;
-                }
-                let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                    return Err(RunError::Restore {
-                        partition,
-                        message: format!("changelog record at offset {} has no UTF-8 key", message.offset()),
-                    });
-                };
-                match message.payload() {
-                    None => {
-                        state.remove(key);
-                    }
-                    Some(value) => {
-                        let value = std::str::from_utf8(value).map_err(|_| RunError::Restore {
-                            partition,
-                            message: format!("changelog record {key} is not UTF-8"),
-                        })?;
-                        state.insert(key.to_string(), value.to_string());
-                    }
-                }
-            }
-        }
-    }
-    Ok((state, records))
 }
 
 /// Restores an engine from changelog entries.

@@ -3,11 +3,15 @@
 //! exactly-once is off).
 //!
 //! Rebalances (Kafka's range assignment, so sales p and inventory p land on one instance):
-//! on revocation every task's work is committed, then the revoked tasks are suspended; on
-//! assignment a suspended task whose offsets are still the committed ones resumes as it is,
-//! any other is restored from its changelog partition before its first record.
+//! on revocation every task's work is committed, then the revoked tasks are suspended, with
+//! their changelog's end; on assignment a task's input partitions are paused while the
+//! processing loop reads its changelog back ([`super::restore`]), a step each turn, so that a
+//! long restore never holds up the loop, the probes or the other tasks. A suspended task whose
+//! offsets are still the committed ones and whose changelog has nothing past the end it left
+//! resumes as it is; any other is restored whole. Its partitions are then sought to the
+//! committed offsets and resumed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +32,8 @@ use super::committer::{self, Committer, Ended};
 use super::http::Health;
 use super::limits::RecordLimits;
 use super::metrics::Metrics;
-use super::task::{self, INVENTORY, OFFSETS_HEADER, REPARTITION, SALES, Task};
+use super::restore::{ChangelogReader, Step};
+use super::task::{self, INVENTORY, OFFSETS_HEADER, PARTITIONS_HEADER, REPARTITION, SALES, Task};
 use super::{RunError, now_millis};
 
 /// Longest header value written: a dead-letter reason can quote the input (an `event_id` of
@@ -39,12 +44,16 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a task waits for a partition known to hold more before it is logged.
 const WAIT_WARNING: Duration = Duration::from_secs(30);
 
-/// Counts failed deliveries (at-least-once mode checks them before committing offsets), and
-/// keeps the first refusal that no retry can get past: the topic and why.
+/// Counts failed deliveries (at-least-once mode checks them before committing offsets), keeps
+/// the first refusal that no retry can get past (the topic and why), and where this producer's
+/// records on each changelog partition end.
 #[derive(Default)]
 pub struct DeliveryContext {
     pub failed: std::sync::atomic::AtomicU64,
     refused: Mutex<Option<(String, Refusal)>>,
+    changelog: Option<String>,
+    /// Per changelog partition, the offset after the last record delivered there.
+    changelog_ends: Mutex<BTreeMap<i32, i64>>,
 }
 
 /// Why a topic refuses every record, however often the work is redone.
@@ -94,6 +103,13 @@ impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Ok(message) = result
+            && self.changelog.as_deref() == Some(message.topic())
+            && let Ok(mut ends) = self.changelog_ends.lock()
+        {
+            let end = ends.entry(message.partition()).or_insert(0);
+            *end = (*end).max(message.offset().saturating_add(1));
+        }
         if let Err((e, message)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, topic = message.topic(), "output record not delivered");
@@ -107,6 +123,16 @@ impl ProducerContext for DeliveryContext {
 }
 
 impl DeliveryContext {
+    /// A context that follows where this producer's records on changelog `topic` end.
+    fn writing_changelog(topic: &str) -> Self {
+        DeliveryContext { changelog: Some(topic.to_string()), ..DeliveryContext::default() }
+    }
+
+    /// The offset after the last record this producer delivered to changelog `partition`.
+    fn changelog_end(&self, partition: i32) -> Option<i64> {
+        self.changelog_ends.lock().ok()?.get(&partition).copied()
+    }
+
     /// The error to end the run with when a topic refused a record for good (too large since
     /// its limit was lowered, deleted, or no longer writable): every retry would be refused
     /// again, so the run ends naming the topic, and the restart reads the topics anew.
@@ -195,7 +221,10 @@ pub struct Worker {
     /// Commits transactions beside the processing loop (exactly-once only).
     committer: Option<Committer>,
     tasks: BTreeMap<i32, Task>,
-    suspended: BTreeMap<i32, Task>,
+    /// Tasks whose changelog is being read back, their input partitions paused.
+    restoring: BTreeMap<i32, Restoring>,
+    /// Tasks given up in the rebalance under way, kept in case they come back.
+    suspended: BTreeMap<i32, Suspended>,
     /// Reference data as it stands, for tasks created later.
     references: Vec<ReferenceUpdate>,
     outputs: Vec<Output>,
@@ -214,8 +243,13 @@ pub struct Worker {
     output_counters: BTreeMap<TopicRole, prometheus_client::metrics::counter::Counter>,
     /// Transactions aborted since the last commit: the next restore waits longer each time.
     aborts_in_a_row: u32,
+    /// The outputs held while the commit in flight ends.
+    held: Held,
     /// A failure inside a rebalance callback, for the loop to act on.
     pub fatal: Option<RunError>,
+    /// Rebalances seen (assignments and revocations): a description of the group read before
+    /// the last one is stale.
+    pub rebalances: u64,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
 }
@@ -233,7 +267,8 @@ impl Worker {
         health: Arc<Health>,
         merge: task::MergeOptions,
     ) -> Result<Self, RunError> {
-        let (producer, committer) = start_producer(&producer_config, config.processing.exactly_once, &metrics)?;
+        let (producer, committer) =
+            start_producer(&producer_config, &topics.changelog, config.processing.exactly_once, &metrics)?;
         Ok(Worker {
             input_topics: [
                 Arc::from(topics.sales.as_str()),
@@ -252,6 +287,7 @@ impl Worker {
             limits,
             committer,
             tasks: BTreeMap::new(),
+            restoring: BTreeMap::new(),
             suspended: BTreeMap::new(),
             references: Vec::new(),
             outputs: Vec::new(),
@@ -259,7 +295,9 @@ impl Worker {
             timestamps: Vec::new(),
             last_commit: Instant::now(),
             aborts_in_a_row: 0,
+            held: Held::default(),
             fatal: None,
+            rebalances: 0,
             metrics,
             health,
         })
@@ -294,7 +332,9 @@ impl Worker {
         if updates.is_empty() {
             return;
         }
-        for task in self.tasks.values_mut().chain(self.suspended.values_mut()) {
+        let suspended = self.suspended.values_mut().map(|s| &mut s.task);
+        let resumable = self.restoring.values_mut().filter_map(|r| r.suspended.as_mut());
+        for task in self.tasks.values_mut().chain(suspended).chain(resumable) {
             for update in updates {
                 task.engine.apply_reference(update);
             }
@@ -309,7 +349,7 @@ impl Worker {
         consumer: &BaseConsumer<C>,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), RunError> {
-        let result = self.process_record(consumer, message);
+        let result = self.process_record(consumer, message).and_then(|()| self.hold_inputs(consumer));
         self.recovered(consumer, result)
     }
 
@@ -367,6 +407,9 @@ impl Worker {
 
     /// Processes a task's buffered records in timestamp order, as far as they are due.
     fn drain<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partition: i32) -> Result<(), RunError> {
+        if self.held.over(self.merge.max_held_bytes) {
+            return Ok(()); // until the commit in flight ends
+        }
         let Some(task) = self.tasks.get_mut(&partition) else { return Ok(()) };
         let inputs = [self.topics.sales.as_str(), self.topics.inventory.as_str()];
         let fetched = task.fetched;
@@ -408,7 +451,7 @@ impl Worker {
     /// Advances processing time in every task (idle partitions, windows due, records that
     /// waited long enough for the other partition).
     pub fn tick<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now: i64) -> Result<(), RunError> {
-        let result = self.advance(consumer, now);
+        let result = self.advance(consumer, now).and_then(|()| self.hold_inputs(consumer));
         self.recovered(consumer, result)
     }
 
@@ -469,6 +512,7 @@ impl Worker {
     fn send_outputs(&mut self) -> Result<(), RunError> {
         if self.committing() {
             // The outputs wait in order in `outputs` for the next transaction.
+            self.held.count(&self.outputs);
             return Ok(());
         }
         for output in std::mem::take(&mut self.outputs) {
@@ -618,9 +662,11 @@ impl Worker {
             task.engine.flush(&mut self.outputs);
             task.engine.drain_changes(&mut self.changes);
             let header = task.offsets_header();
+            let partitions = self.partitions.to_string();
             for change in self.changes.drain(..) {
-                let headers =
-                    OwnedHeaders::new().insert(Header { key: OFFSETS_HEADER, value: Some(header.as_bytes()) });
+                let headers = OwnedHeaders::new_with_capacity(2)
+                    .insert(Header { key: OFFSETS_HEADER, value: Some(header.as_bytes()) })
+                    .insert(Header { key: PARTITIONS_HEADER, value: Some(partitions.as_bytes()) });
                 let mut record = BaseRecord::<String, String>::to(&self.topics.changelog)
                     .partition(task.partition)
                     .key(&change.key)
@@ -673,6 +719,13 @@ impl Worker {
     /// Counts a commit that succeeded, and the end-to-end latency of the records it covers.
     fn committed(&mut self, started: Instant, mut timestamps: Vec<i64>) {
         self.aborts_in_a_row = 0;
+        for task in self.tasks.values_mut() {
+            task.engine.commit_ended();
+            // Every record of this commit is delivered (flushed before the commit).
+            if let Some(end) = self.producer.context().changelog_end(task.partition) {
+                task.changelog_end = task.changelog_end.max(Some(end));
+            }
+        }
         self.metrics.transactions.get_or_create(&vec![("result", "committed".to_string())]).inc();
         self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         let now = now_millis();
@@ -691,7 +744,8 @@ impl Worker {
             Ok(()) => {
                 self.committed(ended.started, ended.timestamps);
                 self.producer.begin_transaction().map_err(|e| RunError::kafka("beginning a transaction", e))?;
-                self.send_outputs()
+                self.send_outputs()?;
+                self.release_inputs(consumer)
             }
             Err(e) => {
                 self.transaction_failed(&e);
@@ -747,11 +801,13 @@ impl Worker {
         }
         self.outputs.clear();
         self.timestamps.clear();
+        // Every task is restored: its partitions are paused and resumed with it.
+        self.held = Held::default();
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for mut task in std::mem::take(&mut self.tasks).into_values() {
             self.release(consumer, &mut task);
         }
-        self.create_tasks(consumer, &partitions, true)
+        self.begin_restores(consumer, &partitions)
     }
 
     /// A topic this instance writes that the cluster says it does not have; `None` when all
@@ -776,50 +832,173 @@ impl Worker {
     /// is in flight when this is called).
     fn replace_producer(&mut self) -> Result<(), RunError> {
         self.committer = None;
-        (self.producer, self.committer) = start_producer(&self.producer_config, true, &self.metrics)?;
+        (self.producer, self.committer) =
+            start_producer(&self.producer_config, &self.topics.changelog, true, &self.metrics)?;
         Ok(())
     }
 
-    /// Creates (restoring, or resuming a suspended one) the task of each partition number.
-    fn create_tasks<C: ConsumerContext>(
+    /// Pauses every input of every task when the outputs held for the commit in flight have
+    /// passed the budget (once; [`Worker::release_inputs`] resumes them when it ends).
+    fn hold_inputs<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        if self.held.inputs_paused || !self.held.over(self.merge.max_held_bytes) {
+            return Ok(());
+        }
+        for partition in self.tasks.keys() {
+            self.pause_inputs(consumer, *partition, true)?;
+        }
+        self.held.inputs_paused = true;
+        self.metrics.input_holds.inc();
+        Ok(())
+    }
+
+    /// The commit in flight has ended and its held outputs are sent: the held bytes are
+    /// counted in the metrics, and inputs paused for them resumed (but those of a partition
+    /// whose buffer is full), and the records buffered meanwhile processed.
+    fn release_inputs<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        let held = std::mem::take(&mut self.held);
+        self.metrics.held_output_bytes.observe(held.peak as f64);
+        if !held.inputs_paused {
+            return Ok(());
+        }
+        let inputs = self.topics.inputs();
+        for task in self.tasks.values() {
+            for (stream, topic) in inputs.iter().enumerate() {
+                if !task.paused.get(stream).copied().unwrap_or(false) {
+                    set_paused(consumer, topic, task.partition, false)?;
+                }
+            }
+        }
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for partition in partitions {
+            self.drain(consumer, partition)?;
+        }
+        Ok(())
+    }
+
+    /// Whether tasks are being restored.
+    pub fn restoring(&self) -> bool {
+        !self.restoring.is_empty()
+    }
+
+    /// Starts reading back the task of each partition number this instance does not hold yet:
+    /// its input partitions are paused until it is ready ([`Worker::restore_step`]).
+    fn begin_restores<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         partitions: &[i32],
-        rewind: bool,
     ) -> Result<(), RunError> {
         for &partition in partitions {
-            if self.tasks.contains_key(&partition) {
+            if self.tasks.contains_key(&partition) || self.restoring.contains_key(&partition) {
                 continue;
             }
             let committed = task::committed_offsets(consumer, &self.topics.inputs(), partition, KAFKA_TIMEOUT)?;
-            if let Some(task) = self.suspended.remove(&partition)
-                && task.next == committed
-            {
-                self.tasks.insert(partition, task);
-                continue;
-            }
-            self.health.restoring.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let restored = self.restore_task(partition, committed);
-            self.health.restoring.fetch_sub(1, Ordering::Relaxed);
-            let task = restored?;
-            self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
-            if rewind {
-                for (stream, topic) in self.topics.inputs().into_iter().enumerate() {
-                    let offset = committed[stream].map_or(Offset::Beginning, Offset::Offset);
-                    consumer
-                        .seek(topic, partition, offset, KAFKA_TIMEOUT)
-                        .map_err(|e| RunError::kafka(&format!("rewinding {topic}/{partition}"), e))?;
+            self.pause_inputs(consumer, partition, true)?;
+            let changelog = &self.topics.changelog;
+            let (reader, suspended) = match self.suspended.remove(&partition) {
+                Some(Suspended { task, changelog_end: Some(end) }) if task.next == committed => {
+                    (ChangelogReader::since(&self.client, changelog, partition, end)?, Some(task))
                 }
-            }
-            self.tasks.insert(partition, task);
+                _ => (ChangelogReader::whole(&self.client, changelog, partition, committed)?, None),
+            };
+            self.restoring.insert(partition, Restoring { committed, reader, suspended, started: Instant::now() });
         }
-        self.suspended.clear();
-        self.metrics.tasks.set(self.tasks.len() as i64);
+        self.count_tasks();
         Ok(())
     }
 
-    fn restore_task(&mut self, partition: i32, committed: [Option<i64>; 3]) -> Result<Task, RunError> {
+    /// Reads the changelogs of the tasks being restored for `budget` (shared among them), and
+    /// starts each task whose reading is done.
+    pub fn restore_step<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        budget: Duration,
+    ) -> Result<(), RunError> {
+        if self.restoring.is_empty() {
+            return Ok(());
+        }
+        let share = (budget / self.restoring.len() as u32).max(Duration::from_millis(5));
+        let partitions: Vec<i32> = self.restoring.keys().copied().collect();
+        for partition in partitions {
+            let Some(restoring) = self.restoring.get_mut(&partition) else { continue };
+            let step = restoring.reader.step(share)?;
+            let task = match step {
+                Step::Pending => continue,
+                Step::Unchanged if restoring.suspended.is_some() => {
+                    let Some(task) = self.restoring.remove(&partition).and_then(|r| r.suspended) else { continue };
+                    tracing::info!(
+                        partition,
+                        "task resumed as this instance left it: nothing was committed to it since"
+                    );
+                    task
+                }
+                Step::Changed | Step::Unchanged => {
+                    tracing::info!(
+                        partition,
+                        "the task changed on another instance since this one gave it up; restoring it whole"
+                    );
+                    restoring.suspended = None;
+                    restoring.reader =
+                        ChangelogReader::whole(&self.client, &self.topics.changelog, partition, restoring.committed)?;
+                    continue;
+                }
+                Step::Read { built_for: Some(built_for), .. } if built_for != self.partitions => {
+                    return Err(RunError::Config(task::partitions_changed(built_for, self.partitions)));
+                }
+                Step::Read { state, records, end, .. } => {
+                    let Some(restoring) = self.restoring.remove(&partition) else { continue };
+                    let mut task = self.restored_task(partition, restoring.committed, &state, records)?;
+                    task.changelog_end = end;
+                    self.metrics.restore_seconds.observe(restoring.started.elapsed().as_secs_f64());
+                    task
+                }
+            };
+            self.start_task(consumer, task)?;
+        }
+        self.count_tasks();
+        Ok(())
+    }
+
+    /// Puts a task to work: its input partitions sought to where it goes on from, and resumed.
+    fn start_task<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, task: Task) -> Result<(), RunError> {
+        let partition = task.partition;
+        for (stream, topic) in self.topics.inputs().into_iter().enumerate() {
+            let offset = task.next[stream].map_or(Offset::Beginning, Offset::Offset);
+            consumer
+                .seek(topic, partition, offset, KAFKA_TIMEOUT)
+                .map_err(|e| RunError::kafka(&format!("seeking {topic}/{partition}"), e))?;
+        }
+        self.pause_inputs(consumer, partition, false)?;
+        self.tasks.insert(partition, task);
+        Ok(())
+    }
+
+    /// Pauses or resumes every input partition of task `partition`.
+    fn pause_inputs<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        partition: i32,
+        paused: bool,
+    ) -> Result<(), RunError> {
+        for topic in self.topics.inputs() {
+            set_paused(consumer, topic, partition, paused)?;
+        }
+        Ok(())
+    }
+
+    /// Shows the tasks held and being restored in the metrics and `/readyz`.
+    fn count_tasks(&self) {
+        self.metrics.tasks.set(self.tasks.len() as i64);
+        self.health.restoring.store(self.restoring.len(), Ordering::Relaxed);
+    }
+
+    /// A task's engine rebuilt from its changelog's entries.
+    fn restored_task(
+        &mut self,
+        partition: i32,
+        committed: [Option<i64>; 3],
+        state: &HashMap<String, String>,
+        records: u64,
+    ) -> Result<Task, RunError> {
         let mut engine = Engine::new(&self.config, now_millis());
         if self.topics.repartition.is_some() {
             engine.scale_out(partition as u32, self.partitions);
@@ -829,10 +1008,9 @@ impl Worker {
         }
         engine.assign(0);
         engine.track_changes();
-        let (state, records) =
-            task::read_changelog(&self.client, &self.topics.changelog, partition, committed, Duration::from_secs(300))?;
+        engine.keep_committed();
         self.metrics.restore_records.inc_by(records);
-        let report = task::restore(&mut engine, partition, &state)?;
+        let report = task::restore(&mut engine, partition, state)?;
         tracing::info!(partition, records, ?report, "task restored");
         Ok(Task::new(partition, engine, committed))
     }
@@ -843,9 +1021,17 @@ impl Worker {
     /// between them, and two instances must never both process and commit one task. A split
     /// task waits, its records left unread and uncommitted, until a rebalance brings it whole.
     pub fn on_assign<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, assigned: &TopicPartitionList) {
+        self.rebalances += 1;
         let elements: Vec<(String, i32)> =
             assigned.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         let (partitions, split) = whole_tasks(&elements, &self.topics.inputs());
+        if let Some(grown) = partitions.iter().find(|p| **p >= self.partitions as i32) {
+            // Partitions were added while the instance runs (the metadata of the subscribed
+            // topics is read again every 30 s): the stores they take have state elsewhere.
+            let now = (*grown as u32).saturating_add(1).max(self.partitions);
+            self.fatal.get_or_insert(RunError::Config(task::partitions_changed(self.partitions, now)));
+            return;
+        }
         for (partition, topics) in &split {
             tracing::warn!(
                 partition,
@@ -854,7 +1040,13 @@ impl Worker {
                 "the group's members disagree on the input topics (a rollout from another version?): task {partition} is split between instances and waits until it comes whole"
             );
         }
-        if let Err(e) = self.create_tasks(consumer, &partitions, false) {
+        // A task given up and not given back is another instance's now.
+        self.suspended.retain(|partition, _| partitions.contains(partition));
+        let result = self.begin_restores(consumer, &partitions);
+        self.suspended.clear();
+        // Ready only now: the tasks to restore are counted.
+        self.health.assigned.store(true, Ordering::Relaxed);
+        if let Err(e) = result {
             self.fatal.get_or_insert(e);
         }
     }
@@ -862,19 +1054,73 @@ impl Worker {
     /// Rebalance: partitions about to be revoked. Everything is committed first, so the next
     /// owner starts exactly where this instance stopped.
     pub fn on_revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, revoked: &TopicPartitionList) {
+        self.rebalances += 1;
         if let Err(e) = self.commit(consumer) {
             self.fatal.get_or_insert(e);
             self.tasks.clear();
+            self.restoring.clear();
+            self.count_tasks();
             return;
         }
         for element in revoked.elements() {
-            if let Some(mut task) = self.tasks.remove(&element.partition()) {
+            let partition = element.partition();
+            if let Some(mut task) = self.tasks.remove(&partition) {
                 self.release(consumer, &mut task);
-                self.suspended.insert(task.partition, task);
+                // Where this instance's state of the task ends on the changelog: anything
+                // written past it by the time the task comes back was written by another
+                // instance. (Read when the task is given up, the end could already hold that
+                // instance's work: after a session timeout the revocation comes late.)
+                let changelog_end = task.changelog_end;
+                self.suspended.insert(partition, Suspended { task, changelog_end });
             }
+            // A reading under way is dropped with the partition (its pause goes with it).
+            self.restoring.remove(&partition);
         }
-        self.metrics.tasks.set(self.tasks.len() as i64);
+        self.count_tasks();
     }
+}
+
+/// The outputs computed while a commit is in flight, held for the next transaction.
+#[derive(Default)]
+struct Held {
+    /// Their estimated bytes ([`Output::held_bytes`]), and how many of them are counted.
+    bytes: usize,
+    counted: usize,
+    /// The most bytes held at once.
+    peak: usize,
+    /// Whether every input is paused until the commit ends.
+    inputs_paused: bool,
+}
+
+impl Held {
+    /// Counts the outputs added since the last count.
+    fn count(&mut self, outputs: &[Output]) {
+        for output in outputs.get(self.counted..).unwrap_or_default() {
+            self.bytes = self.bytes.saturating_add(output.held_bytes());
+        }
+        self.counted = outputs.len();
+        self.peak = self.peak.max(self.bytes);
+    }
+
+    fn over(&self, budget: usize) -> bool {
+        self.bytes > budget
+    }
+}
+
+/// A task whose changelog is being read back.
+struct Restoring {
+    /// Its committed input offsets: where it goes on from.
+    committed: [Option<i64>; 3],
+    reader: ChangelogReader,
+    /// The task as this instance left it, resumed if the changelog shows nothing since.
+    suspended: Option<Task>,
+    started: Instant,
+}
+
+/// A task given up in a rebalance, and its changelog's end then (`None`: not known).
+struct Suspended {
+    task: Task,
+    changelog_end: Option<i64>,
 }
 
 /// The task numbers whose every input topic's partition is in `assigned`, and the others
@@ -1003,11 +1249,12 @@ fn cut_text(text: &mut String, max: usize) {
 /// that one's open transaction) and one begun.
 fn start_producer(
     config: &ClientConfig,
+    changelog: &str,
     transactional: bool,
     metrics: &Metrics,
 ) -> Result<(Arc<BaseProducer<DeliveryContext>>, Option<Committer>), RunError> {
     let producer: BaseProducer<DeliveryContext> = config
-        .create_with_context(DeliveryContext::default())
+        .create_with_context(DeliveryContext::writing_changelog(changelog))
         .map_err(|e| RunError::kafka("creating the producer", e))?;
     if !transactional {
         return Ok((Arc::new(producer), None));

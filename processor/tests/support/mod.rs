@@ -143,6 +143,21 @@ impl Pipeline {
         }
     }
 
+    /// Gives the topics of `roles` `partitions` partitions (CreatePartitions), as the operator
+    /// does when a pipeline's `partitions` grows.
+    pub fn add_partitions(&self, roles: &[&str], partitions: usize) {
+        let admin: AdminClient<DefaultClientContext> = client(&self.bootstrap).create().expect("admin client");
+        let topics: Vec<String> = roles.iter().map(|role| format!("{}.{role}", self.name)).collect();
+        let new: Vec<rdkafka::admin::NewPartitions> =
+            topics.iter().map(|t| rdkafka::admin::NewPartitions::new(t, partitions)).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = runtime.block_on(admin.create_partitions(&new, &options)).expect("create partitions");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("adding partitions to {t}: {e}"));
+        }
+    }
+
     /// Sets the `max.message.bytes` of the topic of `role` (the others keep the 8 MB above).
     pub fn set_record_limit(&self, role: &str, bytes: usize) {
         let admin: AdminClient<DefaultClientContext> = client(&self.bootstrap).create().expect("admin client");
@@ -176,25 +191,18 @@ impl Pipeline {
     /// Produces `count` generated events (seeded) keyed by store, as [`Pipeline::produce_events`]
     /// does but without the closing RESTOCKs; returns the latest event time.
     pub fn produce_traffic(&mut self, seed: u64, count: usize) -> i64 {
-        let options = TrafficOptions { seed, peak_events_per_second: 20.0, ..TrafficOptions::default() };
+        let mut traffic = self.live_traffic(seed, TrafficOptions::default().start);
+        traffic.produce(self, count);
+        traffic.last_time
+    }
+
+    /// A generator of store traffic (seeded, from event time `start`) whose events go to this
+    /// pipeline's topics batch after batch, its event time going on from one to the next.
+    pub fn live_traffic(&self, seed: u64, start: i64) -> LiveTraffic {
+        let options = TrafficOptions { seed, start, peak_events_per_second: 20.0, ..TrafficOptions::default() };
         let producer: BaseProducer =
             client(&self.bootstrap).set("partitioner", "murmur2_random").set("linger.ms", "5").create().unwrap();
-        let mut last_time = options.start;
-        let events: Vec<_> = Traffic::new(options, &stores(), &catalog()).take(count).collect();
-        for event in &events {
-            let parsed: Option<Value> = serde_json::from_slice(&event.payload).ok();
-            let kind = parsed.as_ref().and_then(|v| v.get("event_type")).and_then(Value::as_str).unwrap_or("SALE");
-            if let Some(t) = parsed.as_ref().and_then(|v| v.get("event_time")).and_then(Value::as_str)
-                && let Ok(t) = chrono::DateTime::parse_from_rfc3339(t)
-            {
-                last_time = last_time.max(t.timestamp_millis());
-            }
-            let role = if matches!(kind, "SALE" | "RETURN") { "sales" } else { "inventory" };
-            send(&producer, &format!("{}.{role}", self.name), None, &event.key, &event.payload);
-        }
-        producer.flush(Duration::from_secs(60)).expect("flush events");
-        self.produced.extend(events.iter().map(|e| ("event".to_string(), -1, e.payload.clone())));
-        last_time
+        LiveTraffic { events: Traffic::new(options, &stores(), &catalog()), producer, last_time: start }
     }
 
     /// A RESTOCK stamped `at` on every input partition: every task's watermark passes it. Its
@@ -323,6 +331,15 @@ impl Pipeline {
         Processor { child: Some(child), address_file, log: self.dir.path().join(format!("{instance}.log")) }
     }
 
+    /// Starts an instance, waits until it has committed all the input there is, and stops it
+    /// (SIGTERM, exit 0).
+    pub fn run_to_the_end(&self, instance: &str) {
+        let mut processor = self.start(instance);
+        self.wait_caught_up(Duration::from_secs(180), &mut [&mut processor]);
+        let (status, _) = processor.terminate(Duration::from_secs(20));
+        assert!(status.success(), "exit status {status}: {}", processor.log_tail());
+    }
+
     /// The end offset of every input partition.
     pub fn input_ends(&self) -> BTreeMap<(String, i32), i64> {
         let consumer: BaseConsumer = client(&self.bootstrap).create().unwrap();
@@ -364,6 +381,22 @@ impl Pipeline {
             .map(|(t, p)| committed.find_partition(t, *p).and_then(|e| e.offset().to_raw()).unwrap_or(0).max(0))
             .sum();
         (done, ends.values().sum())
+    }
+
+    /// Whether the group has committed every record of task `p`'s sales and inventory
+    /// partitions.
+    pub fn task_caught_up(&self, p: i32) -> bool {
+        let ends = self.input_ends();
+        let consumer: BaseConsumer = client(&self.bootstrap).set("group.id", &self.name).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for role in ["sales", "inventory"] {
+            tpl.add_partition(&format!("{}.{role}", self.name), p);
+        }
+        let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else { return false };
+        committed.elements().iter().all(|e| {
+            let end = ends.get(&(e.topic().to_string(), p)).copied().unwrap_or(0);
+            e.offset().to_raw().unwrap_or(-1) >= end
+        })
     }
 
     /// Waits until the group has committed every input record.
@@ -460,6 +493,35 @@ pub fn last_values(records: &[Record]) -> BTreeMap<String, Value> {
     last
 }
 
+/// Generated traffic produced batch by batch ([`Pipeline::live_traffic`]).
+pub struct LiveTraffic {
+    events: Traffic,
+    producer: BaseProducer,
+    /// The latest event time produced so far.
+    pub last_time: i64,
+}
+
+impl LiveTraffic {
+    /// Produces the next `count` events keyed by store (sales and returns to the sales topic,
+    /// the rest to inventory), recorded in `pipeline` for replay.
+    pub fn produce(&mut self, pipeline: &mut Pipeline, count: usize) {
+        let events: Vec<_> = self.events.by_ref().take(count).collect();
+        for event in &events {
+            let parsed: Option<Value> = serde_json::from_slice(&event.payload).ok();
+            let kind = parsed.as_ref().and_then(|v| v.get("event_type")).and_then(Value::as_str).unwrap_or("SALE");
+            if let Some(t) = parsed.as_ref().and_then(|v| v.get("event_time")).and_then(Value::as_str)
+                && let Ok(t) = chrono::DateTime::parse_from_rfc3339(t)
+            {
+                self.last_time = self.last_time.max(t.timestamp_millis());
+            }
+            let role = if matches!(kind, "SALE" | "RETURN") { "sales" } else { "inventory" };
+            send(&self.producer, &format!("{}.{role}", pipeline.name), None, &event.key, &event.payload);
+        }
+        self.producer.flush(Duration::from_secs(60)).expect("flush events");
+        pipeline.produced.extend(events.iter().map(|e| ("event".to_string(), -1, e.payload.clone())));
+    }
+}
+
 pub struct Processor {
     child: Option<Child>,
     address_file: PathBuf,
@@ -500,6 +562,13 @@ impl Processor {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends the process a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name}");
     }
 
     /// Waits for the process to exit by itself; its status.
@@ -545,7 +614,7 @@ impl Drop for Processor {
 }
 
 /// `SENTINEL-<p>-<n>` with the first `n` that Kafka's default partitioner puts on partition `p`.
-fn sentinel_store(p: i32, partitions: i32) -> String {
+pub fn sentinel_store(p: i32, partitions: i32) -> String {
     let on_p = |store: &String| {
         stockpulse_processor::partitioner::partition_of(store.as_bytes(), partitions as u32) == p as u32
     };
