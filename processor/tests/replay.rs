@@ -424,3 +424,73 @@ fn a_5_mb_line_is_dead_lettered_and_the_rest_applies() {
     let inventory = lines(&out.join("inventory.ndjson"));
     assert!(!inventory.is_empty(), "the other 200 events apply");
 }
+
+/// For input with no late event, the figures do not depend on how the stores are spread over
+/// tasks: one task, or four whose windows by region and channel are merged from partials,
+/// give the same outputs, record for record (in another order).
+#[test]
+fn without_late_events_the_figures_are_the_same_whatever_the_partition_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (events, stores, catalog) =
+        generated(dir.path(), &["--seed", "23", "--events", "30000", "--peak-rate", "60", "--late-share", "0"]);
+    for partitions in ["1", "4"] {
+        run(&[
+            "replay",
+            "--config",
+            CONFIG,
+            "--input",
+            events.to_str().unwrap(),
+            "--stores",
+            stores.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--out",
+            path(partitions).to_str().unwrap(),
+            "--now",
+            NOW,
+            "--partitions",
+            partitions,
+        ]);
+    }
+    // Records in sorted order; a dead letter's source partition is the one replay fed it to.
+    let sorted = |partitions: &str, file: &str| {
+        let mut records: Vec<String> = lines(&path(partitions).join(file))
+            .into_iter()
+            .map(|mut record| {
+                if let Some(fields) = record.as_object_mut() {
+                    fields.remove("partition");
+                }
+                record.to_string()
+            })
+            .collect();
+        records.sort();
+        records
+    };
+    assert!(sorted("1", "late.ndjson").is_empty() && sorted("4", "late.ndjson").is_empty(), "no event is late");
+    // Inventory records go out at each flush, and tasks flush on their own: the last record of
+    // each position is compared.
+    let last_positions = |partitions: &str| {
+        let mut last = BTreeMap::new();
+        for record in lines(&path(partitions).join("inventory.ndjson")) {
+            let key = format!("{}|{}", record["store_id"], record["sku_id"]);
+            last.insert(key, record);
+        }
+        last
+    };
+    let (one, four) = (last_positions("1"), last_positions("4"));
+    assert!(one.len() > 1_000 && one == four, "inventory: {} and {} positions", one.len(), four.len());
+    for file in ["aggregates.ndjson", "alerts.ndjson", "dead-letter.ndjson"] {
+        let (one, four) = (sorted("1", file), sorted("4", file));
+        assert!(!one.is_empty() || file == "alerts.ndjson", "{file} has records");
+        let differing: Vec<(&String, &String)> = one.iter().zip(&four).filter(|(a, b)| a != b).take(3).collect();
+        assert!(
+            one.len() == four.len() && differing.is_empty(),
+            "{file}: {} and {} records; {differing:?}",
+            one.len(),
+            four.len()
+        );
+    }
+    let merged = sorted("4", "aggregates.ndjson").iter().filter(|l| l.contains("\"region\"")).count();
+    assert!(merged > 0, "windows merged across the four tasks are compared");
+}
