@@ -427,7 +427,9 @@ fn a_5_mb_line_is_dead_lettered_and_the_rest_applies() {
 
 /// For input with no late event, the figures do not depend on how the stores are spread over
 /// tasks: one task, or four whose windows by region and channel are merged from partials,
-/// give the same outputs, record for record (in another order).
+/// give the same outputs, record for record (in another order). A merged window's revision is
+/// the sum of its partials' (revision `k` from `k` tasks): it is left out of the comparison
+/// of windows not grouped by store.
 #[test]
 fn without_late_events_the_figures_are_the_same_whatever_the_partition_count() {
     let dir = tempfile::tempdir().unwrap();
@@ -460,6 +462,9 @@ fn without_late_events_the_figures_are_the_same_whatever_the_partition_count() {
             .map(|mut record| {
                 if let Some(fields) = record.as_object_mut() {
                     fields.remove("partition");
+                    if file == "aggregates.ndjson" && !fields.contains_key("store_id") {
+                        fields.remove("revision");
+                    }
                 }
                 record.to_string()
             })

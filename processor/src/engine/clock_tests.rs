@@ -160,7 +160,7 @@ fn a_quiet_task_closes_its_windows_with_the_rest_and_merged_windows_wait_for_its
         ],
     );
     pipeline.commit();
-    assert_eq!(pipeline.units("region-5m|2026-11-27T10:00:00Z|EU|EUR"), Some((3, 1)), "both parts of 10:00");
+    assert_eq!(pipeline.units("region-5m|2026-11-27T10:00:00Z|EU|EUR"), Some((3, 2)), "both parts of 10:00");
     assert_eq!(pipeline.units("region-5m|2026-11-27T10:05:00Z|EU|EUR"), None, "task 1 stands at 10:05");
     assert_eq!(pipeline.units("w5|2026-11-27T10:05:00Z|S2|K1|EUR"), None);
 
@@ -172,7 +172,7 @@ fn a_quiet_task_closes_its_windows_with_the_rest_and_merged_windows_wait_for_its
     pipeline.commit();
     assert_eq!(pipeline.tasks[1].watermark(), at("10:20:00"), "task 1 took task 0's clock");
     assert_eq!(pipeline.units("w5|2026-11-27T10:05:00Z|S2|K1|EUR"), Some((3, 1)), "the quiet store's window");
-    assert_eq!(pipeline.units("region-5m|2026-11-27T10:05:00Z|EU|EUR"), Some((4, 1)), "S1's 1 and S2's 3");
+    assert_eq!(pipeline.units("region-5m|2026-11-27T10:05:00Z|EU|EUR"), Some((4, 2)), "S1's 1 and S2's 3");
     assert_eq!(pipeline.units("region-5m|2026-11-27T10:10:00Z|EU|EUR"), Some((1, 1)), "task 1 said it has none");
     assert_eq!(pipeline.emitted.get("region-5m|2026-11-27T10:05:00Z|EU|EUR"), Some(&1), "fired once, complete");
     assert_eq!(pipeline.units("region-5m|2026-11-27T10:20:00Z|EU|EUR"), None, "not past the watermark");
@@ -197,7 +197,7 @@ fn a_task_with_a_backlog_keeps_its_own_clock() {
     pipeline.tick(1, at("12:01:50"));
     pipeline.commit();
     assert_eq!(pipeline.tasks[1].watermark(), at("10:30:00"));
-    assert_eq!(pipeline.units("region-5m|2026-11-27T10:05:00Z|EU|EUR"), Some((4, 1)));
+    assert_eq!(pipeline.units("region-5m|2026-11-27T10:05:00Z|EU|EUR"), Some((4, 2)));
 }
 
 /// When every task is quiet (a store network closed at night), every task follows the most
@@ -217,7 +217,7 @@ fn a_quiet_night_closes_every_window_the_last_events_passed() {
         assert_eq!(pipeline.tasks[task].watermark(), at("10:13:00"), "task {task}");
     }
     assert_eq!(pipeline.units("w5|2026-11-27T10:05:00Z|S2|K1|EUR"), Some((2, 1)));
-    assert_eq!(pipeline.units("region-5m|2026-11-27T10:00:00Z|EU|EUR"), Some((7, 1)));
+    assert_eq!(pipeline.units("region-5m|2026-11-27T10:00:00Z|EU|EUR"), Some((7, 3)));
     assert_eq!(pipeline.units("region-5m|2026-11-27T10:05:00Z|EU|EUR"), Some((2, 1)), "S2's part alone");
     assert_eq!(pipeline.units("w5|2026-11-27T10:10:00Z|S1|K1|EUR"), None, "10:15 is past the last event's watermark");
 }

@@ -16,13 +16,12 @@
 //!   watermark it took;
 //! - when it fires, the record is the sum of the partials, and every partial that arrives
 //!   later (a task's late-event correction) re-emits the sum;
-//! - the revision of a merged record counts its corrections as one engine would: 1, plus
-//!   each partial's corrections (its revision less 1), plus one for each partial that came
-//!   late (its task had reported a watermark past the window's end before it: a late event
-//!   in a store group the task had no figures for). It grows with every change, and the last
-//!   record of a key has the same figures and revision whatever the order in which the tasks'
-//!   partials arrived; with no late event it is 1, as on one task. Two, three or one
-//!   instances give the same last values.
+//! - the revision of a merged record is the sum of the partials' revisions: it grows with
+//!   every change, and the last record of a key has the same figures and revision whatever
+//!   the order in which the tasks' partials arrived. Two, three or one instances give the
+//!   same last values. (It is not the revision one engine would give the window: that counts
+//!   corrections, and whether a partial came before or after its task passed the window's
+//!   end is not an order the merge can count on after a restore.)
 //!
 //! State of a window is kept until every upstream task is past its allowed lateness; a
 //! partial that arrives after that (an idle task that wakes up far behind) is counted as late
@@ -92,9 +91,6 @@ type EntryKey = (i64, String, i64, GroupNames);
 pub struct PartialState {
     pub figures: Figures,
     pub revision: u32,
-    /// Its first revision came after its task had reported a watermark past the window's end.
-    #[serde(default)]
-    pub late: bool,
 }
 
 /// Why a repartition record was refused.
@@ -190,16 +186,7 @@ impl Merge {
         if partials.get(&partial.task).is_some_and(|known| known.revision >= partial.revision) {
             return Ok(()); // a repeat, or an older revision delivered again
         }
-        let late = match partials.get(&partial.task) {
-            Some(known) => known.late,
-            None => self
-                .clocks
-                .get(partial.task as usize)
-                .copied()
-                .flatten()
-                .is_some_and(|clock| clock.watermark >= partial.end),
-        };
-        let state = PartialState { figures: partial.figures, revision: partial.revision, late };
+        let state = PartialState { figures: partial.figures, revision: partial.revision };
         partials.insert(partial.task, state);
         let fired = entry_key.0 <= self.merged;
         if fired {
@@ -338,10 +325,10 @@ fn partial_state_key(key: &EntryKey, task: u32) -> String {
 fn merged_record(key: &EntryKey, partials: &BTreeMap<u32, PartialState>) -> AggregateRecord {
     let (end, window, start, group) = key;
     let mut figures = Figures::default();
-    let mut revision = 1u32;
+    let mut revision = 0u32;
     for partial in partials.values() {
         figures.add(&partial.figures);
-        revision = revision.saturating_add(partial.revision.saturating_sub(1)).saturating_add(u32::from(partial.late));
+        revision = revision.saturating_add(partial.revision);
     }
     let name = |slot: usize| group[slot].as_deref().map(Arc::from);
     AggregateRecord {
@@ -410,23 +397,23 @@ mod tests {
         let out = apply(&mut merge, vec![partial(0, 0, "EU", 3, 1), mark(0, 6, false), partial(1, 0, "EU", 4, 1)]);
         assert!(out.is_empty(), "task 1 has not reported its watermark: {out:?}");
         let out = apply(&mut merge, vec![mark(1, 5, false)]);
-        assert_eq!(out, vec![("EU".to_string(), 7, 1)], "revision 1, as on one task");
+        assert_eq!(out, vec![("EU".to_string(), 7, 2)]);
         // A correction of task 1 re-emits the sum, one revision up.
         let out = apply(&mut merge, vec![partial(1, 0, "EU", 5, 2)]);
-        assert_eq!(out, vec![("EU".to_string(), 8, 2)]);
+        assert_eq!(out, vec![("EU".to_string(), 8, 3)]);
         // A repeat (at-least-once delivery) changes nothing.
         let out = apply(&mut merge, vec![partial(1, 0, "EU", 5, 2), partial(1, 0, "EU", 4, 1)]);
         assert!(out.is_empty());
     }
 
     #[test]
-    fn a_partial_that_comes_after_its_task_passed_the_end_counts_as_a_correction() {
+    fn a_partial_that_comes_after_the_window_fired_re_emits_it() {
         let mut merge = Merge::new(2, 10 * MIN);
         let out = apply(&mut merge, vec![partial(0, 0, "EU", 3, 1), mark(0, 6, false), mark(1, 6, false)]);
         assert_eq!(out, vec![("EU".to_string(), 3, 1)]);
         // A late event on task 1, in a group it had no figures for: its first partial.
         let out = apply(&mut merge, vec![partial(1, 0, "EU", 4, 1)]);
-        assert_eq!(out, vec![("EU".to_string(), 7, 2)], "one correction, as one engine would count it");
+        assert_eq!(out, vec![("EU".to_string(), 7, 2)], "re-emitted, one revision up");
     }
 
     #[test]
@@ -459,7 +446,7 @@ mod tests {
             let mut merge = Merge::new(2, 10 * MIN);
             lasts.insert(apply(&mut merge, order).last().cloned());
         }
-        assert_eq!(lasts.into_iter().collect::<Vec<_>>(), vec![Some(("EU".to_string(), 11, 3))]);
+        assert_eq!(lasts.into_iter().collect::<Vec<_>>(), vec![Some(("EU".to_string(), 11, 4))]);
     }
 
     #[test]
