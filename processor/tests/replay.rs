@@ -31,6 +31,17 @@ fn generated(dir: &Path, args: &[&str]) -> (std::path::PathBuf, std::path::PathB
     files
 }
 
+/// `replay` of generated (events, stores, catalog) files with the example config into `out`,
+/// with `args` more.
+fn replay_generated(files: (&Path, &Path, &Path), out: &Path, args: &[&str]) {
+    let (events, stores, catalog) = files;
+    let mut all = vec!["replay", "--config", CONFIG, "--input", events.to_str().unwrap()];
+    all.extend(["--stores", stores.to_str().unwrap(), "--catalog", catalog.to_str().unwrap()]);
+    all.extend(["--out", out.to_str().unwrap(), "--now", NOW]);
+    all.extend_from_slice(args);
+    run(&all);
+}
+
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -222,21 +233,7 @@ fn replay_is_repeatable_and_matches_an_independent_computation() {
     let path = |name: &str| dir.path().join(name);
     let (events, stores, catalog) = generated(dir.path(), &["--seed", "11", "--events", "40000", "--peak-rate", "60"]);
     for out in ["a", "b"] {
-        run(&[
-            "replay",
-            "--config",
-            CONFIG,
-            "--input",
-            events.to_str().unwrap(),
-            "--stores",
-            stores.to_str().unwrap(),
-            "--catalog",
-            catalog.to_str().unwrap(),
-            "--out",
-            path(out).to_str().unwrap(),
-            "--now",
-            NOW,
-        ]);
+        replay_generated((&events, &stores, &catalog), &path(out), &[]);
     }
     for file in ["aggregates.ndjson", "inventory.ndjson", "alerts.ndjson", "dead-letter.ndjson", "late.ndjson"] {
         let (a, b) = (std::fs::read(path("a").join(file)).unwrap(), std::fs::read(path("b").join(file)).unwrap());
@@ -437,23 +434,7 @@ fn without_late_events_the_figures_are_the_same_whatever_the_partition_count() {
     let (events, stores, catalog) =
         generated(dir.path(), &["--seed", "23", "--events", "30000", "--peak-rate", "60", "--late-share", "0"]);
     for partitions in ["1", "4"] {
-        run(&[
-            "replay",
-            "--config",
-            CONFIG,
-            "--input",
-            events.to_str().unwrap(),
-            "--stores",
-            stores.to_str().unwrap(),
-            "--catalog",
-            catalog.to_str().unwrap(),
-            "--out",
-            path(partitions).to_str().unwrap(),
-            "--now",
-            NOW,
-            "--partitions",
-            partitions,
-        ]);
+        replay_generated((&events, &stores, &catalog), &path(partitions), &["--partitions", partitions]);
     }
     // Records in sorted order; a dead letter's source partition is the one replay fed it to.
     let sorted = |partitions: &str, file: &str| {
