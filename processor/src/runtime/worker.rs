@@ -224,7 +224,7 @@ pub struct Worker {
     /// Tasks whose changelog is being read back, their input partitions paused.
     restoring: BTreeMap<i32, Restoring>,
     /// Tasks given up in the rebalance under way, kept in case they come back.
-    suspended: BTreeMap<i32, Suspended>,
+    suspended: BTreeMap<i32, Task>,
     /// Reference data as it stands, for tasks created later.
     references: Vec<ReferenceUpdate>,
     outputs: Vec<Output>,
@@ -332,7 +332,7 @@ impl Worker {
         if updates.is_empty() {
             return;
         }
-        let suspended = self.suspended.values_mut().map(|s| &mut s.task);
+        let suspended = self.suspended.values_mut();
         let resumable = self.restoring.values_mut().filter_map(|r| r.suspended.as_mut());
         for task in self.tasks.values_mut().chain(suspended).chain(resumable) {
             for update in updates {
@@ -894,11 +894,13 @@ impl Worker {
             let committed = task::committed_offsets(consumer, &self.topics.inputs(), partition, KAFKA_TIMEOUT)?;
             self.pause_inputs(consumer, partition, true)?;
             let changelog = &self.topics.changelog;
-            let (reader, suspended) = match self.suspended.remove(&partition) {
-                Some(Suspended { task, changelog_end: Some(end) }) if task.next == committed => {
-                    (ChangelogReader::since(&self.client, changelog, partition, end)?, Some(task))
-                }
-                _ => (ChangelogReader::whole(&self.client, changelog, partition, committed)?, None),
+            // Its changelog is read from where the state this instance holds of it ends
+            // (`Task::changelog_end`, not the end when it was given up: after a session timeout
+            // the revocation comes late, when another instance may have written already).
+            let resumable = self.suspended.remove(&partition).filter(|task| task.next == committed);
+            let (reader, suspended) = match resumable.and_then(|task| Some((task.changelog_end?, task))) {
+                Some((end, task)) => (ChangelogReader::since(&self.client, changelog, partition, end)?, Some(task)),
+                None => (ChangelogReader::whole(&self.client, changelog, partition, committed)?, None),
             };
             self.restoring.insert(partition, Restoring { committed, reader, suspended, started: Instant::now() });
         }
@@ -1066,12 +1068,7 @@ impl Worker {
             let partition = element.partition();
             if let Some(mut task) = self.tasks.remove(&partition) {
                 self.release(consumer, &mut task);
-                // Where this instance's state of the task ends on the changelog: anything
-                // written past it by the time the task comes back was written by another
-                // instance. (Read when the task is given up, the end could already hold that
-                // instance's work: after a session timeout the revocation comes late.)
-                let changelog_end = task.changelog_end;
-                self.suspended.insert(partition, Suspended { task, changelog_end });
+                self.suspended.insert(partition, task);
             }
             // A reading under way is dropped with the partition (its pause goes with it).
             self.restoring.remove(&partition);
@@ -1115,12 +1112,6 @@ struct Restoring {
     /// The task as this instance left it, resumed if the changelog shows nothing since.
     suspended: Option<Task>,
     started: Instant,
-}
-
-/// A task given up in a rebalance, and its changelog's end then (`None`: not known).
-struct Suspended {
-    task: Task,
-    changelog_end: Option<i64>,
 }
 
 /// The task numbers whose every input topic's partition is in `assigned`, and the others
